@@ -1,0 +1,453 @@
+// Package safetensors reads and writes the safetensors format used by
+// transformers checkpoints and by the project's reference fixtures.
+//
+// A file is
+//
+//	u64 little-endian n | n bytes of JSON header | tensor bytes
+//
+// where the header maps each tensor name to {"dtype", "shape",
+// "data_offsets": [begin, end]} (offsets relative to the first byte after
+// the header) and the optional key "__metadata__" holds string pairs.
+// Tensors are little-endian and row-major. Reading converts any of F64, F32,
+// F16, BF16 to the float type asked for and I64, I32, U8 to integers; writing
+// stores float32 as F32 (or BF16/F16 when asked) and float64 as F64.
+package safetensors
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// DType names a tensor element type as spelled in the header.
+type DType string
+
+// The element types this package understands.
+const (
+	F64  DType = "F64"
+	F32  DType = "F32"
+	F16  DType = "F16"
+	BF16 DType = "BF16"
+	I64  DType = "I64"
+	I32  DType = "I32"
+	U8   DType = "U8"
+)
+
+// Size is the number of bytes of one element, or 0 for an unknown type.
+func (d DType) Size() int {
+	switch d {
+	case F64, I64:
+		return 8
+	case F32, I32:
+		return 4
+	case F16, BF16:
+		return 2
+	case U8:
+		return 1
+	}
+	return 0
+}
+
+// maxHeader bounds the JSON header so a corrupt length cannot make us
+// allocate gigabytes.
+const maxHeader = 100 << 20
+
+// Info describes one stored tensor.
+type Info struct {
+	DType DType
+	Shape []int
+	begin int
+	end   int
+}
+
+// Elems is the number of elements of the tensor.
+func (i Info) Elems() int {
+	n := 1
+	for _, s := range i.Shape {
+		n *= s
+	}
+	return n
+}
+
+// File is a parsed safetensors file held in memory.
+type File struct {
+	Path     string
+	Metadata map[string]string
+	infos    map[string]Info
+	data     []byte
+}
+
+// ReadFile reads and validates a safetensors file.
+func ReadFile(path string) (*File, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	f, err := Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
+	}
+	f.Path = path
+	return f, nil
+}
+
+type headerEntry struct {
+	DType       DType `json:"dtype"`
+	Shape       []int `json:"shape"`
+	DataOffsets []int `json:"data_offsets"`
+}
+
+// Parse validates raw as a safetensors file: the header length, the JSON,
+// every tensor's dtype, shape and byte range.
+func Parse(raw []byte) (*File, error) {
+	if len(raw) < 8 {
+		return nil, fmt.Errorf("truncated: %d bytes, need at least 8", len(raw))
+	}
+	n := binary.LittleEndian.Uint64(raw[:8])
+	if n > maxHeader || n > uint64(len(raw)-8) {
+		return nil, fmt.Errorf("header length %d exceeds file size %d (truncated or not a safetensors file)", n, len(raw))
+	}
+	var header map[string]json.RawMessage
+	if err := json.Unmarshal(raw[8:8+n], &header); err != nil {
+		return nil, fmt.Errorf("header is not valid JSON: %v", err)
+	}
+	f := &File{Metadata: map[string]string{}, infos: map[string]Info{}, data: raw[8+n:]}
+	for name, msg := range header {
+		if name == "__metadata__" {
+			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
+				return nil, fmt.Errorf("__metadata__ must map strings to strings: %v", err)
+			}
+			continue
+		}
+		var e headerEntry
+		if err := json.Unmarshal(msg, &e); err != nil {
+			return nil, fmt.Errorf("tensor %q: bad header entry: %v", name, err)
+		}
+		if e.DType.Size() == 0 {
+			return nil, fmt.Errorf("tensor %q: unsupported dtype %q", name, e.DType)
+		}
+		if len(e.DataOffsets) != 2 {
+			return nil, fmt.Errorf("tensor %q: data_offsets must have 2 entries", name)
+		}
+		info := Info{DType: e.DType, Shape: e.Shape, begin: e.DataOffsets[0], end: e.DataOffsets[1]}
+		for _, s := range e.Shape {
+			if s < 0 {
+				return nil, fmt.Errorf("tensor %q: negative dimension in shape %v", name, e.Shape)
+			}
+		}
+		if info.begin < 0 || info.end < info.begin || info.end > len(f.data) {
+			return nil, fmt.Errorf("tensor %q: byte range [%d, %d) outside the %d data bytes (truncated file?)", name, info.begin, info.end, len(f.data))
+		}
+		if want := info.Elems() * e.DType.Size(); info.end-info.begin != want {
+			return nil, fmt.Errorf("tensor %q: %d bytes stored, shape %v of %s needs %d", name, info.end-info.begin, e.Shape, e.DType, want)
+		}
+		f.infos[name] = info
+	}
+	return f, nil
+}
+
+// Names lists the tensor names in sorted order.
+func (f *File) Names() []string {
+	names := make([]string, 0, len(f.infos))
+	for k := range f.infos {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Info returns the dtype and shape of a tensor.
+func (f *File) Info(name string) (Info, bool) {
+	i, ok := f.infos[name]
+	return i, ok
+}
+
+func (f *File) lookup(name string) (Info, []byte, error) {
+	i, ok := f.infos[name]
+	if !ok {
+		return Info{}, nil, fmt.Errorf("safetensors: %s: no tensor %q", f.Path, name)
+	}
+	return i, f.data[i.begin:i.end], nil
+}
+
+// Float64 decodes a floating-point tensor as float64.
+func (f *File) Float64(name string) ([]float64, []int, error) {
+	i, b, err := f.lookup(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]float64, i.Elems())
+	if err := decodeFloat(i.DType, b, func(k int, v float64) { out[k] = v }); err != nil {
+		return nil, nil, fmt.Errorf("safetensors: tensor %q: %w", name, err)
+	}
+	return out, i.Shape, nil
+}
+
+// Float32 decodes a floating-point tensor as float32 (rounding F64 values).
+func (f *File) Float32(name string) ([]float32, []int, error) {
+	i, b, err := f.lookup(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]float32, i.Elems())
+	if err := decodeFloat(i.DType, b, func(k int, v float64) { out[k] = float32(v) }); err != nil {
+		return nil, nil, fmt.Errorf("safetensors: tensor %q: %w", name, err)
+	}
+	return out, i.Shape, nil
+}
+
+// Int64 decodes an integer tensor.
+func (f *File) Int64(name string) ([]int64, []int, error) {
+	i, b, err := f.lookup(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]int64, i.Elems())
+	for k := range out {
+		switch i.DType {
+		case I64:
+			out[k] = int64(binary.LittleEndian.Uint64(b[8*k:]))
+		case I32:
+			out[k] = int64(int32(binary.LittleEndian.Uint32(b[4*k:])))
+		case U8:
+			out[k] = int64(b[k])
+		default:
+			return nil, nil, fmt.Errorf("safetensors: tensor %q: dtype %s is not an integer type", name, i.DType)
+		}
+	}
+	return out, i.Shape, nil
+}
+
+func decodeFloat(d DType, b []byte, set func(int, float64)) error {
+	switch d {
+	case F64:
+		for k := 0; k < len(b)/8; k++ {
+			set(k, math.Float64frombits(binary.LittleEndian.Uint64(b[8*k:])))
+		}
+	case F32:
+		for k := 0; k < len(b)/4; k++ {
+			set(k, float64(math.Float32frombits(binary.LittleEndian.Uint32(b[4*k:]))))
+		}
+	case BF16:
+		for k := 0; k < len(b)/2; k++ {
+			set(k, float64(math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*k:]))<<16)))
+		}
+	case F16:
+		for k := 0; k < len(b)/2; k++ {
+			set(k, float64(halfToFloat(binary.LittleEndian.Uint16(b[2*k:]))))
+		}
+	default:
+		return fmt.Errorf("dtype %s is not a floating-point type", d)
+	}
+	return nil
+}
+
+// Tensor is one tensor to write. Exactly one of F32 and F64 is set; DType
+// chooses the stored type (F32, BF16 or F16 for F32 data; F64 or F32 for F64
+// data; empty means the natural type).
+type Tensor struct {
+	Name  string
+	Shape []int
+	DType DType
+	F32   []float32
+	F64   []float64
+	I64   []int64
+}
+
+func (t Tensor) encode() (DType, []byte, error) {
+	n := 1
+	for _, s := range t.Shape {
+		n *= s
+	}
+	d := t.DType
+	var src func(int) float64
+	switch {
+	case t.F32 != nil:
+		if len(t.F32) != n {
+			return "", nil, fmt.Errorf("tensor %q: %d values for shape %v", t.Name, len(t.F32), t.Shape)
+		}
+		src = func(k int) float64 { return float64(t.F32[k]) }
+		if d == "" {
+			d = F32
+		}
+	case t.F64 != nil:
+		if len(t.F64) != n {
+			return "", nil, fmt.Errorf("tensor %q: %d values for shape %v", t.Name, len(t.F64), t.Shape)
+		}
+		src = func(k int) float64 { return t.F64[k] }
+		if d == "" {
+			d = F64
+		}
+	case t.I64 != nil:
+		if len(t.I64) != n {
+			return "", nil, fmt.Errorf("tensor %q: %d values for shape %v", t.Name, len(t.I64), t.Shape)
+		}
+		b := make([]byte, 8*n)
+		for k, v := range t.I64 {
+			binary.LittleEndian.PutUint64(b[8*k:], uint64(v))
+		}
+		return I64, b, nil
+	default:
+		return "", nil, fmt.Errorf("tensor %q: no data", t.Name)
+	}
+	b := make([]byte, n*d.Size())
+	for k := 0; k < n; k++ {
+		v := src(k)
+		switch d {
+		case F64:
+			binary.LittleEndian.PutUint64(b[8*k:], math.Float64bits(v))
+		case F32:
+			binary.LittleEndian.PutUint32(b[4*k:], math.Float32bits(float32(v)))
+		case BF16:
+			binary.LittleEndian.PutUint16(b[2*k:], floatToBF16(float32(v)))
+		case F16:
+			binary.LittleEndian.PutUint16(b[2*k:], floatToHalf(float32(v)))
+		default:
+			return "", nil, fmt.Errorf("tensor %q: cannot store float data as %s", t.Name, d)
+		}
+	}
+	return d, b, nil
+}
+
+// Encode serialises tensors (in name order) and metadata.
+func Encode(tensors []Tensor, metadata map[string]string) ([]byte, error) {
+	sorted := append([]Tensor(nil), tensors...)
+	sort.Slice(sorted, func(a, b int) bool { return sorted[a].Name < sorted[b].Name })
+	header := map[string]any{}
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	var body []byte
+	for _, t := range sorted {
+		if _, dup := header[t.Name]; dup || t.Name == "" {
+			return nil, fmt.Errorf("safetensors: duplicate or empty tensor name %q", t.Name)
+		}
+		d, b, err := t.encode()
+		if err != nil {
+			return nil, fmt.Errorf("safetensors: %w", err)
+		}
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		header[t.Name] = headerEntry{DType: d, Shape: shape, DataOffsets: []int{len(body), len(body) + len(b)}}
+		body = append(body, b...)
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	out := make([]byte, 8, 8+len(h)+len(body))
+	binary.LittleEndian.PutUint64(out, uint64(len(h)))
+	out = append(out, h...)
+	return append(out, body...), nil
+}
+
+// WriteFile writes tensors atomically: a temporary file in the same
+// directory is written, synced and renamed over path.
+func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	raw, err := Encode(tensors, metadata)
+	if err != nil {
+		return err
+	}
+	return WriteAtomic(path, raw)
+}
+
+// WriteAtomic writes data to path through a synced temporary file and a
+// rename, so readers see either the old file or the whole new one.
+func WriteAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	name := tmp.Name()
+	_, werr := tmp.Write(data)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(name, path)
+	}
+	if werr != nil {
+		os.Remove(name)
+		return fmt.Errorf("write %s: %w", path, werr)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: value = mant · 2^-24
+		v := float32(mant) * (1.0 / (1 << 24))
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
+}
+
+// floatToHalf rounds to nearest even.
+func floatToHalf(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23&0xff) - 127 + 15
+	mant := b & 0x7fffff
+	switch {
+	case b&0x7fffffff > 0x7f800000: // NaN
+		return sign | 0x7e00
+	case exp >= 0x1f: // overflow or Inf
+		return sign | 0x7c00
+	case exp <= 0: // subnormal or zero
+		if exp < -10 {
+			return sign
+		}
+		mant |= 0x800000
+		shift := uint32(14 - exp)
+		h := mant >> shift
+		rem := mant & (1<<shift - 1)
+		half := uint32(1) << (shift - 1)
+		if rem > half || (rem == half && h&1 == 1) {
+			h++
+		}
+		return sign | uint16(h)
+	}
+	h := uint32(exp)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
+		h++ // may carry into the exponent, which rounds up correctly
+	}
+	return sign | uint16(h)
+}
+
+// floatToBF16 rounds to nearest even.
+func floatToBF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
+}

@@ -1,0 +1,161 @@
+package safetensors
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.safetensors")
+	f32 := []float32{1, -2.5, 3e-3, 65504, 0}
+	f64 := []float64{math.Pi, -1e-300, 7}
+	ids := []int64{0, -1, 1 << 40}
+	err := WriteFile(path, []Tensor{
+		{Name: "b.f32", Shape: []int{5}, F32: f32},
+		{Name: "a.f64", Shape: []int{3, 1}, F64: f64},
+		{Name: "c.bf16", Shape: []int{5}, F32: f32, DType: BF16},
+		{Name: "d.f16", Shape: []int{5}, F32: f32, DType: F16},
+		{Name: "e.ids", Shape: []int{3}, I64: ids},
+	}, map[string]string{"format": "pt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.Names(), ","); got != "a.f64,b.f32,c.bf16,d.f16,e.ids" {
+		t.Fatalf("names %s", got)
+	}
+	if f.Metadata["format"] != "pt" {
+		t.Fatalf("metadata %v", f.Metadata)
+	}
+	g64, shape, err := f.Float64("a.f64")
+	if err != nil || shape[0] != 3 || shape[1] != 1 {
+		t.Fatal(err, shape)
+	}
+	for i := range f64 {
+		if g64[i] != f64[i] {
+			t.Fatalf("f64[%d] = %v want %v", i, g64[i], f64[i])
+		}
+	}
+	g32, _, _ := f.Float32("b.f32")
+	for i := range f32 {
+		if g32[i] != f32[i] {
+			t.Fatalf("f32[%d] = %v want %v", i, g32[i], f32[i])
+		}
+	}
+	for _, name := range []string{"c.bf16", "d.f16"} {
+		got, _, err := f.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range f32 {
+			if d := math.Abs(float64(got[i] - want)); d > 4e-3*math.Abs(float64(want))+1e-6 {
+				t.Errorf("%s[%d] = %v want %v", name, i, got[i], want)
+			}
+		}
+	}
+	gi, _, err := f.Int64("e.ids")
+	if err != nil || gi[2] != 1<<40 || gi[1] != -1 {
+		t.Fatal(err, gi)
+	}
+	if _, _, err := f.Int64("a.f64"); err == nil {
+		t.Fatal("Int64 of a float tensor should fail")
+	}
+	if _, _, err := f.Float32("missing"); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("missing tensor error: %v", err)
+	}
+}
+
+func TestHalfRounding(t *testing.T) {
+	cases := []struct {
+		in   float32
+		want uint16
+	}{
+		{1, 0x3c00}, {-2, 0xc000}, {65504, 0x7bff}, {1e6, 0x7c00},
+		{5.960464477539063e-08, 0x0001}, {1 + 1.0/2048, 0x3c00}, {1 + 3.0/2048, 0x3c02},
+	}
+	for _, c := range cases {
+		if got := floatToHalf(c.in); got != c.want {
+			t.Errorf("floatToHalf(%v) = %#x want %#x", c.in, got, c.want)
+		}
+		if c.want != 0x7c00 && halfToFloat(c.want) != c.in && c.in != 1+1.0/2048 && c.in != 1+3.0/2048 {
+			t.Errorf("halfToFloat(%#x) = %v want %v", c.want, halfToFloat(c.want), c.in)
+		}
+	}
+	if got := floatToBF16(1 + 1.0/256); got != 0x3f80 { // tie rounds to even
+		t.Errorf("bf16 tie: %#x", got)
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	good, err := Encode([]Tensor{{Name: "w", Shape: []int{2, 2}, F32: []float32{1, 2, 3, 4}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hugeHeader := append([]byte(nil), good...)
+	binary.LittleEndian.PutUint64(hugeHeader, 1<<40)
+	badJSON := append([]byte(nil), good...)
+	badJSON[8] = '['
+	cases := map[string][]byte{
+		"empty":      {},
+		"truncated":  good[:len(good)-3],
+		"header":     hugeHeader,
+		"json":       badJSON,
+		"shape-size": []byte("\x2c\x00\x00\x00\x00\x00\x00\x00" + `{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}` + "12345678"),
+	}
+	for name, raw := range cases {
+		if _, err := Parse(raw); err == nil {
+			t.Errorf("%s: parse succeeded", name)
+		}
+	}
+	if _, err := ReadFile(filepath.Join(t.TempDir(), "absent")); err == nil {
+		t.Error("absent file read")
+	}
+	if _, err := Encode([]Tensor{{Name: "x", Shape: []int{3}, F32: []float32{1}}}, nil); err == nil {
+		t.Error("short data encoded")
+	}
+}
+
+func TestWriteAtomicLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := WriteAtomic(p, []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAtomic(p, []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("leftover files: %v", entries)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "two" {
+		t.Fatalf("content %q", b)
+	}
+	if err := WriteAtomic(filepath.Join(dir, "no", "such", "dir"), nil); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+func TestReadsFixtures(t *testing.T) {
+	paths, _ := filepath.Glob("../../../shared/fixtures/scan_*.safetensors")
+	if len(paths) == 0 {
+		t.Skip("no shared fixtures beside the repository")
+	}
+	for _, p := range paths {
+		f, err := ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.Float64("out"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
