@@ -13,7 +13,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mambago/mamba/data/internal/atomicfile"
+	"github.com/mambago/mamba/data/atomicfile"
 	"github.com/mambago/mamba/data/shard"
 	"github.com/mambago/mamba/data/tokenize"
 	"github.com/olekukonko/tablewriter"

@@ -1,0 +1,105 @@
+package layers
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mambago/mamba/autograd"
+)
+
+// benchModel is the benchmark model of the issue: vocabulary 256, d_model
+// 256, 4 layers, d_state 16, expand 2.
+func benchModel(b *testing.B) *Model {
+	b.Helper()
+	autograd.UseBLAS()
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.NLayer = 256, 256, 4
+	m, err := New(c, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkTrainStep is one forward and backward pass of batch 8 × 512
+// tokens.
+func BenchmarkTrainStep(b *testing.B) {
+	m := benchModel(b)
+	batch, L := 8, 512
+	tr, err := m.Compile(batch, L)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := randomIDs(batch*L, 256, 1)
+	tg := shiftedTargets(ids, batch, L)
+	if _, err := tr.Step(ids, tg); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, err := tr.Step(ids, tg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch*L)/time.Since(start).Seconds(), "tokens/s")
+}
+
+// BenchmarkDecode is recurrent generation, one Step per token per row.
+func BenchmarkDecode(b *testing.B) {
+	m := benchModel(b)
+	for _, batch := range []int{1, 16} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			d, err := m.NewDecoder(batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := randomIDs(batch, 256, 2)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				if _, err := d.Step(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkDecodeAt times one Step (batch 1) after the state has been
+// advanced to a position by chunked Prefill: the cost must not depend on
+// the position.
+func BenchmarkDecodeAt(b *testing.B) {
+	m := benchModel(b)
+	for _, pos := range []int{1, 1000, 100000} {
+		var once sync.Once
+		var d *Decoder
+		b.Run(fmt.Sprintf("pos=%d", pos), func(b *testing.B) {
+			once.Do(func() {
+				var err error
+				if d, err = m.NewDecoder(1); err != nil {
+					b.Fatal(err)
+				}
+				const chunk = 1000
+				for d.Pos() < pos {
+					n := min(chunk, pos-d.Pos())
+					if _, err := d.Prefill(randomIDs(n, 256, uint64(d.Pos())), n); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			tok := []int32{7}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := d.Step(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

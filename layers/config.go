@@ -1,0 +1,150 @@
+package layers
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Config describes a Mamba language model. The JSON form uses the snake_case
+// keys in the struct tags; ParseConfig decodes it strictly on top of
+// DefaultConfig.
+//
+// Note that the zero value of Selective is false, the LTI ablation: start
+// from DefaultConfig when building a Config in Go.
+type Config struct {
+	VocabSize int `json:"vocab_size"` // before padding
+	DModel    int `json:"d_model"`
+	NLayer    int `json:"n_layer"`
+	DState    int `json:"d_state"` // N
+	Expand    int `json:"expand"`  // d_inner = Expand·DModel
+	DConv     int `json:"d_conv"`  // K, depthwise causal conv width
+	DtRank    int `json:"dt_rank"` // R; 0 = "auto" = ceil(DModel/16)
+
+	DtMin       float64 `json:"dt_min"`        // Δ initialisation range, log-uniform
+	DtMax       float64 `json:"dt_max"`        //
+	DtScale     float64 `json:"dt_scale"`      // dt_proj.weight ~ U(±DtScale/√R)
+	DtInitFloor float64 `json:"dt_init_floor"` // lower clamp of the initial Δ
+	NormEps     float64 `json:"norm_eps"`      // RMSNorm ε
+
+	ConvBias  bool `json:"conv_bias"` // conv1d.bias present
+	Bias      bool `json:"bias"`      // in_proj.bias and out_proj.bias present
+	Selective bool `json:"selective"` // false: Δ, B, C are learned constants (LTI ablation)
+
+	PadVocabMultiple int `json:"pad_vocab_multiple"` // vocabulary padded up to a multiple of this; 0 = 8
+}
+
+// DefaultConfig returns mamba_ssm's defaults (d_state 16, d_conv 4, expand 2,
+// dt_rank auto, Δ ∈ [1e-3, 0.1] floored at 1e-4, ε 1e-5, conv bias, no linear
+// biases, selective, vocabulary padded to a multiple of 8) with a small
+// 2-layer, d_model 256 body and a byte-level vocabulary.
+func DefaultConfig() Config {
+	return Config{
+		VocabSize: 256, DModel: 256, NLayer: 2, DState: 16, Expand: 2, DConv: 4,
+		DtMin: 1e-3, DtMax: 0.1, DtScale: 1, DtInitFloor: 1e-4, NormEps: 1e-5,
+		ConvBias: true, Selective: true, PadVocabMultiple: 8,
+	}
+}
+
+// ParseConfig decodes a JSON config strictly: keys absent from the input keep
+// DefaultConfig's values, unknown keys and trailing data are errors, and the
+// result is validated.
+func ParseConfig(r io.Reader) (Config, error) {
+	c := DefaultConfig()
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("model config: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Config{}, fmt.Errorf("model config: trailing data after the JSON object")
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// ParseConfigBytes is ParseConfig on a byte slice.
+func ParseConfigBytes(b []byte) (Config, error) { return ParseConfig(bytes.NewReader(b)) }
+
+// Validate reports the first invalid field, by its JSON name.
+func (c Config) Validate() error {
+	positive := []struct {
+		name string
+		v    int
+	}{
+		{"vocab_size", c.VocabSize}, {"d_model", c.DModel}, {"n_layer", c.NLayer},
+		{"d_state", c.DState}, {"expand", c.Expand}, {"d_conv", c.DConv},
+	}
+	for _, f := range positive {
+		if f.v <= 0 {
+			return fmt.Errorf("model config: %s must be positive, got %d", f.name, f.v)
+		}
+	}
+	if c.DtRank < 0 {
+		return fmt.Errorf("model config: dt_rank must be positive or 0 (auto), got %d", c.DtRank)
+	}
+	if c.PadVocabMultiple < 0 {
+		return fmt.Errorf("model config: pad_vocab_multiple must be positive or 0 (default 8), got %d", c.PadVocabMultiple)
+	}
+	if c.DState > 256 {
+		return fmt.Errorf("model config: d_state must be at most 256, got %d", c.DState)
+	}
+	finite := func(name string, v float64) error {
+		if math.IsNaN(v) || math.IsInf(v, 0) || v <= 0 {
+			return fmt.Errorf("model config: %s must be a positive finite number, got %g", name, v)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"dt_min", c.DtMin}, {"dt_max", c.DtMax}, {"dt_scale", c.DtScale}, {"dt_init_floor", c.DtInitFloor}, {"norm_eps", c.NormEps}} {
+		if err := finite(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	if c.DtMin > c.DtMax {
+		return fmt.Errorf("model config: dt_min %g exceeds dt_max %g", c.DtMin, c.DtMax)
+	}
+	for _, p := range layout(c).params {
+		if tooLarge(p.Shape...) {
+			return fmt.Errorf("model config: parameter %s of shape %v exceeds 2^31 elements", p.Name, p.Shape)
+		}
+	}
+	return nil
+}
+
+// tooLarge reports whether a tensor of these dimensions would have 2^31
+// elements or more.
+func tooLarge(dims ...int) bool {
+	n := 1.0
+	for _, d := range dims {
+		n *= float64(d)
+	}
+	return n >= 1<<31
+}
+
+// DInner is the width of the scan, Expand·DModel.
+func (c Config) DInner() int { return c.Expand * c.DModel }
+
+// Rank is the resolved dt_rank: DtRank, or ceil(DModel/16) when it is 0.
+func (c Config) Rank() int {
+	if c.DtRank > 0 {
+		return c.DtRank
+	}
+	return (c.DModel + 15) / 16
+}
+
+// PaddedVocab is VocabSize rounded up to a multiple of PadVocabMultiple
+// (8 when that is 0): the number of rows of the embedding and of the logits.
+func (c Config) PaddedVocab() int {
+	m := c.PadVocabMultiple
+	if m == 0 {
+		m = 8
+	}
+	return (c.VocabSize + m - 1) / m * m
+}

@@ -1,0 +1,46 @@
+package layers
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseConfig(t *testing.T) {
+	c, err := ParseConfigBytes([]byte(`{"vocab_size": 50277, "d_model": 768, "n_layer": 24}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PaddedVocab() != 50280 || c.Rank() != 48 || c.DInner() != 1536 || !c.Selective || c.DState != 16 {
+		t.Errorf("derived sizes: vocab %d, rank %d, inner %d, selective %v, N %d", c.PaddedVocab(), c.Rank(), c.DInner(), c.Selective, c.DState)
+	}
+	c, err = ParseConfigBytes([]byte(`{"d_model": 33, "dt_rank": 5, "pad_vocab_multiple": 1, "vocab_size": 7, "selective": false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rank() != 5 || c.PaddedVocab() != 7 || c.Selective {
+		t.Errorf("explicit values not kept: %+v", c)
+	}
+	if got := (Config{DModel: 17}).Rank(); got != 2 {
+		t.Errorf("auto dt_rank of d_model 17 = %d, want ceil(17/16) = 2", got)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"d_modle": 3}`, `unknown field "d_modle"`},
+		{`{"d_model": -1}`, "d_model must be positive"},
+		{`{"d_model": "big"}`, "d_model"},
+		{`{"dt_min": 0.5, "dt_max": 0.1}`, "dt_min 0.5 exceeds dt_max 0.1"},
+		{`{"norm_eps": 0}`, "norm_eps must be a positive finite number"},
+		{`{"d_state": 300}`, "d_state must be at most 256"},
+		{`{"dt_rank": -2}`, "dt_rank must be positive or 0"},
+		{`{} {}`, "trailing data"},
+		{`{"dt_rank": 3000000000}`, "parameter backbone.layers.0.mixer.x_proj.weight of shape"},
+		{`{`, "model config"},
+	} {
+		_, err := ParseConfigBytes([]byte(tc.in))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.in, err, tc.want)
+		}
+	}
+}

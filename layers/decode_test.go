@@ -1,0 +1,120 @@
+package layers
+
+import (
+	"slices"
+	"testing"
+)
+
+// decodeAll feeds ids (batch, L) to a fresh decoder one Step at a time and
+// returns the logits of every position, (batch, L, V).
+func decodeAll(t *testing.T, m *Model, ids []int32, batch, L int) []float32 {
+	t.Helper()
+	d, err := m.NewDecoder(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := m.cfg.PaddedVocab()
+	out := make([]float32, batch*L*V)
+	tok := make([]int32, batch)
+	for s := 0; s < L; s++ {
+		for b := range tok {
+			tok[b] = ids[b*L+s]
+		}
+		logits, err := d.Step(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := 0; b < batch; b++ {
+			copy(out[(b*L+s)*V:(b*L+s+1)*V], logits[b*V:])
+		}
+	}
+	return out
+}
+
+// lastRows picks position L−1 of each row from (batch, L, V) logits.
+func lastRows[T float32 | float64](x []T, batch, L, V int) []T {
+	out := make([]T, 0, batch*V)
+	for b := 0; b < batch; b++ {
+		out = append(out, x[(b*L+L-1)*V:(b*L+L)*V]...)
+	}
+	return out
+}
+
+// checkDecoder compares the recurrent paths against want (batch, L, V):
+// Step for every token, one Prefill of everything, and a Prefill of a
+// prefix followed by a second Prefill and Steps.
+func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []float64, tol float64) {
+	t.Helper()
+	V := m.cfg.PaddedVocab()
+	if e := relL2(decodeAll(t, m, ids, batch, L), want); e > tol {
+		t.Errorf("step-by-step logits: relative L2 error %.3g > %.g", e, tol)
+	} else {
+		t.Logf("step-by-step logits: relative L2 error %.3g", e)
+	}
+	d, err := m.NewDecoder(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Prefill(ids, L)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := relL2(got, lastRows(want, batch, L, V)); e > tol {
+		t.Errorf("prefill logits: relative L2 error %.3g > %.g", e, tol)
+	}
+	// Chunks: prefix of p tokens, then q more through a second prefill, then steps.
+	p, q := L/3+1, L/4+1
+	if p+q >= L {
+		return
+	}
+	d.Reset()
+	cut := func(from, to int) []int32 {
+		var c []int32
+		for b := 0; b < batch; b++ {
+			c = append(c, ids[b*L+from:b*L+to]...)
+		}
+		return c
+	}
+	if _, err := d.Prefill(cut(0, p), p); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = d.Prefill(cut(p, p+q), q); err != nil {
+		t.Fatal(err)
+	}
+	for s := p + q; s < L; s++ {
+		if got, err = d.Step(cut(s, s+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := relL2(got, lastRows(want, batch, L, V)); e > tol {
+		t.Errorf("prefill+prefill+step logits: relative L2 error %.3g > %.g", e, tol)
+	}
+	if d.Pos() != L {
+		t.Errorf("Pos() = %d after %d tokens", d.Pos(), L)
+	}
+}
+
+func TestFixtureDecode(t *testing.T) {
+	for _, dir := range hfFixtureDirs(t) {
+		m, fx := loadHFFixture(t, dir)
+		t.Run(fx.name, func(t *testing.T) {
+			V := m.cfg.PaddedVocab()
+			ref := newRef64(m).forward(fx.ids, fx.batch, fx.seqLen)
+			if e := relL2(ref, fx.logits); e > 1e-5 {
+				t.Errorf("float64 reference logits: relative L2 error %.3g vs transformers", e)
+			}
+			loss := crossEntropy64(ref, shiftedTargets(fx.ids, fx.batch, fx.seqLen), V)
+			if d := loss - fx.loss; d > 1e-6 || d < -1e-6 {
+				t.Errorf("float64 reference loss %.8f, transformers %.8f", loss, fx.loss)
+			}
+			checkDecoder(t, m, fx.ids, fx.batch, fx.seqLen, fx.logits, 1e-4)
+			got, err := m.Generate(fx.prompt, 1, len(fx.greedy)-len(fx.prompt), Sampling{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fx.greedy[len(fx.prompt):]; !slices.Equal(got, want) {
+				t.Errorf("greedy generation\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,85 @@
+// Package layers is the Mamba language model (Gu & Dao 2023) as transformers'
+// MambaForCausalLM computes it: the float32 training graph, checkpoints in
+// the transformers layout, and recurrent generation.
+//
+// For token ids s (batch × L), E = expand·d_model channels, state size N,
+// conv width K and dt_rank R:
+//
+//	h⁰ = Emb[s]                                             (V, D) table, V padded to a multiple of 8
+//	hˡ = hˡ⁻¹ + Mixerˡ(RMSNorm(hˡ⁻¹; wˡ))                   l = 1 … n_layer, residual in float32
+//	logits = RMSNorm(hⁿ; w_f)·Embᵀ                          LM head tied to the embedding
+//	loss = mean_{t: target_t ≠ −1} −log softmax(logits_t)[target_t]
+//
+//	RMSNorm(x; w) = x / √(mean(x²) + ε) ⊙ w
+//
+// and the mixer, for n = RMSNorm(h):
+//
+//	[x | z] = n·in_projᵀ                                    (E each)
+//	u_t = silu(b + Σ_{k<K} w_k ⊙ x_{t−K+1+k})              causal depthwise conv, x_{<0} = 0
+//	[δ | B | C] = u·x_projᵀ                                 (R, N, N)
+//	Δ = softplus(δ·dt_projᵀ + dt_bias),  A = −exp(A_log)
+//	h_t = exp(Δ_t A) ⊙ h_{t−1} + Δ_t B_t u_t,  y_t = C_t·h_t + D ⊙ u_t
+//	out = (y ⊙ silu(z))·out_projᵀ
+//
+// The selective scan runs in the scan package (through autograd's
+// SelectiveScan op); RMSNorm, the conv, the embedding and the cross-entropy
+// are autograd's fused ops; the projections are this package's linear op
+// (x·wᵀ by one GEMM with hand-written backward).
+//
+// # Parameters
+//
+// Params lists every tensor under its transformers state-dict name:
+// backbone.embeddings.weight, backbone.layers.i.norm.weight,
+// backbone.layers.i.mixer.{in_proj.weight, conv1d.weight, conv1d.bias,
+// x_proj.weight, dt_proj.weight, dt_proj.bias, A_log, D, out_proj.weight}
+// (in_proj.bias and out_proj.bias with Config.Bias), backbone.norm_f.weight.
+// NoDecay is set on A_log, D, the norm weights and every bias. New
+// initialises as mamba_ssm does (see New) from a seed, with a SplitMix64
+// stream per parameter.
+//
+// Config.Selective = false is the LTI ablation (an S4D-like layer of the
+// same width): Δ, B and C no longer depend on the input. x_proj and
+// dt_proj.weight are dropped; Δ = softplus(dt_proj.bias) per channel, and
+// B and C are learned vectors backbone.layers.i.mixer.B and
+// backbone.layers.i.mixer.C of size N (B starts at 1, C at N(0, 1/N)),
+// both NoDecay.
+//
+// # Training
+//
+// Compile builds the float32 graph for one (batch, L) shape once, with the
+// gradient of the loss with respect to every parameter (gorgonia
+// TapeMachine + Grad); Step and Eval only set the ids and run the tape.
+// The graph's parameter tensors alias Param.Value, so an optimizer must
+// update Value in place. Step overwrites every Param.Grad. Call
+// autograd.UseBLAS once at start-up: the projections and the decoder
+// multiply through gorgonia's current BLAS.
+//
+// # Checkpoints
+//
+// Load and Save read and write a transformers model directory: config.json
+// with MambaConfig's field names, and model.safetensors (F32, F64, BF16 or
+// F16; the tied lm_head.weight left out). A checkpoint's vocabulary is kept
+// as stored; padding applies to configs built from scratch.
+//
+// # Recurrent inference
+//
+// A Decoder keeps, per block, the last K conv inputs (E × K) and the SSM
+// state (E × N) of every row: each token costs the same whatever its
+// position. Prefill runs a chunk of tokens through the parallel scan and
+// hands its final state to Step; Generate adds greedy, temperature, top-k
+// and top-p sampling, seeded.
+//
+// # Memory
+//
+// A training step keeps, per token and per layer, the block's activations
+// on the tape — RMSNorm output, x, z, conv output, δ, B, C, Δ, the scan
+// output, out_proj output and the residual sum: 3·D + 5·E + R + 2·N floats,
+// measured 13,504 bytes for d_model 256 (E 512, R 16, N 16) and 3,472
+// bytes for d_model 64 (TestActivationMemory) — plus the scan's
+// chunk-boundary states, E·N floats every 128 tokens (256 bytes per token
+// at d_model 256). Nothing of size E·N per token is kept: the scan
+// recomputes its states in the backward pass. Everything the graph retains
+// between steps (activation gradients and op buffers included) measured
+// 51,604 bytes per token per layer at d_model 256, about 25 floats per
+// channel.
+package layers

@@ -1,0 +1,138 @@
+package layers
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Sampling chooses each next token from the logits.
+//
+// Temperature ≤ 0 is greedy decoding (the lowest id among the maximal
+// logits). Otherwise the logits are divided by Temperature, cut to the TopK
+// largest (0: no cut), then to the smallest most-likely set whose
+// probability reaches TopP (0 or 1: no cut), renormalised and sampled with a
+// SplitMix64 stream seeded by Seed. Only ids below Config.VocabSize are
+// candidates (the padding rows of the embedding are never produced).
+type Sampling struct {
+	Temperature float64
+	TopK        int
+	TopP        float64
+	Seed        uint64
+}
+
+func (s Sampling) validate() error {
+	switch {
+	case math.IsNaN(s.Temperature) || math.IsInf(s.Temperature, 0):
+		return fmt.Errorf("sampling: temperature must be finite, got %g", s.Temperature)
+	case s.TopK < 0:
+		return fmt.Errorf("sampling: top-k must be ≥ 0, got %d", s.TopK)
+	case math.IsNaN(s.TopP) || s.TopP < 0 || s.TopP > 1:
+		return fmt.Errorf("sampling: top-p must be in [0, 1], got %g", s.TopP)
+	}
+	return nil
+}
+
+// sampler holds the scratch of one Sampling so that drawing does not allocate.
+type sampler struct {
+	s     Sampling
+	r     *rng
+	order []int32
+	p     []float64
+}
+
+func newSampler(s Sampling, vocab int) *sampler {
+	return &sampler{s: s, r: newRNG(s.Seed, "sampling"), order: make([]int32, vocab), p: make([]float64, vocab)}
+}
+
+// next draws a token id from one row of logits (the first len(order) ids).
+func (sp *sampler) next(logits []float32) int32 {
+	V := len(sp.order)
+	logits = logits[:V]
+	if sp.s.Temperature <= 0 {
+		best := int32(0)
+		for i, v := range logits {
+			if v > logits[best] {
+				best = int32(i)
+			}
+		}
+		return best
+	}
+	for i := range sp.order {
+		sp.order[i] = int32(i)
+	}
+	slices.SortStableFunc(sp.order, func(a, b int32) int { return cmp.Compare(logits[b], logits[a]) })
+	keep := V
+	if sp.s.TopK > 0 && sp.s.TopK < keep {
+		keep = sp.s.TopK
+	}
+	top := float64(logits[sp.order[0]])
+	var sum float64
+	for i := 0; i < keep; i++ {
+		sp.p[i] = math.Exp((float64(logits[sp.order[i]]) - top) / sp.s.Temperature)
+		sum += sp.p[i]
+	}
+	if sp.s.TopP > 0 && sp.s.TopP < 1 {
+		var c float64
+		for i := 0; i < keep; i++ {
+			c += sp.p[i] / sum
+			if c >= sp.s.TopP {
+				keep = i + 1
+				break
+			}
+		}
+		sum = 0
+		for i := 0; i < keep; i++ {
+			sum += sp.p[i]
+		}
+	}
+	u := sp.r.float64() * sum
+	for i := 0; i < keep; i++ {
+		u -= sp.p[i]
+		if u < 0 {
+			return sp.order[i]
+		}
+	}
+	return sp.order[keep-1]
+}
+
+// Generate continues batch prompts (prompt is (batch, L), row-major) by n
+// tokens each and returns the new tokens, (batch, n). The prompt goes
+// through the parallel scan (Prefill), each new token through one recurrent
+// Step.
+func (m *Model) Generate(prompt []int32, batch, n int, s Sampling) ([]int32, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	if batch < 1 || len(prompt)%batch != 0 || len(prompt) == 0 {
+		return nil, fmt.Errorf("generate: prompt of %d ids does not split into %d non-empty rows", len(prompt), batch)
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("generate: number of new tokens must be ≥ 0, got %d", n)
+	}
+	d, err := m.NewDecoder(batch)
+	if err != nil {
+		return nil, err
+	}
+	logits, err := d.Prefill(prompt, len(prompt)/batch)
+	if err != nil {
+		return nil, err
+	}
+	V := m.cfg.PaddedVocab()
+	sp := newSampler(s, m.cfg.VocabSize)
+	out := make([]int32, batch*n)
+	next := make([]int32, batch)
+	for i := 0; i < n; i++ {
+		for r := range next {
+			next[r] = sp.next(logits[r*V : (r+1)*V])
+			out[r*n+i] = next[r]
+		}
+		if i+1 < n {
+			if logits, err = d.Step(next); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,86 @@
+package layers
+
+import (
+	"runtime"
+	"testing"
+)
+
+// tapeBytesPerToken sums the values of the activation nodes block l added
+// to the graph (per token: only nodes with one row per token) after a run.
+func tapeBytesPerToken(gr *graph, l, rows int) int {
+	total := 0
+	for _, n := range gr.blocks[l] {
+		v := n.Value()
+		if v == nil || len(v.Shape()) == 0 || v.Shape()[0] != rows {
+			continue
+		}
+		total += v.Shape().TotalSize() * int(v.Dtype().Size())
+	}
+	return total / rows
+}
+
+// steppedTrainer compiles a new model of cfg and runs one Step.
+func steppedTrainer(t *testing.T, cfg Config, batch, L int) *Trainer {
+	t.Helper()
+	m, err := New(cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := m.Compile(batch, L)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := randomIDs(batch*L, cfg.VocabSize, 1)
+	if _, err := tr.Step(ids, ids); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// heapAfterStep is the live heap after one Step and a GC, with the Trainer
+// still reachable: everything the graph keeps between steps.
+func heapAfterStep(t *testing.T, cfg Config, batch, L int) uint64 {
+	tr := steppedTrainer(t, cfg, batch, L)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	runtime.KeepAlive(tr)
+	return ms.HeapAlloc
+}
+
+// TestActivationMemory: what a step keeps per token and layer grows with
+// d_model·expand and d_state, never with their product.
+func TestActivationMemory(t *testing.T) {
+	perToken := map[int]int{}
+	for _, N := range []int{16, 64} {
+		c := DefaultConfig()
+		c.VocabSize, c.DModel, c.NLayer, c.DState = 64, 64, 2, N
+		batch, L := 2, 47 // batch·L differs from every parameter's first dimension
+		tr := steppedTrainer(t, c, batch, L)
+		perToken[N] = tapeBytesPerToken(tr.train, 1, batch*L)
+		t.Logf("d_model %d, expand 2, N %d: %d bytes per token per layer held on the tape (%.1f floats per d_inner channel)",
+			c.DModel, N, perToken[N], float64(perToken[N])/4/float64(c.DInner()))
+	}
+	// B and C are (tokens, N) each: going from N=16 to 64 may add 2·48 floats
+	// per token, not 48·d_inner.
+	if d := perToken[64] - perToken[16]; d > 2*48*4 {
+		t.Errorf("per-token memory grows by %d bytes from N=16 to N=64: O(d_inner·N)?", d)
+	}
+	if testing.Short() {
+		return
+	}
+	// The whole live heap between steps, per token and layer: difference of
+	// 3 and 1 layers at the same shape.
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.DState = 64, 64, 16
+	batch, L := 2, 256
+	c.NLayer = 1
+	h1 := heapAfterStep(t, c, batch, L)
+	c.NLayer = 3
+	h3 := heapAfterStep(t, c, batch, L)
+	perLayer := float64(int64(h3)-int64(h1)) / 2 / float64(batch*L)
+	t.Logf("live heap after a step: %.0f bytes per token per layer (d_model 64, N 16; includes activation gradients kept by the graph)", perLayer)
+	if perLayer > float64(64*2*4*64) {
+		t.Errorf("live heap %.0f bytes per token per layer exceeds 64 floats per d_inner channel", perLayer)
+	}
+}

@@ -1,0 +1,284 @@
+package layers
+
+import (
+	"fmt"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/mambago/mamba/autograd"
+	"github.com/mambago/mamba/scan"
+)
+
+// Trainer is the compiled training graph of a Model for one (batch, seqLen)
+// shape. The graph is built and compiled once; Step and Eval only set the
+// token ids and run the tape. Parameter nodes alias Param.Value, so updates
+// made in place between steps are what the next step computes with.
+//
+// A Trainer is not safe for concurrent use.
+type Trainer struct {
+	m             *Model
+	batch, seqLen int
+	train, eval   *graph // eval is built on the first Eval
+	last          *graph // the graph of the last successful run
+}
+
+// graph is one built expression graph with its tape machine.
+type graph struct {
+	g            *gorgonia.ExprGraph
+	ids, targets *autograd.Ids
+	params       gorgonia.Nodes // parallel to Model.params
+	loss, logits *gorgonia.Node
+	blocks       []gorgonia.Nodes // the activation nodes each block adds
+	vm           gorgonia.VM
+	grads        bool
+}
+
+// Compile builds the float32 training graph for batches of batch sequences
+// of seqLen tokens, and the gradient of the loss with respect to every
+// parameter. Inputs and targets of Step and Eval are (batch, seqLen)
+// row-major; a target of −1 is ignored.
+func (m *Model) Compile(batch, seqLen int) (*Trainer, error) {
+	if batch < 1 || seqLen < 1 {
+		return nil, fmt.Errorf("compile: batch and sequence length must be at least 1, got %d×%d", batch, seqLen)
+	}
+	if tooLarge(batch, seqLen, max(m.cfg.PaddedVocab(), 2*m.cfg.DInner())) {
+		return nil, fmt.Errorf("compile: batch %d × length %d is too large (an activation exceeds 2^31 elements)", batch, seqLen)
+	}
+	gr, err := m.build(tensor.Float32, batch, seqLen, true, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Trainer{m: m, batch: batch, seqLen: seqLen, train: gr}, nil
+}
+
+// Step runs the forward and backward pass on one batch, overwrites every
+// Param.Grad with d loss / d Value and returns the loss (the mean
+// cross-entropy over targets ≠ −1).
+func (t *Trainer) Step(inputs, targets []int32) (float64, error) {
+	loss, err := t.run(t.train, inputs, targets)
+	if err != nil {
+		return 0, fmt.Errorf("step: %w", err)
+	}
+	for i, p := range t.m.params {
+		g, err := t.train.params[i].Grad()
+		if err != nil {
+			return 0, fmt.Errorf("step: gradient of %s: %w", p.Name, err)
+		}
+		copy(p.Grad, g.Data().([]float32))
+	}
+	return loss, nil
+}
+
+// Eval runs the forward pass only and returns the loss; Param.Grad is left
+// as it was.
+func (t *Trainer) Eval(inputs, targets []int32) (float64, error) {
+	if t.eval == nil {
+		gr, err := t.m.build(tensor.Float32, t.batch, t.seqLen, false, nil)
+		if err != nil {
+			return 0, err
+		}
+		t.eval = gr
+	}
+	loss, err := t.run(t.eval, inputs, targets)
+	if err != nil {
+		return 0, fmt.Errorf("eval: %w", err)
+	}
+	return loss, nil
+}
+
+// Logits returns the logits of the last Step or Eval, (batch·seqLen,
+// PaddedVocab) row-major, valid until the next run; nil before any run.
+func (t *Trainer) Logits() []float32 {
+	if t.last == nil {
+		return nil
+	}
+	return t.last.logits.Value().Data().([]float32)
+}
+
+func (t *Trainer) run(gr *graph, inputs, targets []int32) (float64, error) {
+	if err := gr.ids.Set(inputs); err != nil {
+		return 0, fmt.Errorf("inputs: %w", err)
+	}
+	if err := gr.targets.Set(targets); err != nil {
+		return 0, fmt.Errorf("targets: %w", err)
+	}
+	t.last = nil
+	loss, err := gr.run()
+	if err != nil {
+		return 0, err
+	}
+	t.last = gr
+	return loss, nil
+}
+
+// run executes the tape once. The tape machine adds gradients into the
+// parameters' dual values, so they are zeroed first.
+func (gr *graph) run() (float64, error) {
+	if gr.grads {
+		for _, n := range gr.params {
+			if g, err := n.Grad(); err == nil && g != nil {
+				g.(tensor.Tensor).Zero()
+			}
+		}
+	}
+	defer gr.vm.Reset()
+	if err := gr.vm.RunAll(); err != nil {
+		return 0, err
+	}
+	switch v := gr.loss.Value().Data().(type) {
+	case float32:
+		return float64(v), nil
+	case float64:
+		return v, nil
+	case []float32:
+		return float64(v[0]), nil
+	case []float64:
+		return v[0], nil
+	}
+	return 0, fmt.Errorf("loss has an unexpected value %v", gr.loss.Value())
+}
+
+// build constructs the graph in dtype:
+//
+//	h⁰ = E[ids]
+//	hˡ = hˡ⁻¹ + Mixerˡ(RMSNorm(hˡ⁻¹))      l = 1..n_layer
+//	logits = RMSNorm_f(hⁿ)·Eᵀ,  loss = CrossEntropy(logits, targets)
+//
+// Float32 parameter nodes alias Param.Value; a float64 graph (for gradient
+// checks) reads values64, parallel to m.params.
+func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values64 [][]float64) (gr *graph, err error) {
+	b := &builder{m: m, batch: batch, rows: batch * seqLen, dtype: dtype}
+	defer func() {
+		// Gorgonia panics on some malformed graphs (and on the nil nodes that
+		// follow a first error); report the first error instead.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+		if b.err != nil {
+			err = b.err
+		}
+		if err != nil {
+			gr, err = nil, fmt.Errorf("compile: %w", err)
+		}
+	}()
+	gr = &graph{g: gorgonia.NewGraph(), grads: grads}
+	b.g = gr.g
+	V := m.cfg.PaddedVocab()
+	if gr.ids, err = autograd.NewIds(b.rows, V); err != nil {
+		return nil, err
+	}
+	if gr.targets, err = autograd.NewTargets(b.rows, V); err != nil {
+		return nil, err
+	}
+	b.node = map[*Param]*gorgonia.Node{}
+	for i, p := range m.params {
+		shape := p.Shape
+		if len(shape) == 3 { // conv1d.weight (E, 1, K) is used as (E, K)
+			shape = []int{shape[0], shape[2]}
+		}
+		var backing any = p.Value
+		if dtype == tensor.Float64 {
+			backing = values64[i]
+		}
+		n := gorgonia.NodeFromAny(b.g, tensor.New(tensor.WithShape(shape...), tensor.WithBacking(backing)), gorgonia.WithName(p.Name))
+		b.node[p] = n
+		gr.params = append(gr.params, n)
+	}
+	h := b.do(autograd.Embedding(gr.ids, b.node[m.emb]))
+	for l := range m.blocks {
+		start := len(b.g.AllNodes())
+		h = b.do(gorgonia.Add(h, b.mixer(&m.blocks[l], h)))
+		gr.blocks = append(gr.blocks, b.g.AllNodes()[start:])
+	}
+	hf := b.do(autograd.RMSNorm(h, b.node[m.normF], m.cfg.NormEps))
+	gr.logits = b.linear(hf, m.emb, nil, 0, m.cfg.PaddedVocab())
+	gr.loss = b.do(autograd.CrossEntropy(gr.logits, gr.targets))
+	if b.err != nil {
+		return nil, b.err
+	}
+	if grads {
+		if _, err := gorgonia.Grad(gr.loss, gr.params...); err != nil {
+			return nil, fmt.Errorf("gradient: %w", err)
+		}
+		gr.vm = gorgonia.NewTapeMachine(b.g, gorgonia.BindDualValues(gr.params...))
+	} else {
+		gr.vm = gorgonia.NewTapeMachine(b.g)
+	}
+	return gr, nil
+}
+
+// builder adds nodes to a graph, keeping the first error.
+type builder struct {
+	m     *Model
+	g     *gorgonia.ExprGraph
+	dtype tensor.Dtype
+	batch int
+	rows  int // batch·seqLen tokens
+	node  map[*Param]*gorgonia.Node
+	err   error
+}
+
+func (b *builder) do(n *gorgonia.Node, err error) *gorgonia.Node {
+	if b.err == nil && err != nil {
+		b.err = err
+	}
+	return n
+}
+
+// opt is the node of an optional parameter, or nil.
+func (b *builder) opt(p *Param) *gorgonia.Node {
+	if p == nil {
+		return nil
+	}
+	return b.node[p]
+}
+
+// linear is x·w[from:to]ᵀ (+ bias[from:to]): rows from..to of a weight
+// (out, in), so that the activations of each part stay contiguous.
+func (b *builder) linear(x *gorgonia.Node, w, bias *Param, from, to int) *gorgonia.Node {
+	if b.err != nil {
+		return nil
+	}
+	y := b.do(linear(x, b.node[w], from, to))
+	if bias == nil {
+		return y
+	}
+	bn := b.do(gorgonia.Slice(b.node[bias], gorgonia.S(from, to)))
+	return b.do(gorgonia.BroadcastAdd(y, bn, nil, []byte{0}))
+}
+
+// mixer is one block's Mamba mixer applied to RMSNorm(h):
+//
+//	[x | z] = n·in_projᵀ,  n = RMSNorm(h)
+//	u = silu(conv1d(x))
+//	[δ | B | C] = u·x_projᵀ,  Δ = softplus(δ·dt_projᵀ + dt_bias)   (LTI: δ = 0, B, C constants)
+//	y = SelectiveScan(u, Δ, A = −exp(A_log), B, C, D) ⊙ silu(z)
+//	out = y·out_projᵀ
+func (b *builder) mixer(p *mixer, h *gorgonia.Node) *gorgonia.Node {
+	cfg := b.m.cfg
+	E, N, R := cfg.DInner(), cfg.DState, cfg.Rank()
+	n := b.do(autograd.RMSNorm(h, b.node[p.norm], cfg.NormEps))
+	x := b.linear(n, p.inW, p.inB, 0, E)
+	z := b.linear(n, p.inW, p.inB, E, 2*E)
+	u := b.do(autograd.CausalConv1d(b.batch, x, b.node[p.convW], b.opt(p.convB), true))
+	var delta, bm, cm *gorgonia.Node
+	if p.xW != nil {
+		dt := b.linear(u, p.xW, nil, 0, R)
+		bm = b.linear(u, p.xW, nil, R, R+N)
+		cm = b.linear(u, p.xW, nil, R+N, R+2*N)
+		delta = b.linear(dt, p.dtW, nil, 0, E)
+	} else {
+		delta = b.zeros(b.rows, E)
+		bm = b.do(gorgonia.BroadcastAdd(b.zeros(b.rows, N), b.node[p.bLTI], nil, []byte{0}))
+		cm = b.do(gorgonia.BroadcastAdd(b.zeros(b.rows, N), b.node[p.cLTI], nil, []byte{0}))
+	}
+	a := b.do(gorgonia.Neg(b.do(gorgonia.Exp(b.node[p.aLog]))))
+	y := b.do(autograd.SelectiveScan(b.batch, u, delta, a, bm, cm, b.node[p.d], z, b.node[p.dtB], scan.Options{Softplus: true}))
+	return b.linear(y, p.outW, p.outB, 0, cfg.DModel)
+}
+
+// zeros is a constant zero matrix.
+func (b *builder) zeros(r, c int) *gorgonia.Node {
+	return gorgonia.NodeFromAny(b.g, tensor.New(tensor.Of(b.dtype), tensor.WithShape(r, c)))
+}

@@ -1,0 +1,274 @@
+package layers
+
+import (
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"gorgonia.org/tensor"
+)
+
+var tensorFloat64 = tensor.Float64
+
+// TestFixtureTrain checks the float32 training graph against transformers:
+// logits, loss (labels = input_ids shifted inside the loss) and the gradient
+// of every parameter.
+func TestFixtureTrain(t *testing.T) {
+	for _, dir := range hfFixtureDirs(t) {
+		m, fx := loadHFFixture(t, dir)
+		t.Run(fx.name, func(t *testing.T) {
+			tr, err := m.Compile(fx.batch, fx.seqLen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loss, err := tr.Step(fx.ids, shiftedTargets(fx.ids, fx.batch, fx.seqLen))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := math.Abs(loss - fx.loss); d > 1e-5 {
+				t.Errorf("loss %.7f, transformers %.7f (|Δ| %.2g > 1e-5)", loss, fx.loss, d)
+			}
+			if e := relL2(tr.Logits(), fx.logits); e > 1e-4 {
+				t.Errorf("logits: relative L2 error %.3g > 1e-4", e)
+			} else {
+				t.Logf("logits: relative L2 error %.3g; loss |Δ| %.2g", e, math.Abs(loss-fx.loss))
+			}
+			worst, worstName := 0.0, ""
+			for _, p := range m.Params() {
+				want, _, err := fx.ref.Float64("grad." + p.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e := relL2(p.Grad, want)
+				if e > 1e-3 {
+					t.Errorf("grad %s: relative L2 error %.3g > 1e-3", p.Name, e)
+				}
+				if e > worst {
+					worst, worstName = e, p.Name
+				}
+			}
+			t.Logf("worst gradient: %s, relative L2 error %.3g", worstName, worst)
+			// Eval runs the forward alone and agrees with Step.
+			ev, err := tr.Eval(fx.ids, shiftedTargets(fx.ids, fx.batch, fx.seqLen))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev != loss {
+				t.Errorf("Eval loss %.9g differs from Step loss %.9g", ev, loss)
+			}
+		})
+	}
+}
+
+// variants are small random models covering every optional part.
+var variants = []struct {
+	name string
+	edit func(*Config)
+}{
+	{"selective", func(c *Config) {}},
+	{"biases", func(c *Config) { c.Bias, c.ConvBias, c.DConv, c.DtRank = true, false, 2, 3 }},
+	{"lti", func(c *Config) { c.Selective, c.Bias, c.DConv = false, true, 5 }},
+}
+
+func variantModel(t *testing.T, edit func(*Config)) *Model {
+	t.Helper()
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.NLayer, c.DState = 21, 12, 2, 3
+	edit(&c)
+	m, err := New(c, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perturb(m, 9)
+	return m
+}
+
+// randomTargets are random ids with about one in five ignored.
+func randomTargets(n, vocab int, seed uint64) []int32 {
+	tg := randomIDs(n, vocab, seed)
+	for i := range tg {
+		if tg[i]%5 == 0 {
+			tg[i] = -1
+		}
+	}
+	return tg
+}
+
+// TestTrainerMatchesReference runs Step twice on one compiled graph, with the
+// parameters changed in place in between, against the float64 forward.
+func TestTrainerMatchesReference(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			m := variantModel(t, v.edit)
+			batch, L := 3, 7
+			tr, err := m.Compile(batch, L)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for step := 0; step < 2; step++ {
+				ids := randomIDs(batch*L, m.cfg.VocabSize, uint64(step))
+				tg := randomTargets(batch*L, m.cfg.VocabSize, uint64(step+10))
+				loss, err := tr.Step(ids, tg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := newRef64(m).forward(ids, batch, L)
+				if e := relL2(tr.Logits(), want); e > 1e-5 {
+					t.Errorf("step %d: logits relative L2 error %.3g", step, e)
+				}
+				if wl := crossEntropy64(want, tg, m.cfg.PaddedVocab()); math.Abs(loss-wl) > 1e-5 {
+					t.Errorf("step %d: loss %.7f, reference %.7f", step, loss, wl)
+				}
+				perturb(m, uint64(step+20)) // in place: the graph must see it
+			}
+		})
+	}
+}
+
+// TestGradFD checks the float64 graph's gradients against central finite
+// differences of its loss, a few coordinates of every parameter.
+func TestGradFD(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			m := variantModel(t, v.edit)
+			batch, L := 2, 5
+			vals := make([][]float64, len(m.params))
+			for i, p := range m.params {
+				vals[i] = make([]float64, len(p.Value))
+				for k, x := range p.Value {
+					vals[i][k] = float64(x)
+				}
+			}
+			ids := randomIDs(batch*L, m.cfg.VocabSize, 1)
+			tg := randomTargets(batch*L, m.cfg.VocabSize, 2)
+			train, err := m.build(tensorFloat64, batch, L, true, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fwd, err := m.build(tensorFloat64, batch, L, false, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loss := func(gr *graph) float64 {
+				if err := gr.ids.Set(ids); err != nil {
+					t.Fatal(err)
+				}
+				if err := gr.targets.Set(tg); err != nil {
+					t.Fatal(err)
+				}
+				l, err := gr.run()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			loss(train)
+			r := newRNG(3, "fd")
+			const h = 1e-5
+			for i, p := range m.params {
+				g, err := train.params[i].Grad()
+				if err != nil {
+					t.Fatal(err)
+				}
+				grad := g.Data().([]float64)
+				for try := 0; try < 3; try++ {
+					k := int(r.next() % uint64(len(grad)))
+					x := vals[i][k]
+					vals[i][k] = x + h
+					up := loss(fwd)
+					vals[i][k] = x - h
+					down := loss(fwd)
+					vals[i][k] = x
+					fd := (up - down) / (2 * h)
+					if math.Abs(fd-grad[k]) > 1e-6*math.Max(1, math.Abs(fd)) {
+						t.Errorf("%s[%d]: gradient %.9g, finite difference %.9g", p.Name, k, grad[k], fd)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestStepDeterministic: results do not depend on GOMAXPROCS.
+func TestStepDeterministic(t *testing.T) {
+	m := variantModel(t, func(c *Config) { c.DModel, c.DState = 64, 8 })
+	batch, L := 2, 33
+	ids := randomIDs(batch*L, m.cfg.VocabSize, 1)
+	tg := randomTargets(batch*L, m.cfg.VocabSize, 2)
+	run := func(procs int) (float64, [][]float32) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		tr, err := m.Compile(batch, L)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, err := tr.Step(ids, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var grads [][]float32
+		for _, p := range m.Params() {
+			grads = append(grads, slices.Clone(p.Grad))
+		}
+		return loss, grads
+	}
+	l1, g1 := run(1)
+	l4, g4 := run(4)
+	if l1 != l4 {
+		t.Errorf("loss %v with 1 proc, %v with 4", l1, l4)
+	}
+	for i := range g1 {
+		if !slices.Equal(g1[i], g4[i]) {
+			t.Errorf("%s: gradient differs between GOMAXPROCS 1 and 4", m.params[i].Name)
+		}
+	}
+}
+
+func TestTrainerErrors(t *testing.T) {
+	m := variantModel(t, func(c *Config) {})
+	if _, err := m.Compile(0, 4); err == nil {
+		t.Error("Compile(0, 4) succeeded")
+	}
+	tr, err := m.Compile(1, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ids, tg []int32
+		want    string
+	}{
+		{[]int32{1, 2, 3}, []int32{1, 2, 3, 4}, "inputs"},
+		{[]int32{1, 2, 3, 99}, []int32{1, 2, 3, 4}, "inputs"},
+		{[]int32{1, 2, 3, 4}, []int32{1, 2, 3, -2}, "targets"},
+	} {
+		if _, err := tr.Step(tc.ids, tc.tg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Step(%v, %v): error %v, want one about %s", tc.ids, tc.tg, err, tc.want)
+		}
+	}
+}
+
+// TestTrainerDegenerateShapes: one token, d_state 1, dt_rank 1, with
+// biases, selective and LTI.
+func TestTrainerDegenerateShapes(t *testing.T) {
+	for _, selective := range []bool{true, false} {
+		m := variantModel(t, func(c *Config) { c.DState, c.DtRank, c.DModel, c.Bias, c.Selective = 1, 1, 4, true, selective })
+		for _, sh := range [][2]int{{1, 1}, {1, 3}, {3, 1}} {
+			tr, err := m.Compile(sh[0], sh[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := sh[0] * sh[1]
+			ids := randomIDs(n, m.cfg.VocabSize, 1)
+			tg := randomIDs(n, m.cfg.VocabSize, 2)
+			loss, err := tr.Step(ids, tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := newRef64(m).forward(ids, sh[0], sh[1])
+			if e := relL2(tr.Logits(), want); e > 1e-5 || math.Abs(loss-crossEntropy64(want, tg, m.cfg.PaddedVocab())) > 1e-5 {
+				t.Errorf("selective %v, shape %v: logits error %.3g, loss %v", selective, sh, e, loss)
+			}
+		}
+	}
+}

@@ -1,0 +1,289 @@
+package scan
+
+// Work on one chunk of timesteps for the channels [c0, c1) of one batch row. The per-token
+// scalars (Δ, dΔ/dδ, Δ·u, σ(z), ĝ) are computed into (time, channel) tiles, reading the
+// token-major inputs row by row; the (time, state) loops of kernel.go read and write a
+// channel's column of the tiles in place (stride = the tile's width), and the result tiles are
+// written out row by row.
+
+// Tile contents for prepare.
+const (
+	tilesForward  = iota // Δ, dΔ/dδ, Δ·u
+	tilesOut             // and silu(z) (when there is a gate)
+	tilesAdjoint         // and ĝ
+	tilesBackward        // and ĝ, u and the dz factor g·σ(z)·(1 + z·(1 − σ(z)))
+)
+
+// prepare fills the tiles for steps [t0, t1) and channels [c0, c1) of batch b. Rows are copied
+// in, then softplus and sigmoid run over the whole tile at once, so that they stay vectorised
+// however few channels there are.
+func (f *Fast) prepare(sc *scratch, b, c0, c1, t0, t1, what int) {
+	s := f.shape
+	w := c1 - c0
+	mw := (t1 - t0) * w
+	gate := what != tilesForward && f.in.Z != nil
+	for t := t0; t < t1; t++ {
+		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
+		dt := sc.tdt[r : r+w]
+		copy(dt, f.in.Delta[i0:i0+w])
+		if f.in.DeltaBias != nil {
+			bias := f.in.DeltaBias[c0:c1]
+			for j := range dt {
+				dt[j] += bias[j]
+			}
+		}
+		if gate {
+			copy(sc.tsg[r:r+w], f.in.Z[i0:i0+w])
+		}
+	}
+	if f.soft {
+		softplusRow(sc.tdt[:mw], sc.tddt[:mw])
+	} else {
+		for j := range sc.tddt[:mw] {
+			sc.tddt[j] = 1
+		}
+	}
+	if gate {
+		sigmoidRow(sc.tsg[:mw], sc.tsg[:mw])
+	}
+	for t := t0; t < t1; t++ {
+		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
+		dt, du, u := sc.tdt[r:r+w], sc.tdu[r:r+w], f.in.U[i0:i0+w]
+		for j := range du {
+			du[j] = dt[j] * u[j]
+		}
+		var z, sg []float32
+		if gate {
+			z, sg = f.in.Z[i0:i0+w], sc.tsg[r:r+w]
+		}
+		switch what {
+		case tilesOut:
+			for j := range sg {
+				sg[j] *= z[j]
+			}
+		case tilesAdjoint, tilesBackward:
+			gh, g := sc.tgh[r:r+w], f.dout[i0:i0+w]
+			copy(gh, g)
+			if what == tilesBackward {
+				copy(sc.tu[r:r+w], u)
+			}
+			if z == nil {
+				continue
+			}
+			zf := sc.tzf[r : r+w]
+			for j := range gh {
+				gh[j] = g[j] * z[j] * sg[j]
+				zf[j] = g[j] * sg[j] * (1 + z[j]*(1-sg[j]))
+			}
+		}
+	}
+}
+
+// chunkForward advances the states h ((c1−c0, State)) of channels [c0, c1) of batch b over
+// chunk k and then, with emit, writes out, else adds each channel's ΣΔ to sc.sum (time mode):
+//
+//	h_t = Ā_t⊙h_{t−1} + Δ_t·u_t·B_t,  y_t = C_t·h_t + D·u_t,  out_t = y_t·silu(z_t).
+func (f *Fast) chunkForward(sc *scratch, b, c0, c1, k int, h []float32, emit bool) {
+	s := f.shape
+	N, w := s.State, c1-c0
+	t0, t1 := f.span(k)
+	m := t1 - t0
+	what := tilesForward
+	if emit {
+		what = tilesOut
+	}
+	f.prepare(sc, b, c0, c1, t0, t1, what)
+	B, C := f.rows(b, t0, t1)
+	for c := c0; c < c1; c++ {
+		j := c - c0
+		hc := h[j*N:][:N]
+		scanRecompute(hc, f.in.A[c*N:][:N], B, C, sc.tdt[j:], sc.tdu[j:], sc.ty[j:], sc.abar[:m*N], sc.hs[:m*N], m, w)
+		copy(hc, sc.hs[(m-1)*N:m*N])
+		if !emit {
+			for r := range m {
+				sc.sum[j] += sc.tdt[r*w+j]
+			}
+		}
+	}
+	if !emit {
+		return
+	}
+	for t := t0; t < t1; t++ {
+		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
+		out, y, u := f.out[i0:i0+w], sc.ty[r:r+w], f.in.U[i0:i0+w]
+		for j := range out {
+			out[j] = y[j] + f.skip(c0+j)*u[j]
+		}
+		if f.in.Z != nil {
+			silu := sc.tsg[r : r+w]
+			for j := range out {
+				out[j] *= silu[j]
+			}
+		}
+	}
+}
+
+// chunkAdjoint (time mode) runs the adjoint of channels [c0, c1) of batch b backwards over
+// chunk k without gradients, μ ← Ā_t⊙(C_t·ĝ_t + μ) with mu ((c1−c0, State)), and adds each
+// channel's ΣΔ to sc.sum.
+func (f *Fast) chunkAdjoint(sc *scratch, b, c0, c1, k int, mu []float32) {
+	s := f.shape
+	N, w := s.State, c1-c0
+	t0, t1 := f.span(k)
+	m := t1 - t0
+	f.prepare(sc, b, c0, c1, t0, t1, tilesAdjoint)
+	_, C := f.rows(b, t0, t1)
+	for c := c0; c < c1; c++ {
+		j := c - c0
+		scanAdjoint(mu[j*N:][:N], f.in.A[c*N:][:N], C, sc.tdt[j:], sc.tgh[j:], sc.row, m, w)
+		for r := range m {
+			sc.sum[j] += sc.tdt[r*w+j]
+		}
+	}
+}
+
+// chunkBackward runs the backward of chunk k for channels [c0, c1) of batch b. It adds the
+// channels' dB and dC rows into part ((2, chunk, State)), carries the adjoint in f.mu and sums
+// dA, dD, d(DeltaBias) into the accumulators of segment seg. Per channel it recomputes Ā_t and
+// h_t over the chunk from the saved state (exp once per element), then walks the chunk
+// backwards (scanReverse), with μ = Ā_{t+1}⊙λ_{t+1} = d(loss)/d(h_t) through later steps:
+//
+//	λ_t = C_t·ĝ_t + μ,  μ ← Ā_t⊙λ_t
+//	dC_t += ĝ_t·h_t,  dB_t += λ_t·Δ_t·u_t
+//	du_t = D·ĝ_t + Δ_t·Σ_n λ_t·B_t
+//	dΔ_t = u_t·Σ_n λ_t·B_t + Σ_n A·λ_t·Ā_t·h_{t−1}
+//	dA += Δ_t·λ_t·Ā_t·h_{t−1},  dδ_t = dΔ_t·dΔ/dδ,  d(DeltaBias) += dδ_t,  dD += ĝ_t·u_t
+func (f *Fast) chunkBackward(sc *scratch, b, c0, c1, k int, part []float32, seg int) {
+	s := f.shape
+	N, w := s.State, c1-c0
+	t0, t1 := f.span(k)
+	m := t1 - t0
+	f.prepare(sc, b, c0, c1, t0, t1, tilesBackward)
+	B, C := f.rows(b, t0, t1)
+	db, dc := part[:m*N], part[f.chunk*N:][:m*N]
+	for c := c0; c < c1; c++ {
+		j, acc := c-c0, f.acc(b, seg, c)
+		A, D, hstart := f.in.A[c*N:][:N], f.skip(c), f.savedAt(b, k, c)
+		scanRecompute(hstart, A, B, C, sc.tdt[j:], sc.tdu[j:], sc.ty[j:], sc.abar[:m*N], sc.hs[:m*N], m, w)
+		if f.g.Z != nil {
+			for r := range m {
+				x := r*w + j
+				sc.tgz[x] = sc.tzf[x] * (sc.ty[x] + D*sc.tu[x])
+			}
+		}
+		scanReverse(f.mu[acc*N:][:N], A, B, C, sc.abar[:m*N], sc.hs[:m*N], hstart, db, dc, f.dA[acc*N:][:N],
+			sc.tdt[j:], sc.tdu[j:], sc.tgh[j:], sc.ts1[j:], sc.ts2[j:], m, w)
+		var dD, dBias float32
+		for r := m - 1; r >= 0; r-- {
+			x := r*w + j
+			u, gh, s1 := sc.tu[x], sc.tgh[x], sc.ts1[x]
+			dDelta := (u*s1 + sc.ts2[x]) * sc.tddt[x]
+			sc.tgu[x] = D*gh + sc.tdt[x]*s1
+			sc.tgd[x] = dDelta
+			dD += gh * u
+			dBias += dDelta
+		}
+		f.dD[acc] += dD
+		f.dBia[acc] += dBias
+	}
+	for t := t0; t < t1; t++ {
+		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
+		for _, p := range [3][2][]float32{{f.g.U, sc.tgu}, {f.g.Delta, sc.tgd}, {f.g.Z, sc.tgz}} {
+			if p[0] != nil {
+				copy(p[0][i0:i0+w], p[1][r:r+w])
+			}
+		}
+	}
+}
+
+// forwardItem runs channels [c0, c1) of batch b through the chunks of segment seg, saving the
+// state entering every chunk, and writes last at the end of the sequence.
+func (f *Fast) forwardItem(sc *scratch, b, c0, c1, seg int) {
+	s := f.shape
+	N := s.State
+	k0, k1 := f.segRange(seg)
+	h := sc.h[:(c1-c0)*N]
+	for c := c0; c < c1; c++ {
+		hc := h[(c-c0)*N:][:N]
+		if k0 > 0 {
+			copy(hc, f.savedAt(b, k0, c))
+		} else {
+			copyOrZero(hc, f.in.H0, (b*s.Channels+c)*N)
+		}
+	}
+	for k := k0; k < k1; k++ {
+		for c := c0; c < c1; c++ {
+			copy(f.savedAt(b, k, c), h[(c-c0)*N:][:N])
+		}
+		f.chunkForward(sc, b, c0, c1, k, h, true)
+	}
+	if k1 == f.nChunks && f.last != nil {
+		copy(f.last[(b*s.Channels+c0)*N:(b*s.Channels+c1)*N], h)
+	}
+}
+
+// segState (time mode) runs every channel of batch b over segment seg from the zero state and
+// keeps the segment's map h ↦ ∏Ā⊙h + h_own: ∏Ā = exp(A·ΣΔ) in segA, h_own in segB.
+func (f *Fast) segState(sc *scratch, b, seg int) {
+	d := f.shape.Channels
+	k0, k1 := f.segRange(seg)
+	clear(sc.h)
+	clear(sc.sum)
+	for k := k0; k < k1; k++ {
+		f.chunkForward(sc, b, 0, d, k, sc.h, false)
+	}
+	f.segMap(sc, b, seg)
+}
+
+// segAdjust (time mode) runs the adjoint of every channel of batch b over segment seg from zero
+// and keeps the segment's map μ ↦ ∏Ā⊙μ + μ_own in segA and segB.
+func (f *Fast) segAdjust(sc *scratch, b, seg int) {
+	d := f.shape.Channels
+	k0, k1 := f.segRange(seg)
+	clear(sc.h)
+	clear(sc.sum)
+	for k := k1 - 1; k >= k0; k-- {
+		f.chunkAdjoint(sc, b, 0, d, k, sc.h)
+	}
+	f.segMap(sc, b, seg)
+}
+
+// segMap stores the map of segment seg of batch b: exp(A·ΣΔ) from sc.sum, own part from sc.h.
+func (f *Fast) segMap(sc *scratch, b, seg int) {
+	N := f.shape.State
+	for c := range f.shape.Channels {
+		j := f.acc(b, seg, c) * N
+		expScaled(f.segA[j:j+N], f.in.A[c*N:][:N], sc.sum[c])
+		copy(f.segB[j:j+N], sc.h[c*N:][:N])
+	}
+}
+
+// backwardSegment (time mode) runs the backward of every channel of batch b over the chunks of
+// segment seg, last chunk first, and writes the chunks' dB and dC rows.
+func (f *Fast) backwardSegment(sc *scratch, b, seg int) {
+	s := f.shape
+	N := s.State
+	k0, k1 := f.segRange(seg)
+	for k := k1 - 1; k >= k0; k-- {
+		t0, t1 := f.span(k)
+		clear(sc.part)
+		f.chunkBackward(sc, b, 0, s.Channels, k, sc.part, seg)
+		rows := (t1 - t0) * N
+		if f.g.B != nil {
+			copy(f.g.B[(b*s.Len+t0)*N:][:rows], sc.part)
+		}
+		if f.g.C != nil {
+			copy(f.g.C[(b*s.Len+t0)*N:][:rows], sc.part[f.chunk*N:])
+		}
+	}
+}
+
+// backwardBlock (channel mode) runs the backward of chunk f.k for the channels of block blk of
+// batch b into the block's part of f.part.
+func (f *Fast) backwardBlock(sc *scratch, b, blk int) {
+	s := f.shape
+	size := 2 * f.chunk * s.State
+	part := f.part[(b*f.nBlk+blk)*size:][:size]
+	clear(part)
+	f.chunkBackward(sc, b, blk*f.blk, min((blk+1)*f.blk, s.Channels), f.k, part, 0)
+}

@@ -1,0 +1,99 @@
+// Package scan implements the selective scan of Mamba (S6), forward and backward, as a fast
+// float32 kernel (Fast, from New) and a plain float64 sequential reference (Reference, from
+// NewReference) with the same API (Kernel).
+//
+// # Equations
+//
+// For batch b, channel d, state n and time t (notation of shared/notes/mamba-reference.md §1):
+//
+//	Δ_t   = softplus(δ_t + bias_d)        (Options.Softplus; identity above 20; else Δ_t = δ_t + bias_d)
+//	Ā_t,n = exp(Δ_t·A_d,n)
+//	h_t,n = Ā_t,n·h_{t−1},n + Δ_t·B_t,n·u_t      h_{−1} = H0 (zero when nil)
+//	y_t   = Σ_n C_t,n·h_t,n + D_d·u_t
+//	out_t = y_t·silu(z_t)                   (without z: out_t = y_t)
+//	last  = h_{L−1}
+//
+// B and C vary with time and are shared by all channels; A, D and bias are per channel.
+//
+// # Backward
+//
+// With g_t = ∂ℒ/∂out_t and s = σ(z_t): ĝ_t = ∂ℒ/∂y_t = g_t·z_t·s and ∂ℒ/∂z_t = g_t·y_t·s·(1 + z_t·(1−s)).
+// h_t reaches the loss through y_t and through h_{t+1} = Ā_{t+1}⊙h_t + …, so its adjoint
+// λ_t = ∂ℒ/∂h_t obeys the reverse recurrence
+//
+//	λ_t = C_t·ĝ_t + Ā_{t+1}⊙λ_{t+1},   λ_{L−1} = C_{L−1}·ĝ_{L−1} + dlast,
+//
+// and, since h_t depends on u_t, Δ_t, B_t, A and h_{t−1} only through Ā_t⊙h_{t−1} + Δ_t·u_t·B_t
+// (∂Ā_t/∂Δ_t = A⊙Ā_t, ∂Ā_t/∂A = Δ_t·Ā_t):
+//
+//	∂ℒ/∂C_t = Σ_d ĝ_t·h_t                 ∂ℒ/∂B_t = Σ_d λ_t·Δ_t·u_t
+//	∂ℒ/∂u_t = D·ĝ_t + Δ_t·Σ_n λ_t·B_t     ∂ℒ/∂Δ_t = u_t·Σ_n λ_t·B_t + Σ_n A·λ_t·Ā_t·h_{t−1}
+//	∂ℒ/∂A   = Σ_{b,t} Δ_t·λ_t⊙Ā_t⊙h_{t−1} ∂ℒ/∂D = Σ_{b,t} ĝ_t·u_t
+//	∂ℒ/∂δ_t = ∂ℒ/∂Δ_t·σ(δ_t + bias)       ∂ℒ/∂bias = Σ_{b,t} ∂ℒ/∂δ_t
+//	∂ℒ/∂H0  = Ā_0⊙λ_0
+//
+// The kernels carry μ = Ā_{t+1}⊙λ_{t+1} (the gradient reaching h_t from later steps) rather
+// than Ā_{t+1} and λ_{t+1} separately: it is all the next step needs, it crosses chunk
+// boundaries as is, it starts as dlast, and after step 0 it is ∂ℒ/∂H0. Every gradient is
+// checked against central finite differences of the float64 reference.
+//
+// # Layout
+//
+// Token-major: U, Delta, Z and out are (Batch, Len, Channels), B and C (Batch, Len, State).
+// That is what the Mamba block's matmuls produce and consume (rows = Batch·Len tokens, x_proj
+// gives [dt | B | C] per token), so no transposes surround the scan. mamba_ssm's
+// (batch, dim, L) layout exists for its CUDA kernels' coalesced loads. Inside the kernel each
+// chunk's token rows are read contiguously into (time, channel) tiles, and the inner loops run
+// over State, which is contiguous in A, B, C and in the states (Batch, Channels, State).
+//
+// # Memory
+//
+// Forward keeps only the state entering each chunk of Options.Chunk steps (DefaultChunk 64):
+// 4·Batch·Channels·State·ceil(Len/Chunk) bytes (SavedBytes), never a state per step. Backward
+// walks the chunks last to first; per channel it recomputes the chunk's Ā and h into per-worker
+// scratch (exp once per element), then runs the reverse pass over them. Per worker the scratch
+// is 4·Chunk·(13·W + 4·State) bytes, W = min(Channels, 64) (≈ 230 KiB at the defaults), mostly
+// (time, channel) tiles of per-token values; it is allocated on first use, and Forward and
+// Backward do not allocate afterwards.
+//
+// # Parallel scheme and determinism
+//
+// Work items are fixed by the shape and Options.Chunk, never by the worker count, and write
+// disjoint memory; sums across items are reduced afterwards in a fixed order. Results are
+// therefore bitwise identical for every Options.Workers and GOMAXPROCS.
+//
+// Channel mode (the usual case): items are (batch, block of 64 channels). Forward runs each
+// item over the whole sequence. Backward runs chunk by chunk: all items of chunk k, then dB and
+// dC of chunk k are summed over the blocks in block order (each block summed its channels in
+// channel order). dA, dD and d(bias) are summed per (batch, channel) over time and then over the
+// batch in order.
+//
+// Time mode, chosen when channel mode would have a single item (Batch = 1, Channels ≤ 64) and
+// the sequence has several chunks: the sequence is cut into up to 64 segments of whole chunks
+// and the scan becomes a chunked associative scan over the affine maps h ↦ a·h + b with
+//
+//	(a1, b1)∘(a2, b2) = (a1·a2, a2·b1 + b2).
+//
+// Forward: every segment computes its map from the zero state in parallel (a = exp(A·ΣΔ));
+// the maps are chained from H0 sequentially (Segments·Channels·State work); every segment is
+// rerun in parallel from its true entering state. Backward does the same for the adjoint
+// μ ↦ ∏Ā⊙μ + μ_own, right to left from dlast, and then runs the chunked backward of every
+// segment in parallel. It costs about 1.5× the work of channel mode and divides it among all
+// cores, for batch 1 and L in the millions.
+//
+// # Scalar and vector math
+//
+// No float64 in the hot loops. exp32 reduces x = k·ln2 + r (Cody–Waite), evaluates e^r with a
+// degree-6 polynomial and puts k into the exponent bits: relative error ≤ 1.2e-7, subnormal
+// results flushed to 0. softplus and σ use e^{−|x|} and a log1p series, ≤ 2.5e-7. On amd64
+// with AVX2 and FMA (golang.org/x/sys/cpu) the (time, state) loops and the row-wise softplus
+// and sigmoid run in assembly (kernel_amd64.s), eight states per instruction, for State a
+// multiple of 8; the pure-Go loops (kernel.go) are the fallback and are tested against it.
+//
+// # Measured (2-core dev box, shared and noisy; tables and method in README.md)
+//
+// ns per (batch, time, channel, state) element at (8, 512, 512, 16), AVX2 kernels, one core:
+// forward 1.7–3.3, backward 3.2–6.1, forward+backward 3.9–9.5; pure-Go loops 22–53; float64
+// reference 181–205 (19–50× slower than AVX2). One to two workers: ×1.98 (AVX2), ×2.11
+// (pure Go), ×1.8–2.0 in time mode, when the second core is free.
+package scan

@@ -1,0 +1,121 @@
+package scan
+
+import (
+	"math"
+
+	"golang.org/x/sys/cpu"
+)
+
+// AVX2/FMA versions of the chunk loops (kernel_amd64.s), eight states per instruction. They need
+// State to be a multiple of 8 (Mamba's default is 16); other shapes use the pure-Go loops.
+// They compute the same formulas with fused multiply-adds and a tree-shaped sum over states, so
+// results differ from the pure-Go loops in the last bits; on a given machine one path is used
+// for every work item, so they stay bitwise independent of the worker count.
+
+// hasAVX2 reports whether the CPU runs the assembly loops.
+var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+func init() {
+	if hasAVX2 {
+		useAVX2(true)
+	}
+}
+
+// useAVX2 switches between the assembly and the pure-Go loops (tests run both).
+func useAVX2(on bool) {
+	scanRecompute, scanReverse, scanAdjoint = scanRecomputeGo, scanReverseGo, scanAdjointGo
+	softplusRow, sigmoidRow = softplusRowGo, sigmoidRowGo
+	if on {
+		scanRecompute, scanReverse, scanAdjoint = scanRecomputeAVX2, scanReverseAVX2, scanAdjointAVX2
+		softplusRow, sigmoidRow = softplusRowAVX2, sigmoidRowAVX2
+	}
+}
+
+// vecConsts holds the constants of exp32, log1p01 and softplus32 broadcast to eight lanes, in
+// the order the assembly reads them.
+var vecConsts = [...][8]float32{
+	splat(log2e), splat(roundMagic), splat(-ln2Hi), splat(-ln2Lo),
+	splat(expC6), splat(expC5), splat(expC4), splat(expC3), splat(expC2), splat(expC1), splat(1),
+	splat(expLo), splat(expHi), splat(math.Float32frombits(roundMagicBits - 127)),
+	splat(2), splat(1.0 / 3), splat(1.0 / 5), splat(1.0 / 7), splat(1.0 / 9), splat(1.0 / 11), splat(1.0 / 13),
+	splat(softplusThreshold), splat(math.Float32frombits(1<<31 - 1)),
+}
+
+func splat(v float32) [8]float32 { return [8]float32{v, v, v, v, v, v, v, v} }
+
+//go:noescape
+func recomputeAVX2(hstart, A, B, C, dt, du, y, abar, hs *float32, steps, n, stride int)
+
+//go:noescape
+func reverseAVX2(mu, A, B, C, abar, hs, hstart, db, dc, dA, dt, du, gh, s1, s2 *float32, steps, n, stride int)
+
+//go:noescape
+func adjointAVX2(mu, A, C, dt, gh *float32, steps, n, stride int)
+
+//go:noescape
+func softplusAVX2(x, d *float32, n int)
+
+//go:noescape
+func sigmoidAVX2(x, s *float32, n int)
+
+// The wrappers check every length the assembly relies on, so that a caller's mistake falls back
+// to the bounds-checked Go loop instead of touching memory it does not own.
+
+// spans reports whether x holds elements 0, stride, …, (steps−1)·stride.
+func spans(x []float32, steps, stride int) bool { return stride > 0 && len(x) > (steps-1)*stride }
+
+func scanRecomputeAVX2(hstart, A, B, C, dt, du, y, abar, hs []float32, steps, stride int) {
+	N, T := len(A), steps
+	if N%8 != 0 || T < 1 || len(hstart) < N || len(B) < T*N || len(C) < T*N || len(abar) < T*N || len(hs) < T*N ||
+		!spans(dt, T, stride) || !spans(du, T, stride) || !spans(y, T, stride) {
+		scanRecomputeGo(hstart, A, B, C, dt, du, y, abar, hs, steps, stride)
+		return
+	}
+	recomputeAVX2(&hstart[0], &A[0], &B[0], &C[0], &dt[0], &du[0], &y[0], &abar[0], &hs[0], T, N, stride)
+}
+
+func scanReverseAVX2(mu, A, B, C, abar, hs, hstart, db, dc, dA, dt, du, gh, s1, s2 []float32, steps, stride int) {
+	N, T := len(A), steps
+	if N%8 != 0 || T < 1 || len(mu) < N || len(dA) < N || len(hstart) < N || len(B) < T*N || len(C) < T*N ||
+		len(abar) < T*N || len(hs) < T*N || len(db) < T*N || len(dc) < T*N ||
+		!spans(dt, T, stride) || !spans(du, T, stride) || !spans(gh, T, stride) || !spans(s1, T, stride) ||
+		!spans(s2, T, stride) {
+		scanReverseGo(mu, A, B, C, abar, hs, hstart, db, dc, dA, dt, du, gh, s1, s2, steps, stride)
+		return
+	}
+	reverseAVX2(&mu[0], &A[0], &B[0], &C[0], &abar[0], &hs[0], &hstart[0], &db[0], &dc[0], &dA[0],
+		&dt[0], &du[0], &gh[0], &s1[0], &s2[0], T, N, stride)
+}
+
+func scanAdjointAVX2(mu, A, C, dt, gh, abar []float32, steps, stride int) {
+	N, T := len(A), steps
+	if N%8 != 0 || T < 1 || len(mu) < N || len(C) < T*N || !spans(dt, T, stride) || !spans(gh, T, stride) {
+		scanAdjointGo(mu, A, C, dt, gh, abar, steps, stride)
+		return
+	}
+	adjointAVX2(&mu[0], &A[0], &C[0], &dt[0], &gh[0], T, N, stride)
+}
+
+// softplusRowAVX2 runs the vector softplus on whole groups of eight, softplus32 on the rest.
+func softplusRowAVX2(x, d []float32) {
+	n := len(x) &^ 7
+	if len(d) < len(x) {
+		n = 0
+	}
+	if n > 0 {
+		softplusAVX2(&x[0], &d[0], n)
+	}
+	softplusRowGo(x[n:], d[n:])
+}
+
+// sigmoidRowAVX2 runs the vector sigmoid on whole groups of eight, sigmoid32 on the rest.
+func sigmoidRowAVX2(x, s []float32) {
+	n := len(x) &^ 7
+	if len(s) < len(x) {
+		n = 0
+	}
+	if n > 0 {
+		sigmoidAVX2(&x[0], &s[0], n)
+	}
+	sigmoidRowGo(x[n:], s[n:])
+}

@@ -1,0 +1,497 @@
+package scan
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// loss is Σ out·dout + Σ last·dlast computed by the reference.
+func loss(t *testing.T, k *Reference, in Inputs[float64], dout, dlast []float64) float64 {
+	t.Helper()
+	s := k.Shape()
+	out := make([]float64, s.Batch*s.Len*s.Channels)
+	last := make([]float64, s.Batch*s.Channels*s.State)
+	if err := k.Forward(in, out, last); err != nil {
+		t.Fatal(err)
+	}
+	l := 0.0
+	for i, v := range out {
+		l += v * dout[i]
+	}
+	for i, v := range last {
+		l += v * dlast[i]
+	}
+	return l
+}
+
+// TestFiniteDifferences checks every gradient of the float64 reference, element by element,
+// against central differences of Σ out·dout + Σ last·dlast (random dout and dlast). Absent D,
+// DeltaBias and H0 are differentiated at zero.
+func TestFiniteDifferences(t *testing.T) {
+	shapes := []Shape{{1, 1, 2, 3}, {2, 5, 3, 4}, {1, 6, 2, 1}, {2, 3, 1, 2}}
+	configs := []config{allOn, {}, {Z: true, Softplus: true}, {D: true, Bias: true}}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range shapes {
+		for _, c := range configs {
+			t.Run(fmt.Sprintf("%v/%+v", s, c), func(t *testing.T) {
+				in := randomInputs(r, s, c)
+				dout := normals(r, s.Batch*s.Len*s.Channels, 1)
+				dlast := normals(r, s.Batch*s.Channels*s.State, 1)
+				k, err := NewReference(s, Options{Softplus: c.Softplus})
+				if err != nil {
+					t.Fatal(err)
+				}
+				g := runKernel(t, k, in, dout, dlast)
+				if in.D == nil {
+					in.D = make([]float64, s.Channels)
+				}
+				if in.DeltaBias == nil {
+					in.DeltaBias = make([]float64, s.Channels)
+				}
+				if in.H0 == nil {
+					in.H0 = make([]float64, s.Batch*s.Channels*s.State)
+				}
+				for _, p := range []struct {
+					name string
+					x    []float64
+					g    []float64
+				}{{"U", in.U, g.gU}, {"Delta", in.Delta, g.gDelta}, {"A", in.A, g.gA}, {"B", in.B, g.gB},
+					{"C", in.C, g.gC}, {"D", in.D, g.gD}, {"Z", in.Z, g.gZ}, {"DeltaBias", in.DeltaBias, g.gDeltaBias},
+					{"H0", in.H0, g.gH0}} {
+					if p.x == nil {
+						continue
+					}
+					for i := range p.x {
+						const eps = 1e-5
+						x0 := p.x[i]
+						p.x[i] = x0 + eps
+						lp := loss(t, k, in, dout, dlast)
+						p.x[i] = x0 - eps
+						lm := loss(t, k, in, dout, dlast)
+						p.x[i] = x0
+						fd := (lp - lm) / (2 * eps)
+						if math.Abs(fd-p.g[i]) > 1e-6*(1+math.Abs(fd)) {
+							t.Errorf("d%s[%d] = %.10g, finite difference %.10g", p.name, i, p.g[i], fd)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// randomCase draws inputs and upstream gradients (dout and dlast) for a shape.
+func randomCase(r *rand.Rand, s Shape, c config) (Inputs[float64], []float64, []float64) {
+	return randomInputs(r, s, c), normals(r, s.Batch*s.Len*s.Channels, 1), normals(r, s.Batch*s.Channels*s.State, 1)
+}
+
+// TestFastMatchesReference compares the float32 kernel with the float64 reference on random
+// shapes, chunk lengths that do and do not divide L, both modes and every optional input.
+func TestFastMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	cases := []struct {
+		s     Shape
+		chunk int
+	}{
+		{Shape{1, 1, 1, 1}, 0}, {Shape{2, 7, 3, 1}, 3}, {Shape{1, 33, 5, 4}, 8}, {Shape{3, 50, 40, 16}, 16},
+		{Shape{1, 200, 3, 5}, 8}, {Shape{2, 65, 70, 3}, 64}, {Shape{1, 130, 1, 2}, 0}, {Shape{2, 20, 150, 8}, 7},
+	}
+	for _, tc := range cases {
+		for _, c := range []config{allOn, {}, {Z: true, H0: true}} {
+			t.Run(fmt.Sprintf("%v/chunk%d/%+v", tc.s, tc.chunk, c), func(t *testing.T) {
+				in, dout, dlast := randomCase(r, tc.s, c)
+				want := reference(t, tc.s, c.Softplus, in, dout, dlast)
+				got := fast(t, tc.s, Options{Softplus: c.Softplus, Chunk: tc.chunk}, in, dout, dlast)
+				t.Logf("worst rel L2 %.3g", compareResults(t, "fast vs reference", got, want, 1e-4))
+			})
+		}
+	}
+}
+
+// TestChunkInvariance: chunk lengths 1, 3, 64 and L give the same results.
+func TestChunkInvariance(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, s := range []Shape{{2, 100, 35, 4}, {1, 77, 3, 2}} {
+		in, dout, dlast := randomCase(r, s, allOn)
+		want := fast(t, s, Options{Softplus: true, Chunk: s.Len}, in, dout, dlast)
+		for _, chunk := range []int{1, 3, 64} {
+			got := fast(t, s, Options{Softplus: true, Chunk: chunk}, in, dout, dlast)
+			compareResults(t, fmt.Sprintf("%v chunk %d vs %d", s, chunk, s.Len), got, want, 1e-5)
+		}
+	}
+}
+
+// timeSlice returns steps [t0, t1) of a (batch, L, width) tensor.
+func timeSlice(x []float64, batch, L, width, t0, t1 int) []float64 {
+	var y []float64
+	for b := range batch {
+		y = append(y, x[(b*L+t0)*width:(b*L+t1)*width]...)
+	}
+	return y
+}
+
+// timeJoin concatenates two (batch, ·, width) tensors along time.
+func timeJoin(x, y []float64, batch, width int) []float64 {
+	lx, ly := len(x)/(batch*width), len(y)/(batch*width)
+	var z []float64
+	for b := range batch {
+		z = append(z, x[b*lx*width:(b+1)*lx*width]...)
+		z = append(z, y[b*ly*width:(b+1)*ly*width]...)
+	}
+	return z
+}
+
+func sum(x, y []float64) []float64 {
+	z := make([]float64, len(x))
+	for i := range x {
+		z[i] = x[i] + y[i]
+	}
+	return z
+}
+
+// TestSplitSequence: scanning [0, L) equals scanning [0, k) and then [k, L) from the returned
+// state, forward and backward (the first part's dlast is the second part's dH0).
+func TestSplitSequence(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	s := Shape{2, 45, 5, 3}
+	in, dout, dlast := randomCase(r, s, allOn)
+	for _, k := range []int{1, 17, 44} {
+		s1, s2 := s, s
+		s1.Len, s2.Len = k, s.Len-k
+		part := func(in Inputs[float64], t0, t1 int) Inputs[float64] {
+			p := in
+			p.U = timeSlice(in.U, s.Batch, s.Len, s.Channels, t0, t1)
+			p.Delta = timeSlice(in.Delta, s.Batch, s.Len, s.Channels, t0, t1)
+			p.Z = timeSlice(in.Z, s.Batch, s.Len, s.Channels, t0, t1)
+			p.B = timeSlice(in.B, s.Batch, s.Len, s.State, t0, t1)
+			p.C = timeSlice(in.C, s.Batch, s.Len, s.State, t0, t1)
+			return p
+		}
+		in1, in2 := part(in, 0, k), part(in, k, s.Len)
+		dout1 := timeSlice(dout, s.Batch, s.Len, s.Channels, 0, k)
+		dout2 := timeSlice(dout, s.Batch, s.Len, s.Channels, k, s.Len)
+		run := func(label string, tol float64, kernel func(Shape, Inputs[float64], []float64, []float64) result) {
+			whole := kernel(s, in, dout, dlast)
+			first := kernel(s1, in1, dout1, make([]float64, len(dlast))) // forward only matters here
+			in2.H0 = first.last
+			second := kernel(s2, in2, dout2, dlast)
+			first = kernel(s1, in1, dout1, second.gH0)
+			joined := result{
+				out: timeJoin(first.out, second.out, s.Batch, s.Channels), last: second.last,
+				gU:     timeJoin(first.gU, second.gU, s.Batch, s.Channels),
+				gDelta: timeJoin(first.gDelta, second.gDelta, s.Batch, s.Channels),
+				gZ:     timeJoin(first.gZ, second.gZ, s.Batch, s.Channels),
+				gB:     timeJoin(first.gB, second.gB, s.Batch, s.State),
+				gC:     timeJoin(first.gC, second.gC, s.Batch, s.State),
+				gA:     sum(first.gA, second.gA), gD: sum(first.gD, second.gD),
+				gDeltaBias: sum(first.gDeltaBias, second.gDeltaBias), gH0: first.gH0,
+			}
+			compareResults(t, fmt.Sprintf("%s split at %d", label, k), joined, whole, tol)
+		}
+		run("reference", 1e-12, func(s Shape, in Inputs[float64], dout, dlast []float64) result {
+			return reference(t, s, true, in, dout, dlast)
+		})
+		run("fast", 1e-5, func(s Shape, in Inputs[float64], dout, dlast []float64) result {
+			return fast(t, s, Options{Softplus: true, Chunk: 8}, in, dout, dlast)
+		})
+	}
+}
+
+// TestZeroDelta: with Δ = 0 the state never moves from zero and y = D·u.
+func TestZeroDelta(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	s := Shape{2, 20, 6, 4}
+	in := randomInputs(r, s, config{D: true})
+	clear(in.Delta)
+	want := make([]float64, len(in.U))
+	for i, u := range in.U {
+		want[i] = in.D[i%s.Channels] * u
+	}
+	dout := normals(r, len(in.U), 1)
+	got := reference(t, s, false, in, dout, nil)
+	if e := relL2(got.out, want); e != 0 {
+		t.Errorf("reference: out differs from D·u by %g", e)
+	}
+	got32 := fast(t, s, Options{Chunk: 7}, in, dout, nil)
+	want32 := make([]float64, len(in.U))
+	for i, u := range in.U {
+		want32[i] = float64(float32(in.D[i%s.Channels]) * float32(u))
+	}
+	if e := relL2(got32.out, want32); e != 0 {
+		t.Errorf("fast: out differs from D·u by %g", e)
+	}
+	for _, x := range [][]float64{got.last, got32.last} {
+		for _, v := range x {
+			if v != 0 {
+				t.Fatalf("last state %v, want 0", v)
+			}
+		}
+	}
+}
+
+// TestCombineAssociative: (x∘y)∘z = x∘(y∘z) for the scan operator on random triples, and
+// folding it over a sequence gives the recurrence h_t = a_t·h_{t−1} + b_t.
+func TestCombineAssociative(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for range 1000 {
+		a1, b1, a2, b2, a3, b3 := r.Float64(), r.NormFloat64(), r.Float64(), r.NormFloat64(), r.Float64(), r.NormFloat64()
+		la, lb := combine(a1, b1, a2, b2)
+		la, lb = combine(la, lb, a3, b3)
+		ra, rb := combine(a2, b2, a3, b3)
+		ra, rb = combine(a1, b1, ra, rb)
+		if math.Abs(la-ra) > 1e-15 || math.Abs(lb-rb) > 1e-14*(1+math.Abs(lb)) {
+			t.Fatalf("(x∘y)∘z = (%v, %v), x∘(y∘z) = (%v, %v)", la, lb, ra, rb)
+		}
+	}
+	h, pa, pb := 0.5, 1.0, 0.5
+	for range 50 {
+		a, b := r.Float64(), r.NormFloat64()
+		h = a*h + b
+		pa, pb = combine(pa, pb, a, b)
+	}
+	if math.Abs(pb-h) > 1e-12 {
+		t.Errorf("fold gives %v, recurrence %v", pb, h)
+	}
+	_ = pa
+}
+
+// guarded returns a slice of n elements in the middle of a NaN-filled one, and a check that the
+// NaN bands around it are intact.
+func guarded(t *testing.T, name string, n int) ([]float32, func()) {
+	const band = 37
+	full := make([]float32, n+2*band)
+	for i := range full {
+		full[i] = float32(math.NaN())
+	}
+	return full[band : band+n : band+n], func() {
+		t.Helper()
+		for i, v := range full {
+			if i >= band && i < band+n {
+				if v != v {
+					t.Errorf("%s[%d] is NaN: not written", name, i-band)
+				}
+				continue
+			}
+			if v == v {
+				t.Fatalf("%s: guard element %d overwritten with %v", name, i-band, v)
+			}
+		}
+	}
+}
+
+// TestGuardBands: outputs and gradients surrounded by NaN: every element inside is written,
+// nothing outside is.
+func TestGuardBands(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, tc := range []struct {
+		s     Shape
+		chunk int
+	}{{Shape{2, 31, 137, 3}, 8}, {Shape{1, 50, 3, 4}, 4}, {Shape{1, 33, 70, 16}, 5}} {
+		s := tc.s
+		in := toF32(randomInputs(r, s, allOn))
+		k, err := New(s, Options{Softplus: true, Chunk: tc.chunk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, rows, st := s.Batch*s.Len*s.Channels, s.Batch*s.Len*s.State, s.Batch*s.Channels*s.State
+		var checks []func()
+		alloc := func(name string, n int) []float32 {
+			x, c := guarded(t, name, n)
+			checks = append(checks, c)
+			return x
+		}
+		out, last := alloc("out", tok), alloc("last", st)
+		if err := k.Forward(in, out, last); err != nil {
+			t.Fatal(err)
+		}
+		g := Grads[float32]{U: alloc("dU", tok), Delta: alloc("dDelta", tok), A: alloc("dA", s.Channels*s.State),
+			B: alloc("dB", rows), C: alloc("dC", rows), D: alloc("dD", s.Channels), Z: alloc("dZ", tok),
+			DeltaBias: alloc("dDeltaBias", s.Channels), H0: alloc("dH0", st)}
+		if err := k.Backward(in, f32(normals(r, tok, 1)), f32(normals(r, st, 1)), g); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range checks {
+			c()
+		}
+	}
+}
+
+// TestWorkersBitwise: every worker count and GOMAXPROCS give bit-identical results, in channel
+// and in time mode.
+func TestWorkersBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, s := range []Shape{{2, 70, 80, 4}, {1, 300, 5, 3}, {2, 40, 70, 16}, {1, 300, 5, 8}} {
+		in, dout, dlast := randomCase(r, s, allOn)
+		want := fast(t, s, Options{Softplus: true, Chunk: 16, Workers: 1}, in, dout, dlast)
+		for _, w := range []int{2, 3, 7} {
+			sameBits(t, fmt.Sprintf("%v workers %d", s, w), fast(t, s, Options{Softplus: true, Chunk: 16, Workers: w}, in, dout, dlast), want)
+		}
+		for _, p := range []int{1, 2, 5} {
+			runtime.GOMAXPROCS(p)
+			sameBits(t, fmt.Sprintf("%v GOMAXPROCS %d", s, p), fast(t, s, Options{Softplus: true, Chunk: 16}, in, dout, dlast), want)
+		}
+	}
+}
+
+// TestTimeMode: the parallel-in-time mode is chosen for one long sequence with few channels and
+// agrees with channel mode and with the reference.
+func TestTimeMode(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	s := Shape{1, 3000, 4, 16}
+	k, err := New(s, Options{Softplus: true, Chunk: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.timeMode || k.nSeg < 2 {
+		t.Fatalf("shape %v: time mode %v with %d segments, want time mode", s, k.timeMode, k.nSeg)
+	}
+	in, dout, dlast := randomCase(r, s, allOn)
+	timed := runKernel(t, k, toF32(in), f32(dout), f32(dlast))
+	k.setSplit(k.nChunks, 1)
+	sequential := runKernel(t, k, toF32(in), f32(dout), f32(dlast))
+	compareResults(t, "time vs channel mode", timed, sequential, 1e-5)
+	compareResults(t, "time mode vs reference", timed, reference(t, s, true, in, dout, dlast), 1e-4)
+	if b, _ := New(Shape{2, 3000, 4, 16}, Options{Chunk: 16}); b.timeMode {
+		t.Errorf("batch 2: time mode chosen, want channel mode")
+	}
+}
+
+// TestSavedBytes: what Forward keeps for Backward is one state per chunk.
+func TestSavedBytes(t *testing.T) {
+	for _, tc := range []struct {
+		s     Shape
+		chunk int
+	}{{Shape{2, 1000, 3, 16}, 64}, {Shape{1, 4096, 4, 16}, 0}, {Shape{3, 10, 70, 2}, 100}} {
+		k, err := New(tc.s, Options{Chunk: tc.chunk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := tc.chunk
+		if chunk == 0 {
+			chunk = DefaultChunk
+		}
+		chunks := (tc.s.Len + chunk - 1) / chunk
+		if want := 4 * tc.s.Batch * tc.s.Channels * tc.s.State * chunks; k.SavedBytes() != want {
+			t.Errorf("%v chunk %d: SavedBytes %d, want %d", tc.s, tc.chunk, k.SavedBytes(), want)
+		}
+	}
+}
+
+// TestNoAllocations: after the first call Forward and Backward allocate nothing.
+func TestNoAllocations(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	for _, s := range []Shape{{2, 64, 40, 4}, {1, 400, 3, 4}, {2, 64, 40, 16}} {
+		k, err := New(s, Options{Softplus: true, Chunk: 16, Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := toF32(randomInputs(r, s, allOn))
+		out := make([]float32, s.Batch*s.Len*s.Channels)
+		dout := f32(normals(r, len(out), 1))
+		g := newGrads[float32](s, true)
+		step := func() {
+			if err := k.Forward(in, out, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := k.Backward(in, dout, nil, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		step()
+		if a := testing.AllocsPerRun(5, step); a != 0 {
+			t.Errorf("%v: %v allocations per forward+backward", s, a)
+		}
+	}
+}
+
+// TestErrors: bad shapes, options and slices give errors, never panics.
+func TestErrors(t *testing.T) {
+	for _, s := range []Shape{{0, 1, 1, 1}, {1, -1, 1, 1}, {1, 1, 1, 0}, {1 << 40, 1 << 20, 1 << 10, 16}} {
+		if _, err := New(s, Options{}); err == nil {
+			t.Errorf("New(%v) accepted", s)
+		}
+		if _, err := NewReference(s, Options{}); err == nil {
+			t.Errorf("NewReference(%v) accepted", s)
+		}
+	}
+	s := Shape{2, 5, 3, 4}
+	for _, o := range []Options{{Chunk: -1}, {Workers: -2}} {
+		if _, err := New(s, o); err == nil {
+			t.Errorf("New with %+v accepted", o)
+		}
+	}
+	k, err := New(s, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	in := toF32(randomInputs(r, s, config{D: true}))
+	out := make([]float32, s.Batch*s.Len*s.Channels)
+	dout := make([]float32, len(out))
+	if err := k.Backward(in, dout, nil, Grads[float32]{}); err == nil {
+		t.Error("Backward before Forward accepted")
+	}
+	short := in
+	short.B = short.B[1:]
+	for name, err := range map[string]error{
+		"short B":          k.Forward(short, out, nil),
+		"long D":           k.Forward(Inputs[float32]{U: in.U, Delta: in.Delta, A: in.A, B: in.B, C: in.C, D: make([]float32, 4)}, out, nil),
+		"nil U":            k.Forward(Inputs[float32]{Delta: in.Delta, A: in.A, B: in.B, C: in.C}, out, nil),
+		"short out":        k.Forward(in, out[:3], nil),
+		"bad last":         k.Forward(in, out, make([]float32, 5)),
+		"grad Z without Z": k.Backward(in, dout, nil, Grads[float32]{Z: make([]float32, len(out))}),
+		"short dout":       k.Backward(in, dout[1:], nil, Grads[float32]{}),
+		"bad dA":           k.Backward(in, dout, nil, Grads[float32]{A: make([]float32, 1)}),
+	} {
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestMath32: exp32, softplus32 and sigmoid32 against float64 math.
+func TestMath32(t *testing.T) {
+	worst := 0.0
+	for x := -87.3; x < 88.7; x += 0.000731 {
+		xf := float32(x)
+		want := math.Exp(float64(xf))
+		e := math.Abs(float64(exp32(xf))-want) / want
+		worst = max(worst, e)
+	}
+	t.Logf("exp32: worst relative error %.3g", worst)
+	if worst > 2.5e-7 {
+		t.Errorf("exp32: relative error %.3g", worst)
+	}
+	for x, want := range map[float32]float32{-88: 0, -1000: 0, float32(math.Inf(-1)): 0, 0: 1, 89: float32(math.Inf(1)),
+		float32(math.Inf(1)): float32(math.Inf(1))} {
+		if got := exp32(x); got != want {
+			t.Errorf("exp32(%v) = %v, want %v", x, got, want)
+		}
+	}
+	if v := exp32(float32(math.NaN())); v == v {
+		t.Errorf("exp32(NaN) = %v", v)
+	}
+	worstSP, worstD, worstS := 0.0, 0.0, 0.0
+	for x := -60.0; x < 30; x += 0.00123 {
+		xf := float32(x)
+		sp, dsp := softplus32(xf)
+		x64 := float64(xf)
+		wantSP, wantD := math.Log1p(math.Exp(x64)), 1/(1+math.Exp(-x64))
+		if x64 > softplusThreshold {
+			wantSP, wantD = x64, 1
+		}
+		worstSP = max(worstSP, math.Abs(float64(sp)-wantSP)/wantSP)
+		worstD = max(worstD, math.Abs(float64(dsp)-wantD)/wantD)
+		worstS = max(worstS, math.Abs(float64(sigmoid32(xf))-1/(1+math.Exp(-x64)))*(1+math.Exp(-x64)))
+	}
+	t.Logf("softplus32 %.3g, its derivative %.3g, sigmoid32 %.3g", worstSP, worstD, worstS)
+	if worstSP > 3e-7 || worstD > 3e-7 || worstS > 3e-7 {
+		t.Errorf("relative errors: softplus %.3g, derivative %.3g, sigmoid %.3g", worstSP, worstD, worstS)
+	}
+}

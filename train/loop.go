@@ -1,0 +1,425 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mambago/mamba/data"
+	"github.com/mambago/mamba/optim"
+)
+
+// Options are the parts of a run that are not in its config.
+type Options struct {
+	Out      string // run directory: metrics.jsonl, metrics.csv, checkpoints/
+	Resume   bool   // continue from the newest valid checkpoint in Out
+	InitFrom string // start from these weights: a checkpoint, a run directory or a transformers Mamba directory
+	Backend  Backend
+	Data     func(Config) (*Dataset, error) // nil = OpenData
+	Stdout   io.Writer                      // config line, progress, summary; nil = discard
+	Terminal bool                           // draw a progress bar instead of log lines
+	Notes    []string                       // lines printed after the config line (e.g. the BLAS in use)
+}
+
+// InputError marks a failure caused by the run's input (config, data, checkpoint,
+// output directory) rather than by training itself.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// ErrInterrupted is returned when the context is cancelled (SIGINT, SIGTERM): the
+// step in progress was finished and checkpointed.
+var ErrInterrupted = errors.New("interrupted")
+
+// Summary is the outcome of a run.
+type Summary struct {
+	Steps, Skipped    int
+	Tokens            int64
+	ElapsedS          float64
+	Loss              float64 // last training loss
+	Eval              Eval    // last evaluation
+	Checkpoint        string  // last checkpoint written
+	Params, Trainable int
+}
+
+type runner struct {
+	cfg     Config
+	o       Options
+	out     string
+	model   Model
+	stepper Stepper
+	ds      *Dataset
+	opt     *optim.AdamW
+	acc     *optim.Accumulator // nil without gradient accumulation
+	log     *metricsLog
+	prog    progress
+	st      trainerState
+
+	eval    *evaluator
+	batch   data.Batch
+	summary Summary
+}
+
+// Run trains a model as cfg describes, writing metrics and checkpoints into o.Out.
+// It returns ErrInterrupted (with the summary so far) when ctx is cancelled, an
+// *InputError when the config, data, checkpoint or output directory is unusable.
+func Run(ctx context.Context, cfg Config, o Options) (*Summary, error) {
+	r, err := setup(cfg, o)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	defer r.close()
+	return r.loop(ctx)
+}
+
+func setup(cfg Config, o Options) (_ *runner, err error) {
+	if o.Backend == nil {
+		o.Backend = Mamba{}
+	}
+	if o.Data == nil {
+		o.Data = OpenData
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Out == "" {
+		return nil, errors.New("no output directory given (--out)")
+	}
+	if err := checkOut(o.Out); err != nil {
+		return nil, err
+	}
+	if o.Resume && o.InitFrom != "" {
+		return nil, errors.New("--resume and --init-from exclude each other: a resumed run keeps its own weights")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, o: o, out: o.Out}
+	root := filepath.Join(o.Out, checkpointsDir)
+	var ckpt string
+	if o.Resume {
+		dir, skipped, err := LatestCheckpoint(o.Out)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range skipped {
+			r.o.Notes = append(slices.Clip(r.o.Notes), fmt.Sprintf("warning: skipping %v", e))
+		}
+		ckpt = dir
+		if r.st, err = readState(dir); err != nil {
+			return nil, err
+		}
+		prev, err := ParseConfig(r.st.Config, nil)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint %s: stored config: %v", dir, err)
+		}
+		if cfg.Run.MaxSteps < r.st.Step {
+			return nil, fmt.Errorf("run.max_steps %d is below the step %d of checkpoint %s", cfg.Run.MaxSteps, r.st.Step, dir)
+		}
+		if prev.Model != cfg.Model || !sameStream(prev.Data, cfg.Data) {
+			return nil, fmt.Errorf("the model or data section differs from checkpoint %s: a resumed run keeps them", dir)
+		}
+	} else if steps, _ := checkpointSteps(root); len(steps) > 0 {
+		return nil, fmt.Errorf("%s already holds a run (newest checkpoint step-%d): pass --resume to continue it or choose another --out", o.Out, steps[0])
+	}
+
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	switch {
+	case ckpt != "":
+		r.model, err = o.Backend.LoadModel(ckpt)
+	case o.InitFrom != "":
+		var dir string
+		if dir, err = ModelDir(o.InitFrom); err == nil {
+			if r.model, err = o.Backend.LoadModel(dir); err == nil {
+				r.cfg.Model = r.model.Config()
+				r.o.Notes = append(slices.Clip(r.o.Notes), "init-from "+dir+": the model section is the loaded model's")
+				err = r.cfg.Validate()
+			}
+		}
+	default:
+		r.model, err = o.Backend.NewModel(cfg.Model, cfg.Run.Seed)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	trainable, err := r.trainable()
+	if err != nil {
+		return nil, err
+	}
+	if r.opt, err = optim.New(trainable, r.cfg.Optim); err != nil {
+		return nil, err
+	}
+	if r.cfg.Optim.GradAccum > 1 {
+		r.acc = optim.NewAccumulator(trainable)
+	}
+	if ckpt != "" {
+		names := make([]string, len(trainable))
+		for i, p := range trainable {
+			names[i] = p.Name
+		}
+		s, err := readOptimizer(ckpt, names)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.opt.Restore(s); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %v", ckpt, err)
+		}
+	}
+	d := r.cfg.Data
+	if r.stepper, err = r.model.Compile(d.BatchSize, d.SeqLen); err != nil {
+		return nil, err
+	}
+	if r.ds, err = o.Data(r.cfg); err != nil {
+		return nil, err
+	}
+	if ckpt != "" {
+		if err := r.ds.Train.Restore(r.st.Cursor); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %v", ckpt, err)
+		}
+		// Newer step directories failed verification (a write cut short); the run
+		// replays those steps and rewrites them, so none may outlive this point.
+		steps, _ := checkpointSteps(root)
+		for _, s := range steps {
+			if s > r.st.Step {
+				if err := os.RemoveAll(stepDir(root, s)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	r.eval = newEvaluator(r.cfg, r.model, r.stepper, r.ds)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create output directory: %v", err)
+	}
+	if r.log, err = openMetrics(o.Out, ckpt != "", r.st.Step); err != nil {
+		return nil, fmt.Errorf("cannot write to output directory: %v", err)
+	}
+	r.prog = progress{w: o.Stdout, terminal: o.Terminal, total: r.cfg.Run.MaxSteps}
+	r.st.Config = r.cfg.JSON()
+	for _, p := range trainable {
+		r.summary.Trainable += len(p.Value)
+	}
+	for _, p := range r.model.Params() {
+		r.summary.Params += len(p.Value)
+	}
+	return r, nil
+}
+
+// checkOut fails early, before anything is created, when out cannot become a
+// writable directory.
+func checkOut(out string) error {
+	for p := out; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		switch {
+		case err == nil && !st.IsDir():
+			return fmt.Errorf("--out %s: %s is not a directory", out, p)
+		case err == nil && unix.Access(p, unix.W_OK) != nil:
+			return fmt.Errorf("--out %s: %s is not writable", out, p)
+		case err == nil || filepath.Dir(p) == p:
+			return nil
+		}
+	}
+}
+
+// sameStream reports whether two data sections produce the same training stream
+// (evaluation settings may change on resume).
+func sameStream(a, b DataConfig) bool {
+	a.EvalBatches, a.Valid = b.EvalBatches, b.Valid
+	return a == b
+}
+
+// ModelDir resolves a directory of weights: a run directory means its newest valid
+// checkpoint; a checkpoint directory is verified; anything else is taken to be a
+// transformers-style model directory.
+func ModelDir(dir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, checkpointsDir)); err == nil {
+		d, _, err := LatestCheckpoint(dir)
+		return d, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err == nil {
+		return dir, VerifyCheckpoint(dir)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("%s: directory does not exist", dir)
+	}
+	return dir, nil
+}
+
+// matchName reports whether a parameter name matches a freeze pattern.
+func matchName(pattern, name string) (bool, error) { return path.Match(pattern, name) }
+
+// trainable returns the optimizer's view of the parameters that no run.freeze
+// pattern matches. A pattern that matches nothing is an error (a likely typo).
+func (r *runner) trainable() ([]optim.Param, error) {
+	used := make([]bool, len(r.cfg.Run.Freeze))
+	var ps []optim.Param
+	for _, p := range r.model.Params() {
+		frozen := false
+		for i, pat := range r.cfg.Run.Freeze {
+			if ok, _ := matchName(pat, p.Name); ok {
+				frozen, used[i] = true, true
+			}
+		}
+		if !frozen {
+			ps = append(ps, optim.Param{Name: p.Name, Value: p.Value, Grad: p.Grad, NoDecay: p.NoDecay})
+		}
+	}
+	for i, u := range used {
+		if !u {
+			return nil, fmt.Errorf("run.freeze pattern %q matches no parameter (names look like backbone.layers.0.mixer.A_log)", r.cfg.Run.Freeze[i])
+		}
+	}
+	if len(ps) == 0 {
+		return nil, errors.New("run.freeze leaves no parameter to train")
+	}
+	return ps, nil
+}
+
+func (r *runner) close() {
+	if r.opt != nil {
+		r.opt.Close()
+	}
+	if r.ds != nil {
+		r.ds.Close()
+	}
+	if r.log != nil {
+		r.log.close()
+	}
+}
+
+func (r *runner) loop(ctx context.Context) (*Summary, error) {
+	c := r.cfg.Run
+	fmt.Fprintf(r.o.Stdout, "config %s\n", r.st.Config)
+	for _, n := range r.o.Notes {
+		fmt.Fprintln(r.o.Stdout, n)
+	}
+	fmt.Fprintf(r.o.Stdout, "model: %d parameters (%d trained); %d tokens per step; out %s\n",
+		r.summary.Params, r.summary.Trainable, r.tokensPerStep(), r.out)
+	if r.st.Step > 0 {
+		fmt.Fprintf(r.o.Stdout, "resumed at step %d\n", r.st.Step)
+	}
+	start, startStep := time.Now(), r.st.Step
+	base := r.st.ElapsedS
+	lastLog, lastTokens := start, r.st.Tokens
+	for r.st.Step < c.MaxSteps {
+		loss, norm, lr, err := r.trainStep()
+		if err != nil {
+			return r.finish(), err
+		}
+		step := r.st.Step
+		now := time.Now()
+		r.st.ElapsedS = base + now.Sub(start).Seconds()
+		tokPerS := 0.0
+		if dt := now.Sub(lastLog).Seconds(); dt > 0 {
+			tokPerS = float64(r.st.Tokens-lastTokens) / dt
+		}
+		eta := time.Duration(float64(now.Sub(start)) / float64(step-startStep) * float64(c.MaxSteps-step))
+		m := Metric{Step: step, Loss: finite(loss), LR: lr, GradNorm: finite(norm), TokensPerS: tokPerS,
+			ElapsedS: r.st.ElapsedS, Skipped: r.st.Skipped}
+		logged := step%c.LogEvery == 0 || step == c.MaxSteps
+		if (c.EvalEvery > 0 && step%c.EvalEvery == 0) || step == c.MaxSteps {
+			if m.Eval, err = r.eval.run(); err != nil {
+				return r.finish(), err
+			}
+			r.summary.Eval = m.Eval
+			r.prog.line("eval step %d: %s", step, evalString(m.Eval))
+			logged = true
+		}
+		if logged {
+			if err := r.log.write(m); err != nil {
+				return r.finish(), err
+			}
+			lastLog, lastTokens = now, r.st.Tokens
+		}
+		r.prog.step(step, loss, tokPerS, eta, logged, m)
+		if r.st.Consecutive >= c.MaxNonFinite {
+			return r.finish(), fmt.Errorf("stopping: %d steps in a row had a non-finite loss or gradient (last good checkpoint kept in %s)", r.st.Consecutive, filepath.Join(r.out, checkpointsDir))
+		}
+		if (c.CheckpointEvery > 0 && step%c.CheckpointEvery == 0) || step == c.MaxSteps || ctx.Err() != nil {
+			if err := r.checkpoint(); err != nil {
+				return r.finish(), err
+			}
+		}
+		if ctx.Err() != nil && step < c.MaxSteps {
+			r.prog.line("interrupted at step %d; checkpoint %s saved; continue with --resume", step, r.summary.Checkpoint)
+			return r.finish(), ErrInterrupted
+		}
+	}
+	s := r.finish()
+	s.Table(r.o.Stdout)
+	return s, nil
+}
+
+func (r *runner) tokensPerStep() int {
+	d := r.cfg.Data
+	return d.BatchSize * d.SeqLen * r.cfg.Optim.GradAccum
+}
+
+// trainStep runs the micro-batches of one update, then clips and steps, or skips
+// the update when the loss or the gradient is not finite.
+func (r *runner) trainStep() (loss, norm, lr float64, err error) {
+	k := r.cfg.Optim.GradAccum
+	for range k {
+		if err := r.ds.Train.Next(&r.batch); err != nil {
+			return 0, 0, 0, fmt.Errorf("training data: %w", err)
+		}
+		l, err := r.stepper.Step(r.batch.Inputs, r.batch.Targets)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("step %d: %w", r.st.Step+1, err)
+		}
+		loss += l
+		if r.acc != nil {
+			r.acc.Add()
+		}
+	}
+	loss /= float64(k)
+	if r.acc != nil {
+		r.acc.Mean()
+	}
+	r.st.Tokens += int64(r.tokensPerStep())
+	norm = r.opt.GradNorm()
+	lr = r.cfg.Optim.LRAt(r.st.Step, r.cfg.Run.MaxSteps)
+	r.st.Step++
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		r.st.Skipped++
+		r.st.Consecutive++
+		r.prog.line("warning: step %d skipped: loss %v, gradient norm %v (%d in a row)", r.st.Step, loss, norm, r.st.Consecutive)
+		return loss, norm, lr, nil
+	}
+	r.st.Consecutive = 0
+	r.opt.Step(lr, optim.ClipScale(norm, r.cfg.Optim.GradClip))
+	r.summary.Loss = loss
+	return loss, norm, lr, nil
+}
+
+func (r *runner) checkpoint() error {
+	r.st.Cursor = r.ds.Train.Cursor()
+	dir, err := saveCheckpoint(filepath.Join(r.out, checkpointsDir), r.model, r.opt, r.st)
+	if err != nil {
+		return err
+	}
+	r.summary.Checkpoint = dir
+	return pruneCheckpoints(filepath.Join(r.out, checkpointsDir), r.cfg.Run.KeepCheckpoints)
+}
+
+func (r *runner) finish() *Summary {
+	r.prog.end()
+	s := r.summary
+	s.Steps, s.Skipped, s.Tokens, s.ElapsedS = r.st.Step, r.st.Skipped, r.st.Tokens, r.st.ElapsedS
+	return &s
+}

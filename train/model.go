@@ -1,0 +1,76 @@
+package train
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/mambago/mamba/layers"
+)
+
+// Model is the network a run trains. *layers.Model satisfies it through Mamba; tests
+// use small fakes.
+type Model interface {
+	Config() layers.Config
+	Params() []*layers.Param
+	Save(dir string) error // transformers layout: config.json + model.safetensors
+	Compile(batch, seqLen int) (Stepper, error)
+}
+
+// Stepper runs a compiled (batch, seqLen) graph: Step is forward+backward and
+// overwrites every Param.Grad; Eval is forward only. Both return the mean cross-entropy
+// over the targets that are not -1. Logits are those of the last run,
+// (batch·seqLen, padded vocabulary) row-major. *layers.Trainer is a Stepper.
+type Stepper interface {
+	Step(inputs, targets []int32) (float64, error)
+	Eval(inputs, targets []int32) (float64, error)
+	Logits() []float32
+}
+
+// Backend makes the models of runs: fresh from a config, or loaded from a directory.
+type Backend interface {
+	NewModel(cfg layers.Config, seed uint64) (Model, error)
+	LoadModel(dir string) (Model, error)
+}
+
+// Mamba is the Backend of the layers package.
+type Mamba struct{}
+
+// NewModel initialises a Mamba LM as mamba_ssm does, from seed.
+func (Mamba) NewModel(cfg layers.Config, seed uint64) (Model, error) {
+	m, err := layers.New(cfg, seed)
+	if err != nil {
+		return nil, err
+	}
+	return mamba{m}, nil
+}
+
+// LoadModel reads a transformers-style Mamba directory (ours or transformers').
+func (Mamba) LoadModel(dir string) (Model, error) {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		return nil, fmt.Errorf("%s is not a model directory (no config.json)", dir)
+	}
+	m, err := layers.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	return mamba{m}, nil
+}
+
+// Wrap makes a loaded or built *layers.Model a Model.
+func (Mamba) Wrap(m *layers.Model) Model { return mamba{m} }
+
+type mamba struct{ *layers.Model }
+
+func (m mamba) Compile(batch, seqLen int) (Stepper, error) { return m.Model.Compile(batch, seqLen) }
+
+// argmax returns the lowest index of the largest value.
+func argmax(x []float32) int32 {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
