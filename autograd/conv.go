@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mambago/mamba/scan"
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -117,7 +118,7 @@ func (k *conv32) forward(in [][]float32, y []float32) error {
 			c := y[(seq*k.l+t)*k.ch:][:k.ch]
 			k.pre(in, seq, t, c)
 			if k.silu {
-				expAffine(e, c, -1, 0)
+				scan.ExpAffine(e, c, -1, 0)
 				for d, v := range c {
 					c[d] = v * (1 / (1 + e[d]))
 				}
@@ -158,7 +159,7 @@ func (k *conv32) backward(in [][]float32, dy []float32, din [][]float32) error {
 			g := dy[(seq*k.l+t)*ch:][:ch]
 			if k.silu {
 				k.pre(in, seq, t, dc)
-				expAffine(e, dc, -1, 0)
+				scan.ExpAffine(e, dc, -1, 0)
 				for d, c := range dc {
 					s := 1 / (1 + e[d])
 					dc[d] = g[d] * s * (1 + c*(1-s))

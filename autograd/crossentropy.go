@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mambago/mamba/scan"
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -73,7 +74,7 @@ func (k *ce32) forward(in [][]float32, out []float32) error {
 			for _, z := range xr {
 				m = max(m, z)
 			}
-			expAffine(e, xr, 1, -m)
+			scan.ExpAffine(e, xr, 1, -m)
 			var s0, s1 float32
 			j := 0
 			for ; j+2 <= v; j += 2 {
@@ -115,7 +116,7 @@ func (k *ce32) backward(in [][]float32, dout []float32, din [][]float32) error {
 				clear(dr)
 				continue
 			}
-			expAffine(dr, xr, 1, -k.lse[r])
+			scan.ExpAffine(dr, xr, 1, -k.lse[r])
 			for j := range dr {
 				dr[j] *= scale
 			}

@@ -134,3 +134,13 @@ func sigmoidRowGo(x, s []float32) {
 		s[j] = sigmoid32(v)
 	}
 }
+
+// ExpAffine sets dst[i] = e^(a·src[i] + b) with exp32 (relative error about 1e-7, subnormal
+// results flushed to 0, NaN kept). dst may be src. The other fused float32 ops (softmax, SiLU)
+// use it, so the project has one float32 exp.
+func ExpAffine(dst, src []float32, a, b float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = exp32(a*v + b)
+	}
+}
