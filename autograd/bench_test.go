@@ -59,7 +59,7 @@ func BenchmarkCausalConv1d(b *testing.B) {
 	geo := convGeom{batch: 8, l: 512, ch: 512, k: 4, bias: true, silu: true}
 	shapes := [][]int{{geo.batch * geo.l, geo.ch}, {geo.ch, geo.k}, {geo.ch}}
 	b.Run("f32", func(b *testing.B) {
-		benchKernel(b, &conv32{convGeom: geo, wt: make([]float32, geo.k*geo.ch)}, shapes, geo.batch*geo.l*geo.ch)
+		benchKernel(b, newConv32(geo), shapes, geo.batch*geo.l*geo.ch)
 	})
 	b.Run("ref64", func(b *testing.B) { benchKernel(b, &convRef{geo}, shapes, geo.batch*geo.l*geo.ch) })
 }

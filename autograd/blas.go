@@ -20,7 +20,11 @@ import (
 // TapeMachine runs ops one after another and our fused ops spread over the
 // cores themselves, and spinning OpenBLAS threads would compete with them
 // (measured in go-ecosystem.md §2.1: 2 threads gave no faster a graph matmul
-// on 2 cores than 1).
+// on 2 cores than 1). Instead a large product is cut into fixed blocks of
+// rows or columns of C (the cut depends only on the shape), which run as
+// single-threaded OpenBLAS calls on up to GOMAXPROCS goroutines: every
+// element of C is one call's sum over k, so the result does not depend on
+// GOMAXPROCS.
 func UseBLAS() string {
 	b, err := openBLASOnce()
 	if err != nil {
@@ -130,7 +134,9 @@ func (b *openBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []
 		b.Implementation.Sgemm(tA, tB, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc)
 		return
 	}
-	b.sgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), int32(m), int32(n), int32(k), alpha, &a[0], int32(lda), &bm[0], int32(ldb), beta, &c[0], int32(ldc))
+	gemmBlocks(tA, tB, m, n, k, lda, ldb, ldc, func(m, n, ao, bo, co int) {
+		b.sgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), int32(m), int32(n), int32(k), alpha, &a[ao], int32(lda), &bm[bo], int32(ldb), beta, &c[co], int32(ldc))
+	})
 }
 
 // Dgemm computes C = alpha·op(A)·op(B) + beta·C (row-major).
@@ -139,23 +145,47 @@ func (b *openBLAS) Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []
 		b.Implementation.Dgemm(tA, tB, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc)
 		return
 	}
-	b.dgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), int32(m), int32(n), int32(k), alpha, &a[0], int32(lda), &bm[0], int32(ldb), beta, &c[0], int32(ldc))
+	gemmBlocks(tA, tB, m, n, k, lda, ldb, ldc, func(m, n, ao, bo, co int) {
+		b.dgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), int32(m), int32(n), int32(k), alpha, &a[ao], int32(lda), &bm[bo], int32(ldb), beta, &c[co], int32(ldc))
+	})
 }
 
-// Sgemv computes y = alpha·op(A)·x + beta·y (row-major).
-func (b *openBLAS) Sgemv(tA blas.Transpose, m, n int, alpha float32, a []float32, lda int, x []float32, incX int, beta float32, y []float32, incY int) {
-	if !gemvOK(tA, m, n, lda, len(a), len(x), incX, len(y), incY) {
-		b.Implementation.Sgemv(tA, m, n, alpha, a, lda, x, incX, beta, y, incY)
-		return
-	}
-	b.sgemv(cblasRowMajor, cblasOp(tA), int32(m), int32(n), alpha, &a[0], int32(lda), &x[0], int32(incX), beta, &y[0], int32(incY))
-}
+// Products of at least gemmSplit multiply-adds are cut into gemmParts
+// blocks of rows (or columns) of C, each a multiple of 16 and at least
+// gemmMinBlock: enough blocks for two to four cores, few enough that
+// OpenBLAS packs the shared operand only a few times (each block repacks
+// it: 8 blocks cost 10-25% more CPU than one call, 4 blocks about half that).
+const (
+	gemmSplit    = 1 << 21
+	gemmParts    = 4
+	gemmMinBlock = 64
+)
 
-// Dgemv computes y = alpha·op(A)·x + beta·y (row-major).
-func (b *openBLAS) Dgemv(tA blas.Transpose, m, n int, alpha float64, a []float64, lda int, x []float64, incX int, beta float64, y []float64, incY int) {
-	if !gemvOK(tA, m, n, lda, len(a), len(x), incX, len(y), incY) {
-		b.Implementation.Dgemv(tA, m, n, alpha, a, lda, x, incX, beta, y, incY)
+// gemmBlocks cuts the m×n product C = op(A)·op(B) into blocks of rows of C,
+// or columns when n > m, and calls f(rows, cols, offset in a, offset in b,
+// offset in c) for each, on up to GOMAXPROCS goroutines. The blocks depend
+// only on the shape. Small products are one call.
+func gemmBlocks(tA, tB blas.Transpose, m, n, k, lda, ldb, ldc int, f func(m, n, ao, bo, co int)) {
+	if m*n*k < gemmSplit {
+		f(m, n, 0, 0, 0)
 		return
 	}
-	b.dgemv(cblasRowMajor, cblasOp(tA), int32(m), int32(n), alpha, &a[0], int32(lda), &x[0], int32(incX), beta, &y[0], int32(incY))
+	block := func(size int) int { return max(gemmMinBlock, (size+16*gemmParts-1)/(16*gemmParts)*16) }
+	if m >= n {
+		parallel(m, block(m), func(_, i0, i1 int) {
+			ao := i0 * lda // row i0 of op(A)
+			if tA != blas.NoTrans {
+				ao = i0
+			}
+			f(i1-i0, n, ao, 0, i0*ldc)
+		})
+		return
+	}
+	parallel(n, block(n), func(_, j0, j1 int) {
+		bo := j0 // column j0 of op(B)
+		if tB != blas.NoTrans {
+			bo = j0 * ldb
+		}
+		f(m, j1-j0, 0, bo, j0)
+	})
 }

@@ -2,6 +2,8 @@ package autograd
 
 import (
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -24,7 +26,7 @@ func TestOpenBLASMatchesGonum(t *testing.T) {
 	b := openBLASOrSkip(t)
 	rng := rand.New(rand.NewPCG(21, 22))
 	var g gonum.Implementation
-	for _, s := range [][3]int{{1, 1, 1}, {7, 5, 3}, {33, 17, 65}} {
+	for _, s := range [][3]int{{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {300, 90, 80}, {90, 300, 80}} {
 		m, n, k := s[0], s[1], s[2]
 		for _, tA := range []blas.Transpose{blas.NoTrans, blas.Trans} {
 			for _, tB := range []blas.Transpose{blas.NoTrans, blas.Trans} {
@@ -104,8 +106,9 @@ func TestUseBLAS(t *testing.T) {
 }
 
 // BenchmarkSgemm multiplies (4096, 256)·(256, 1024), the in_proj matmul of the
-// benchmark model, with gonum and with OpenBLAS (1 thread unless
-// OPENBLAS_NUM_THREADS is set).
+// benchmark model, with gonum, with OpenBLAS in one call (1 thread unless
+// OPENBLAS_NUM_THREADS is set) and with OpenBLAS cut into blocks on up to
+// GOMAXPROCS goroutines (what openBLAS.Sgemm does).
 func BenchmarkSgemm(b *testing.B) {
 	const m, k, n = 4096, 256, 1024
 	rng := rand.New(rand.NewPCG(25, 26))
@@ -120,6 +123,35 @@ func BenchmarkSgemm(b *testing.B) {
 	}
 	bench("gonum", gonum.Implementation{})
 	if ob, err := openBLASOnce(); err == nil {
-		bench("openblas", ob)
+		bench("openblas-1call", whole{ob})
+		bench("openblas-blocks", ob)
+	}
+}
+
+// whole is OpenBLAS's Sgemm as a single call.
+type whole struct{ *openBLAS }
+
+func (w whole) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	w.sgemm(cblasRowMajor, cblasOp(tA), cblasOp(tB), int32(m), int32(n), int32(k), alpha, &a[0], int32(lda), &b[0], int32(ldb), beta, &c[0], int32(ldc))
+}
+
+// TestOpenBLASBlocks: a product large enough to be cut into blocks is
+// bitwise the same with GOMAXPROCS 1 and 3, cut by rows and by columns.
+func TestOpenBLASBlocks(t *testing.T) {
+	b := openBLASOrSkip(t)
+	rng := rand.New(rand.NewPCG(27, 28))
+	for _, s := range [][3]int{{700, 60, 70}, {60, 700, 70}} {
+		m, n, k := s[0], s[1], s[2]
+		a, bm := convert[float32](randn(rng, k*m, 1)), convert[float32](randn(rng, n*k, 1))
+		var got [2][]float32
+		for i, procs := range []int{1, 3} {
+			old := runtime.GOMAXPROCS(procs)
+			got[i] = make([]float32, m*n)
+			b.Sgemm(blas.Trans, blas.Trans, m, n, k, 1, a, m, bm, k, 0, got[i], n)
+			runtime.GOMAXPROCS(old)
+		}
+		if !slices.Equal(got[0], got[1]) {
+			t.Errorf("Sgemm %v: GOMAXPROCS 1 and 3 differ", s)
+		}
 	}
 }

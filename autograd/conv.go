@@ -46,7 +46,7 @@ func CausalConv1d(batch int, x, w, b *gorgonia.Node, silu bool) (*gorgonia.Node,
 		out:   tensor.Shape{rows, ch},
 	}
 	return build(s,
-		func() kernel[float32] { return &conv32{convGeom: geo, wt: make([]float32, kw*ch)} },
+		func() kernel[float32] { return newConv32(geo) },
 		func() kernel[float64] { return &convRef{geo} },
 		nodes...)
 }
@@ -61,16 +61,25 @@ type convGeom struct {
 const convSteps = 64
 
 // conv32 is the fast float32 kernel. Work is cut into (sequence, block of
-// convSteps time steps) pieces; inner loops run over contiguous channels with
-// the weights transposed to (K, ch). The pre-activation c is not saved: the
-// backward recomputes it (K multiply-adds per element).
+// convSteps time steps) pieces; inner loops run over contiguous channels
+// (mulAdd, eight lanes per instruction) with the weights transposed to
+// (K, ch). The forward keeps σ(c), so the backward computes no exponential;
+// it recomputes c itself (K multiply-adds per element) rather than keep it.
 type conv32 struct {
 	convGeom
 	wt   []float32 // (K, ch) w transposed, refreshed by every forward and backward
+	sig  []float32 // (batch·L, ch) σ(c) of the last forward, with silu
 	ring []float32 // (workers, K, ch) the last K rows of dc in the backward sweep
-	tmp  []float32 // (workers, ch) e^(−c) of one row
 	part []float32 // (pieces, (K+1)·ch) per-piece sums of dw (K, ch) and db (ch)
 	sum  []float32 // ((K+1)·ch) their sum over pieces, in piece order
+}
+
+func newConv32(g convGeom) *conv32 {
+	k := &conv32{convGeom: g, wt: make([]float32, g.k*g.ch)}
+	if g.silu {
+		k.sig = make([]float32, g.batch*g.l*g.ch)
+	}
+	return k
 }
 
 func (k *conv32) pieces() int { return k.batch * ((k.l + convSteps - 1) / convSteps) }
@@ -99,28 +108,24 @@ func (k *conv32) pre(in [][]float32, seq, t int, c []float32) {
 		clear(c)
 	}
 	for j := max(0, k.k-1-t); j < k.k; j++ {
-		xr := x[(seq*k.l+t-(k.k-1)+j)*ch:][:ch]
-		wj := k.wt[j*ch:][:ch]
-		for d, v := range xr {
-			c[d] += wj[d] * v
-		}
+		mulAdd(c, k.wt[j*ch:], x[(seq*k.l+t-(k.k-1)+j)*ch:])
 	}
 }
 
 func (k *conv32) forward(in [][]float32, y []float32) error {
 	k.transpose(in[1])
-	np := k.pieces()
-	k.tmp = grow(k.tmp, workers(np, 1)*k.ch)
-	parallel(np, 1, func(wk, p, _ int) {
+	parallel(k.pieces(), 1, func(_, p, _ int) {
 		seq, t0, t1 := k.piece(p)
-		e := k.tmp[wk*k.ch:][:k.ch]
 		for t := t0; t < t1; t++ {
-			c := y[(seq*k.l+t)*k.ch:][:k.ch]
+			row := (seq*k.l + t) * k.ch
+			c := y[row:][:k.ch]
 			k.pre(in, seq, t, c)
 			if k.silu {
-				scan.ExpAffine(e, c, -1, 0)
+				s := k.sig[row:][:k.ch]
+				scan.ExpAffine(s, c, -1, 0)
 				for d, v := range c {
-					c[d] = v * (1 / (1 + e[d]))
+					s[d] = 1 / (1 + s[d])
+					c[d] = v * s[d]
 				}
 			}
 		}
@@ -137,31 +142,29 @@ func (k *conv32) forward(in [][]float32, y []float32) error {
 //
 // Each piece sweeps its steps s upward keeping dc of steps s … s+K−1 in a ring
 // of K rows, so dc of a step is computed once per piece (K−1 steps past the
-// piece's end are recomputed by the next piece).
+// piece's end are recomputed by the next piece). σ(c) comes from the forward.
 func (k *conv32) backward(in [][]float32, dy []float32, din [][]float32) error {
 	x, dx, ch, kw := in[0], din[0], k.ch, k.k
 	k.transpose(in[1])
 	np, stride := k.pieces(), (kw+1)*ch
 	k.ring = grow(k.ring, workers(np, 1)*kw*ch)
-	k.tmp = grow(k.tmp, workers(np, 1)*ch)
 	k.part = grow(k.part, np*stride)
 	parallel(np, 1, func(wk, p, _ int) {
 		seq, t0, t1 := k.piece(p)
 		ring := k.ring[wk*kw*ch:][:kw*ch]
-		e := k.tmp[wk*ch:][:ch]
 		part := k.part[p*stride:][:stride]
 		clear(part)
 		dw, db := part[:kw*ch], part[kw*ch:]
 		// dcAt fills the ring row of step t with dc_t and, for steps of this
 		// piece, adds its terms to dw and db.
 		dcAt := func(t int) {
-			dc := ring[t%kw*ch:][:ch]
-			g := dy[(seq*k.l+t)*ch:][:ch]
+			row := (seq*k.l + t) * ch
+			dc, g := ring[t%kw*ch:][:ch], dy[row:][:ch]
 			if k.silu {
 				k.pre(in, seq, t, dc)
-				scan.ExpAffine(e, dc, -1, 0)
+				sg := k.sig[row:][:ch]
 				for d, c := range dc {
-					s := 1 / (1 + e[d])
+					s := sg[d]
 					dc[d] = g[d] * s * (1 + c*(1-s))
 				}
 			} else {
@@ -174,11 +177,7 @@ func (k *conv32) backward(in [][]float32, dy []float32, din [][]float32) error {
 				db[d] += v
 			}
 			for j := max(0, kw-1-t); j < kw; j++ {
-				xr := x[(seq*k.l+t-(kw-1)+j)*ch:][:ch]
-				dwj := dw[j*ch:][:ch]
-				for d, v := range dc {
-					dwj[d] += v * xr[d]
-				}
+				mulAdd(dw[j*ch:][:ch], dc, x[(seq*k.l+t-(kw-1)+j)*ch:])
 			}
 		}
 		for t := t0; t < min(k.l, t0+kw-1); t++ {
@@ -191,11 +190,7 @@ func (k *conv32) backward(in [][]float32, dy []float32, din [][]float32) error {
 			out := dx[(seq*k.l+s)*ch:][:ch]
 			clear(out)
 			for j := max(0, s+kw-k.l); j < kw; j++ {
-				dc := ring[(s+kw-1-j)%kw*ch:][:ch]
-				wj := k.wt[j*ch:][:ch]
-				for d, v := range dc {
-					out[d] += v * wj[d]
-				}
+				mulAdd(out, ring[(s+kw-1-j)%kw*ch:], k.wt[j*ch:])
 			}
 		}
 	})

@@ -42,5 +42,24 @@
 // the next run, so copy out what you keep.
 //
 // UseBLAS switches gorgonia's matrix products to OpenBLAS when it is
-// installed.
+// installed; products of 2^21 multiply-adds or more are cut into four fixed
+// blocks of rows (or columns) of the result that run as single-threaded
+// OpenBLAS calls on up to GOMAXPROCS goroutines.
+//
+// # Speed
+//
+// Forward + backward of the float32 kernels at the benchmark model's shapes
+// (8 × 512 = 4,096 tokens, d_model 256, d_inner 512, K 4, vocabulary 256),
+// in ns per element of the main input (BenchmarkXxx/f32, 20 runs, two
+// interleaved A/B rounds on the 2-core AVX2/FMA box while other work shared
+// it, so ±40%), before and after σ(c) was kept by the conv and its
+// multiply-adds went through mulAdd:
+//
+//	RMSNorm        4096×256     10–14 ns
+//	CausalConv1d   4096×512     60–77 ns → 26–27 ns   (what is left is mostly the scalar exp of σ in the forward)
+//	CrossEntropy   4096×256     29–55 ns              (two scalar exps per element)
+//	Embedding      4096×256     2.3–7 ns per output element (2.4–7.3 ms per step)
+//
+// and OpenBLAS sgemm, (4096×256)·(256×1024): 57–85 GFLOP/s as one call,
+// 100–136 GFLOP/s cut into blocks on two goroutines (BenchmarkSgemm).
 package autograd

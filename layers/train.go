@@ -188,7 +188,7 @@ func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values6
 	h := b.do(autograd.Embedding(gr.ids, b.node[m.emb]))
 	for l := range m.blocks {
 		start := len(b.g.AllNodes())
-		h = b.do(gorgonia.Add(h, b.mixer(&m.blocks[l], h)))
+		h = b.do(add(h, b.mixer(&m.blocks[l], h)))
 		gr.blocks = append(gr.blocks, b.g.AllNodes()[start:])
 	}
 	hf := b.do(autograd.RMSNorm(h, b.node[m.normF], m.cfg.NormEps))
@@ -264,9 +264,10 @@ func (b *builder) mixer(p *mixer, h *gorgonia.Node) *gorgonia.Node {
 	u := b.do(autograd.CausalConv1d(b.batch, x, b.node[p.convW], b.opt(p.convB), true))
 	var delta, bm, cm *gorgonia.Node
 	if p.xW != nil {
-		dt := b.linear(u, p.xW, nil, 0, R)
-		bm = b.linear(u, p.xW, nil, R, R+N)
-		cm = b.linear(u, p.xW, nil, R+N, R+2*N)
+		dbc := b.linear(u, p.xW, nil, 0, R+2*N) // one GEMM, split by copies
+		dt := b.do(columns(dbc, 0, R))
+		bm = b.do(columns(dbc, R, R+N))
+		cm = b.do(columns(dbc, R+N, R+2*N))
 		delta = b.linear(dt, p.dtW, nil, 0, E)
 	} else {
 		delta = b.zeros(b.rows, E)

@@ -53,68 +53,117 @@ func benchInputs[T float32 | float64](s Shape) benchData[T] {
 	return d
 }
 
-// elementsMetric reports wall-clock nanoseconds per (batch, time, channel, state) element over
-// the n runs since start.
-func elementsMetric(b *testing.B, s Shape, n int, start time.Time) {
-	elems := float64(s.Batch) * float64(s.Len) * float64(s.Channels) * float64(s.State) * float64(n)
-	b.ReportMetric(float64(time.Since(start).Nanoseconds())/elems, "ns/elem")
+// loopPaths are the implementations of the chunk loops: the AVX2 assembly where the CPU has it,
+// and the pure-Go fallback.
+func loopPaths() []string {
+	if hasAVX2 {
+		return []string{"avx2", "go"}
+	}
+	return []string{"go"}
 }
 
-func benchKernel[T float32 | float64](b *testing.B, s Shape, k Kernel[T], fwd, bwd bool) {
-	d := benchInputs[T](s)
-	in, dout, out, g := d.in, d.dout, d.out, d.g
-	if err := k.Forward(in, out, nil); err != nil {
+// timed runs one Forward and one Backward of k and returns their wall-clock durations.
+func timed[T float32 | float64](b *testing.B, k Kernel[T], d benchData[T]) (fwd, bwd time.Duration) {
+	start := time.Now()
+	if err := k.Forward(d.in, d.out, nil); err != nil {
 		b.Fatal(err)
 	}
-	start, n := time.Now(), 0
-	for b.Loop() {
-		n++
-		if fwd {
-			if err := k.Forward(in, out, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if bwd {
-			if err := k.Backward(in, dout, nil, g); err != nil {
-				b.Fatal(err)
-			}
-		}
+	mid := time.Now()
+	if err := k.Backward(d.in, d.dout, nil, d.g); err != nil {
+		b.Fatal(err)
 	}
-	elementsMetric(b, s, n, start)
+	return mid.Sub(start), time.Since(mid)
 }
 
-func benchFast(b *testing.B, fwd, bwd bool) {
-	for _, s := range benchShapes {
-		b.Run(benchName(s), func(b *testing.B) {
-			k, err := New(s, Options{Softplus: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			benchKernel(b, s, k, fwd, bwd)
-		})
+// reportPerElement reports each duration, summed over n runs, as nanoseconds per (batch, time,
+// channel, state) element, under its unit.
+func reportPerElement(b *testing.B, s Shape, n int, units []string, sums []time.Duration) {
+	elems := float64(s.Batch) * float64(s.Len) * float64(s.Channels) * float64(s.State) * float64(n)
+	for i, u := range units {
+		b.ReportMetric(float64(sums[i].Nanoseconds())/elems, u)
 	}
 }
 
-func BenchmarkForward(b *testing.B)         { benchFast(b, true, false) }
-func BenchmarkBackward(b *testing.B)        { benchFast(b, false, true) }
-func BenchmarkForwardBackward(b *testing.B) { benchFast(b, true, true) }
-
-// BenchmarkPureGo is forward+backward with the pure-Go loops, also where AVX2 is available.
-func BenchmarkPureGo(b *testing.B) {
-	useAVX2(false)
-	defer useAVX2(hasAVX2)
-	benchFast(b, true, true)
+// BenchmarkScan runs the fast kernel's forward and backward with each loop path on each shape,
+// with Options.Workers 1 and 2 alternated within every iteration (so that both see the same load),
+// and reports ns per element of the forward, the backward and both (w1-…, w2-…) and the speed-up
+// from one to two workers (x-speedup, forward+backward).
+func BenchmarkScan(b *testing.B) {
+	for _, path := range loopPaths() {
+		for _, s := range benchShapes {
+			b.Run(path+"/"+benchName(s), func(b *testing.B) {
+				useAVX2(path == "avx2")
+				defer useAVX2(hasAVX2)
+				d := benchInputs[float32](s)
+				var ks [2]*Fast
+				for i := range ks {
+					k, err := New(s, Options{Softplus: true, Workers: i + 1})
+					if err != nil {
+						b.Fatal(err)
+					}
+					timed(b, k, d)
+					ks[i] = k
+				}
+				var sums [6]time.Duration // forward, backward, both; one worker then two
+				n := 0
+				for b.Loop() {
+					n++
+					for i, k := range ks {
+						fwd, bwd := timed(b, k, d)
+						sums[3*i] += fwd
+						sums[3*i+1] += bwd
+						sums[3*i+2] += fwd + bwd
+					}
+				}
+				reportPerElement(b, s, n, []string{"w1-fwd-ns/elem", "w1-bwd-ns/elem", "w1-ns/elem",
+					"w2-fwd-ns/elem", "w2-bwd-ns/elem", "w2-ns/elem"}, sums[:])
+				b.ReportMetric(float64(sums[2])/float64(sums[5]), "x-speedup")
+			})
+		}
+	}
 }
 
-// BenchmarkReference is the float64 reference's forward+backward on the training-batch shape,
-// the baseline of the speed-up (the long shape would need 2 GB of float64 activations).
+// BenchmarkReference runs the float64 reference's forward+backward on the training-batch shape
+// (the long shape would need 2 GB of float64 activations), alternated within every iteration with
+// the fast kernel on one worker with each loop path, and reports ns per element of each and the
+// fast kernel's speed-up over the reference (x-…, forward+backward).
 func BenchmarkReference(b *testing.B) {
 	s := benchShapes[0]
 	b.Run(benchName(s), func(b *testing.B) {
-		k, err := NewReference(s, Options{Softplus: true})
+		ref, err := NewReference(s, Options{Softplus: true})
 		if err != nil {
 			b.Fatal(err)
 		}
-		benchKernel(b, s, k, true, true)
+		fast, err := New(s, Options{Softplus: true, Workers: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d64, d32 := benchInputs[float64](s), benchInputs[float32](s)
+		paths := loopPaths()
+		run := func(path string) time.Duration {
+			useAVX2(path == "avx2")
+			defer useAVX2(hasAVX2)
+			fwd, bwd := timed(b, fast, d32)
+			return fwd + bwd
+		}
+		for _, p := range paths {
+			run(p)
+		}
+		sums := make([]time.Duration, 1+len(paths))
+		n := 0
+		for b.Loop() {
+			n++
+			fwd, bwd := timed(b, ref, d64)
+			sums[0] += fwd + bwd
+			for i, p := range paths {
+				sums[1+i] += run(p)
+			}
+		}
+		units := []string{"ref-ns/elem"}
+		for i, p := range paths {
+			units = append(units, p+"-ns/elem")
+			b.ReportMetric(float64(sums[0])/float64(sums[1+i]), "x-speedup-"+p)
+		}
+		reportPerElement(b, s, n, units, sums)
 	})
 }

@@ -11,7 +11,7 @@ const (
 	tilesForward  = iota // Δ, dΔ/dδ, Δ·u
 	tilesOut             // and silu(z) (when there is a gate)
 	tilesAdjoint         // and ĝ
-	tilesBackward        // and ĝ, u and the dz factor g·σ(z)·(1 + z·(1 − σ(z)))
+	tilesBackward        // and ĝ and the dz factor g·σ(z)·(1 + z·(1 − σ(z)))
 )
 
 // prepare fills the tiles for steps [t0, t1) and channels [c0, c1) of batch b. Rows are copied
@@ -64,9 +64,6 @@ func (f *Fast) prepare(sc *scratch, b, c0, c1, t0, t1, what int) {
 		case tilesAdjoint, tilesBackward:
 			gh, g := sc.tgh[r:r+w], f.dout[i0:i0+w]
 			copy(gh, g)
-			if what == tilesBackward {
-				copy(sc.tu[r:r+w], u)
-			}
 			if z == nil {
 				continue
 			}
@@ -108,11 +105,13 @@ func (f *Fast) chunkForward(sc *scratch, b, c0, c1, k int, h []float32, emit boo
 	if !emit {
 		return
 	}
+	D := sc.skip[:w]
+	copyOrZero(D, f.in.D, c0)
 	for t := t0; t < t1; t++ {
 		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
 		out, y, u := f.out[i0:i0+w], sc.ty[r:r+w], f.in.U[i0:i0+w]
 		for j := range out {
-			out[j] = y[j] + f.skip(c0+j)*u[j]
+			out[j] = y[j] + D[j]*u[j]
 		}
 		if f.in.Z != nil {
 			silu := sc.tsg[r : r+w]
@@ -163,37 +162,51 @@ func (f *Fast) chunkBackward(sc *scratch, b, c0, c1, k int, part []float32, seg 
 	db, dc := part[:m*N], part[f.chunk*N:][:m*N]
 	for c := c0; c < c1; c++ {
 		j, acc := c-c0, f.acc(b, seg, c)
-		A, D, hstart := f.in.A[c*N:][:N], f.skip(c), f.savedAt(b, k, c)
+		A, hstart := f.in.A[c*N:][:N], f.savedAt(b, k, c)
 		scanRecompute(hstart, A, B, C, sc.tdt[j:], sc.tdu[j:], sc.ty[j:], sc.abar[:m*N], sc.hs[:m*N], m, w)
-		if f.g.Z != nil {
-			for r := range m {
-				x := r*w + j
-				sc.tgz[x] = sc.tzf[x] * (sc.ty[x] + D*sc.tu[x])
-			}
-		}
 		scanReverse(f.mu[acc*N:][:N], A, B, C, sc.abar[:m*N], sc.hs[:m*N], hstart, db, dc, f.dA[acc*N:][:N],
 			sc.tdt[j:], sc.tdu[j:], sc.tgh[j:], sc.ts1[j:], sc.ts2[j:], m, w)
-		var dD, dBias float32
-		for r := m - 1; r >= 0; r-- {
-			x := r*w + j
-			u, gh, s1 := sc.tu[x], sc.tgh[x], sc.ts1[x]
-			dDelta := (u*s1 + sc.ts2[x]) * sc.tddt[x]
-			sc.tgu[x] = D*gh + sc.tdt[x]*s1
-			sc.tgd[x] = dDelta
-			dD += gh * u
-			dBias += dDelta
-		}
-		f.dD[acc] += dD
-		f.dBia[acc] += dBias
 	}
-	for t := t0; t < t1; t++ {
+	f.backwardRows(sc, b, c0, c1, t0, t1, seg)
+}
+
+// backwardRows finishes chunkBackward token row by token row, last step first: it writes the
+// rows of du, dδ and dz and adds dD and d(DeltaBias) of the chunk into the accumulators of
+// segment seg, each channel's terms summed from the last step to the first. Rows of a gradient
+// the caller did not ask for go to a scratch row.
+func (f *Fast) backwardRows(sc *scratch, b, c0, c1, t0, t1, seg int) {
+	s := f.shape
+	w := c1 - c0
+	D, sumD, sumBias := sc.skip[:w], sc.sumD[:w], sc.sumBias[:w]
+	copyOrZero(D, f.in.D, c0)
+	clear(sumD)
+	clear(sumBias)
+	for t := t1 - 1; t >= t0; t-- {
 		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
-		for _, p := range [3][2][]float32{{f.g.U, sc.tgu}, {f.g.Delta, sc.tgd}, {f.g.Z, sc.tgz}} {
-			if p[0] != nil {
-				copy(p[0][i0:i0+w], p[1][r:r+w])
+		u := f.in.U[i0:][:w]
+		duDeltaRow(gradOrSink(f.g.U, sc.sink, i0, w), gradOrSink(f.g.Delta, sc.sink, i0, w), sumD, sumBias, u, D,
+			sc.tgh[r:][:w], sc.tdt[r:][:w], sc.tddt[r:][:w], sc.ts1[r:][:w], sc.ts2[r:][:w])
+		if f.g.Z != nil {
+			gz, zf, y := f.g.Z[i0:i0+w], sc.tzf[r:r+w], sc.ty[r:r+w]
+			for j, uj := range u {
+				gz[j] = zf[j] * (y[j] + D[j]*uj)
 			}
 		}
 	}
+	acc := f.acc(b, seg, c0)
+	dD, dBias := f.dD[acc:acc+w], f.dBia[acc:acc+w]
+	for j := range sumD {
+		dD[j] += sumD[j]
+		dBias[j] += sumBias[j]
+	}
+}
+
+// gradOrSink returns the w elements of the gradient g at i0, or sink[:w] when g is nil.
+func gradOrSink(g, sink []float32, i0, w int) []float32 {
+	if g == nil {
+		return sink[:w]
+	}
+	return g[i0 : i0+w]
 }
 
 // forwardItem runs channels [c0, c1) of batch b through the chunks of segment seg, saving the
@@ -253,7 +266,9 @@ func (f *Fast) segMap(sc *scratch, b, seg int) {
 	N := f.shape.State
 	for c := range f.shape.Channels {
 		j := f.acc(b, seg, c) * N
-		expScaled(f.segA[j:j+N], f.in.A[c*N:][:N], sc.sum[c])
+		A := f.in.A[c*N:][:N]
+		lo, hi := bounds(A)
+		expRow(f.segA[j:j+N], A, sc.sum[c], lo, hi)
 		copy(f.segB[j:j+N], sc.h[c*N:][:N])
 	}
 }

@@ -52,9 +52,9 @@
 // 4·Batch·Channels·State·ceil(Len/Chunk) bytes (SavedBytes), never a state per step. Backward
 // walks the chunks last to first; per channel it recomputes the chunk's Ā and h into per-worker
 // scratch (exp once per element), then runs the reverse pass over them. Per worker the scratch
-// is 4·Chunk·(13·W + 4·State) bytes, W = min(Channels, 64) (≈ 230 KiB at the defaults), mostly
-// (time, channel) tiles of per-token values; it is allocated on first use, and Forward and
-// Backward do not allocate afterwards.
+// is about 4·Chunk·(9·W + 4·State) bytes, W = min(Channels, 64) (≈ 165 KiB at the defaults),
+// mostly (time, channel) tiles of per-token values; it is allocated on first use, and Forward
+// and Backward do not allocate afterwards.
 //
 // # Parallel scheme and determinism
 //
@@ -83,17 +83,25 @@
 //
 // # Scalar and vector math
 //
-// No float64 in the hot loops. exp32 reduces x = k·ln2 + r (Cody–Waite), evaluates e^r with a
-// degree-6 polynomial and puts k into the exponent bits: relative error ≤ 1.2e-7, subnormal
-// results flushed to 0. softplus and σ use e^{−|x|} and a log1p series, ≤ 2.5e-7. On amd64
-// with AVX2 and FMA (golang.org/x/sys/cpu) the (time, state) loops and the row-wise softplus
-// and sigmoid run in assembly (kernel_amd64.s), eight states per instruction, for State a
-// multiple of 8; the pure-Go loops (kernel.go) are the fallback and are tested against it.
+// No float64 in the hot loops. exp32 reduces x = (64k + j)·ln2/64 + r, |r| ≤ ln2/128
+// (Cody–Waite), takes 2^(j/64) from a 64-entry table, e^r − 1 ≈ r + r²/2, and adds k to the
+// exponent bits: relative error ≤ 1.6e-7, about 20 scalar instructions, subnormal results flushed
+// to 0, NaN kept. The loops over State test the range of Δ·A once per step (from the least and
+// greatest A of the channel), so that their body has no branch and no call. softplus and σ use
+// e^{−|x|} and a log1p series, ≤ 2.5e-7. On amd64 with AVX2 and FMA (golang.org/x/sys/cpu) the
+// (time, state) loops and the row-wise softplus and sigmoid run in assembly (kernel_amd64.s),
+// eight states per instruction, for State a multiple of 8, with an exp that needs no table
+// (k·ln2 + r, degree-6 polynomial, ≤ 1.2e-7; NaN stays NaN); the pure-Go loops (kernel.go) are
+// the fallback and are tested against it. The per-token work after the reverse pass (du, dδ,
+// dz, the sums of dD and d(bias)) runs row by row over the tiles (du and dδ in assembly too),
+// writing the gradients' token rows directly.
 //
 // # Measured (2-core dev box, shared and noisy; tables and method in README.md)
 //
-// ns per (batch, time, channel, state) element at (8, 512, 512, 16), AVX2 kernels, one core:
-// forward 1.7–3.3, backward 3.2–6.1, forward+backward 3.9–9.5; pure-Go loops 22–53; float64
-// reference 181–205 (19–50× slower than AVX2). One to two workers: ×1.98 (AVX2), ×2.11
-// (pure Go), ×1.8–2.0 in time mode, when the second core is free.
+// ns per (batch, time, channel, state) element at (8, 512, 512, 16), one worker, wall clock,
+// 2026-11-28 under a load average of 2.5–4.9: AVX2 kernels forward 2.7–3.3, backward 4.4–5.7,
+// forward+backward 7.1–9.0; pure-Go loops forward 9.9–15, backward 17–26, forward+backward
+// 27–40; float64 reference 120–157 (19–21× the AVX2 kernels' time, 4.3–4.8× the pure-Go
+// loops'). One to two workers (Options.Workers, alternated in one process): ×1.8–2.2 when the
+// second core was free, ×1.0 while another engineer's job held it.
 package scan

@@ -61,9 +61,11 @@ type scratch struct {
 	part     []float32 // time mode: (2, chunk, State), dB then dC of the current chunk
 
 	tdt, tddt, tdu, tsg []float32 // tiles: Δ, dΔ/dδ, Δ·u, σ(z) (silu(z) for the forward)
-	tgh, tu, tzf        []float32 // tiles: ĝ, u, dz factor
+	tgh, tzf            []float32 // tiles: ĝ, dz factor
 	ty, ts1, ts2        []float32 // tiles: C·h (y before D·u and the gate), Σ_n λ·B, Σ_n A·λ·Ā·h_{t−1}
-	tgu, tgd, tgz       []float32 // tiles: gradients of u, δ, z
+
+	skip, sumD, sumBias []float32 // (blk): D of the item's channels (0 without D), sums of dD and d(bias) over a chunk
+	sink                []float32 // (blk): where the rows of gradients nobody asked for go
 }
 
 func newScratch(chunk, blk, N int) *scratch {
@@ -71,8 +73,8 @@ func newScratch(chunk, blk, N int) *scratch {
 	T, W := chunk, blk
 	return &scratch{
 		abar: v(T * N), hs: v(T * N), row: v(N), h: v(W * N), sum: v(W), part: v(2 * T * N),
-		tdt: v(T * W), tddt: v(T * W), tdu: v(T * W), tsg: v(T * W), tgh: v(T * W), tu: v(T * W), tzf: v(T * W),
-		ty: v(T * W), ts1: v(T * W), ts2: v(T * W), tgu: v(T * W), tgd: v(T * W), tgz: v(T * W),
+		tdt: v(T * W), tddt: v(T * W), tdu: v(T * W), tsg: v(T * W), tgh: v(T * W), tzf: v(T * W),
+		ty: v(T * W), ts1: v(T * W), ts2: v(T * W), skip: v(W), sumD: v(W), sumBias: v(W), sink: v(W),
 	}
 }
 
@@ -272,14 +274,6 @@ func (f *Fast) rows(b, t0, t1 int) ([]float32, []float32) {
 	s := f.shape
 	lo, hi := (b*s.Len+t0)*s.State, (b*s.Len+t1)*s.State
 	return f.in.B[lo:hi], f.in.C[lo:hi]
-}
-
-// skip returns D of channel c (0 without D).
-func (f *Fast) skip(c int) float32 {
-	if f.in.D == nil {
-		return 0
-	}
-	return f.in.D[c]
 }
 
 // combine is the scan operator on affine maps h ↦ a·h + b, the left one applied first:

@@ -24,12 +24,30 @@ func init() {
 // useAVX2 switches between the assembly and the pure-Go loops (tests run both).
 func useAVX2(on bool) {
 	scanRecompute, scanReverse, scanAdjoint = scanRecomputeGo, scanReverseGo, scanAdjointGo
-	softplusRow, sigmoidRow = softplusRowGo, sigmoidRowGo
+	softplusRow, sigmoidRow, duDeltaRow = softplusRowGo, sigmoidRowGo, duDeltaRowGo
 	if on {
 		scanRecompute, scanReverse, scanAdjoint = scanRecomputeAVX2, scanReverseAVX2, scanAdjointAVX2
-		softplusRow, sigmoidRow = softplusRowAVX2, sigmoidRowAVX2
+		softplusRow, sigmoidRow, duDeltaRow = softplusRowAVX2, sigmoidRowAVX2, duDeltaRowAVX2
 	}
 }
+
+// The vector exp reduces x = k·ln2 + r with |r| ≤ ln2/2 and evaluates e^r by a polynomial: a
+// table of 2^(j/64) as in exp32 would need a gather.
+const (
+	// ln2Hi has its 9 low mantissa bits zero, so k·ln2Hi is exact for |k| ≤ 2^8 and
+	// x − k·ln2Hi is exact (Cody–Waite range reduction); ln2Lo = ln 2 − ln2Hi.
+	ln2Hi = 0.693145751953125
+	ln2Lo = 1.428606820309417e-06
+	// Coefficients of exp(r) ≈ 1 + r·(c1 + r·(c2 + … + r·c6)) on |r| ≤ ln2/2: Chebyshev
+	// interpolation (relative error 2.5e-9) with c1 = 1.0000000377 then rounded to 1, which
+	// adds at most 1.3e-8; together ≤ 1.6e-8 in exact arithmetic, about 1 ulp in float32.
+	expC1 = 1
+	expC2 = 0.5000000047117784
+	expC3 = 0.16666415514653618
+	expC4 = 0.04166635289669687
+	expC5 = 0.008375126398132253
+	expC6 = 0.0013941108438804987
+)
 
 // vecConsts holds the constants of exp32, log1p01 and softplus32 broadcast to eight lanes, in
 // the order the assembly reads them.
@@ -51,6 +69,9 @@ func reverseAVX2(mu, A, B, C, abar, hs, hstart, db, dc, dA, dt, du, gh, s1, s2 *
 
 //go:noescape
 func adjointAVX2(mu, A, C, dt, gh *float32, steps, n, stride int)
+
+//go:noescape
+func duDeltaAVX2(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 *float32, n int)
 
 //go:noescape
 func softplusAVX2(x, d *float32, n int)
@@ -118,4 +139,19 @@ func sigmoidRowAVX2(x, s []float32) {
 		sigmoidAVX2(&x[0], &s[0], n)
 	}
 	sigmoidRowGo(x[n:], s[n:])
+}
+
+// duDeltaRowAVX2 runs the vector loop on whole groups of eight, duDeltaRowGo on the rest.
+func duDeltaRowAVX2(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 []float32) {
+	w := len(u)
+	n := w &^ 7
+	for _, x := range [...][]float32{gu, gd, sumD, sumBias, D, gh, dt, ddt, s1, s2} {
+		if len(x) < w {
+			n = 0
+		}
+	}
+	if n > 0 {
+		duDeltaAVX2(&gu[0], &gd[0], &sumD[0], &sumBias[0], &u[0], &D[0], &gh[0], &dt[0], &ddt[0], &s1[0], &s2[0], n)
+	}
+	duDeltaRowGo(gu[n:], gd[n:], sumD[n:], sumBias[n:], u[n:], D[n:], gh[n:], dt[n:], ddt[n:], s1[n:], s2[n:])
 }

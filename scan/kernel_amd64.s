@@ -37,14 +37,16 @@
 	VMOVUPS C3, Y11 \
 	VMOVUPS C2, Y15
 
-// EXP8 sets Y1 = exp(Y0) in eight lanes, as exp32: Y4 = (x ≥ expLo) masks what would be
-// subnormal to 0; x is clamped at expHi (larger arguments saturate at exp(expHi) ≈ 2.4e38);
+// EXP8 sets Y1 = exp(Y0) in eight lanes, as exp32: Y4 = !(x < expLo) masks what would be
+// subnormal to 0 and keeps NaN; x is clamped at expHi (larger arguments saturate at
+// exp(expHi) ≈ 2.4e38; VMINPS returns its second source, x, for NaN, so NaN stays NaN);
 // t = x·log2e + magic rounds k = x/ln2 into the low bits; r = x − k·ln2Hi − k·ln2Lo;
 // p = e^r by Horner's scheme; 2^k = (bits(t) − (magicBits − 127)) << 23. Needs EXPCONSTS;
 // clobbers Y0, Y2-Y4.
 #define EXP8 \
-	VCMPPS $0x0d, EXPLO, Y0, Y4 \
-	VMINPS EXPHI, Y0, Y0 \
+	VCMPPS $0x05, EXPLO, Y0, Y4 \
+	VMOVUPS EXPHI, Y1 \
+	VMINPS Y0, Y1, Y0 \
 	VMOVAPS Y5, Y2 \
 	VFMADD231PS Y6, Y0, Y2 \
 	VSUBPS Y5, Y2, Y3 \
@@ -337,5 +339,47 @@ sgLoop:
 	ADDQ $32, SI
 	SUBQ $8, CX
 	JNZ sgLoop
+	VZEROUPPER
+	RET
+
+// func duDeltaAVX2(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 *float32, n int)
+// As duDeltaRowGo, eight channels per instruction, with fused multiply-adds. n (a multiple of
+// 8) is kept in bytes in its argument slot.
+TEXT ·duDeltaAVX2(SB), NOSPLIT, $0-96
+	MOVQ gu+0(FP), DI
+	MOVQ gd+8(FP), SI
+	MOVQ sumD+16(FP), R8
+	MOVQ sumBias+24(FP), R9
+	MOVQ u+32(FP), R10
+	MOVQ D+40(FP), R11
+	MOVQ gh+48(FP), R12
+	MOVQ dt+56(FP), R13
+	MOVQ ddt+64(FP), AX
+	MOVQ s1+72(FP), BX
+	MOVQ s2+80(FP), CX
+	MOVQ n+88(FP), DX
+	SHLQ $2, DX
+	MOVQ DX, n+88(FP)
+	XORQ DX, DX
+
+ddLoop:
+	VMOVUPS (R12)(DX*1), Y0 // ĝ
+	VMOVUPS (BX)(DX*1), Y1 // s1
+	VMOVUPS (R10)(DX*1), Y2 // u
+	VMULPS (R13)(DX*1), Y1, Y3 // Δ·s1
+	VFMADD231PS (R11)(DX*1), Y0, Y3 // du = D·ĝ + Δ·s1
+	VMOVUPS Y3, (DI)(DX*1)
+	VMOVUPS (R8)(DX*1), Y4
+	VFMADD231PS Y2, Y0, Y4 // sumD += ĝ·u
+	VMOVUPS Y4, (R8)(DX*1)
+	VMOVUPS (CX)(DX*1), Y5
+	VFMADD231PS Y1, Y2, Y5 // u·s1 + s2
+	VMULPS (AX)(DX*1), Y5, Y5 // dδ
+	VMOVUPS Y5, (SI)(DX*1)
+	VADDPS (R9)(DX*1), Y5, Y6 // sumBias += dδ
+	VMOVUPS Y6, (R9)(DX*1)
+	ADDQ $32, DX
+	CMPQ DX, n+88(FP)
+	JLT ddLoop
 	VZEROUPPER
 	RET

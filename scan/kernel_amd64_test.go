@@ -51,3 +51,30 @@ func TestKernelsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestDuDeltaRowAgrees: the AVX2 row loop of the backward's row pass (vector part and tail)
+// computes what the pure-Go one computes.
+func TestDuDeltaRowAgrees(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2/FMA on this CPU: only the pure-Go loops run")
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	const w = 19
+	in := make([][]float32, 7) // u, D, ĝ, Δ, dΔ/dδ, s1, s2
+	for i := range in {
+		in[i] = randF32(r, w, 1)
+	}
+	sums := randF32(r, 2*w, 1)
+	var out [2][4][]float32 // du, dδ, sumD, sumBias per path
+	for p, row := range []func(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 []float32){duDeltaRowGo, duDeltaRowAVX2} {
+		o := &out[p]
+		o[0], o[1] = make([]float32, w), make([]float32, w)
+		o[2], o[3] = append([]float32(nil), sums[:w]...), append([]float32(nil), sums[w:]...)
+		row(o[0], o[1], o[2], o[3], in[0], in[1], in[2], in[3], in[4], in[5], in[6])
+	}
+	for i, name := range []string{"du", "dδ", "sumD", "sumBias"} {
+		if e := relL2(out[1][i], widen(out[0][i])); e > 1e-6 {
+			t.Errorf("%s differs by %.3g", name, e)
+		}
+	}
+}

@@ -113,3 +113,58 @@ func TestLargeDelta(t *testing.T) {
 		compareResults(t, "large δ", fast(t, s, Options{Softplus: true, Chunk: 6}, in, dout, dlast), want, 1e-4)
 	})
 }
+
+// TestNaN: a NaN argument stays NaN through exp (in the scan loops), softplus and sigmoid on
+// both loop paths, and a NaN δ reaches every later output of its channel and the final state:
+// non-finite detection upstream relies on NaN propagating.
+func TestNaN(t *testing.T) {
+	nan := float32(math.NaN())
+	isNaN := func(v float32) bool { return v != v }
+	bothPaths(t, func(t *testing.T) {
+		const N = 16
+		A := make([]float32, N)
+		for n := range A {
+			A[n] = -float32(n + 1)
+		}
+		abar, hs, mu := make([]float32, N), make([]float32, N), make([]float32, N)
+		scanRecompute(make([]float32, N), A, make([]float32, N), make([]float32, N), []float32{nan}, []float32{0},
+			make([]float32, 1), abar, hs, 1, 1)
+		scanAdjoint(mu, A, make([]float32, N), []float32{nan}, []float32{1}, make([]float32, N), 1, 1)
+		for n := range A {
+			if !isNaN(abar[n]) || !isNaN(mu[n]) {
+				t.Errorf("state %d: exp(NaN) gave Ā %v, adjoint %v", n, abar[n], mu[n])
+			}
+		}
+		x, d, sg := make([]float32, 19), make([]float32, 19), make([]float32, 19)
+		x[3], x[17] = nan, nan // in a group of eight and in the tail
+		sigmoidRow(x, sg)
+		softplusRow(x, d)
+		for _, j := range []int{3, 17} {
+			if !isNaN(x[j]) || !isNaN(d[j]) || !isNaN(sg[j]) {
+				t.Errorf("element %d: softplus %v, derivative %v, sigmoid %v of NaN", j, x[j], d[j], sg[j])
+			}
+		}
+		s := Shape{1, 6, 8, 16}
+		k, err := New(s, Options{Softplus: true, Chunk: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := toF32(randomInputs(rand.New(rand.NewPCG(31, 32)), s, allOn))
+		const c, t0 = 5, 2
+		in.Delta[t0*s.Channels+c] = nan
+		out, last := make([]float32, s.Len*s.Channels), make([]float32, s.Channels*s.State)
+		if err := k.Forward(in, out, last); err != nil {
+			t.Fatal(err)
+		}
+		for tt := range s.Len {
+			if v := out[tt*s.Channels+c]; isNaN(v) != (tt >= t0) {
+				t.Errorf("step %d: out %v with NaN δ at step %d", tt, v, t0)
+			}
+		}
+		for _, v := range last[c*s.State : (c+1)*s.State] {
+			if !isNaN(v) {
+				t.Errorf("final state %v with a NaN δ", v)
+			}
+		}
+	})
+}

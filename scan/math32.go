@@ -7,31 +7,31 @@ import "math"
 
 const (
 	log2e = 1.44269504088896341
-	// ln2Hi has its 9 low mantissa bits zero, so k·ln2Hi is exact for |k| ≤ 2^8 and
-	// x − k·ln2Hi is exact (Cody–Waite range reduction); ln2Lo = ln 2 − ln2Hi.
-	ln2Hi = 0.693145751953125
-	ln2Lo = 1.428606820309417e-06
 	// roundMagic = 1.5·2^23: adding it to |v| < 2^22 rounds v to an integer held in the low
-	// mantissa bits.
+	// mantissa bits (two's complement in the low 22 bits).
 	roundMagic     = 12582912
 	roundMagicBits = 0x4b400000 // math.Float32bits(roundMagic)
 	// expLo: below it exp(x) < 2^-126 is subnormal and is returned as 0. expHi: above it
 	// k = round(x/ln 2) could reach 128, outside the normal exponent range.
 	expLo = -87.33654
 	expHi = 88.37626
-	// Coefficients of exp(r) ≈ 1 + r·(c1 + r·(c2 + … + r·c6)) on |r| ≤ ln2/2: Chebyshev
-	// interpolation (relative error 2.5e-9) with c1 = 1.0000000377 then rounded to 1, which
-	// adds at most 1.3e-8; together ≤ 1.6e-8 in exact arithmetic, about 1 ulp in float32.
-	expC1 = 1
-	expC2 = 0.5000000047117784
-	expC3 = 0.16666415514653618
-	expC4 = 0.04166635289669687
-	expC5 = 0.008375126398132253
-	expC6 = 0.0013941108438804987
+	// ln2Hi64 is ln2/64 with its 13 low mantissa bits zero, so k·ln2Hi64 is exact for
+	// |k| ≤ 2^13 (all k of [expLo, expHi]·64/ln2) and x − k·ln2Hi64 is exact (Cody–Waite range
+	// reduction); ln2Lo64 = ln2/64 − ln2Hi64.
+	ln2Hi64 = 0.01082611083984375
+	ln2Lo64 = math.Ln2/64 - ln2Hi64
 )
 
-// exp32 returns e^x in float32 with a relative error of about 1e-7 (see expReduced). Results
-// that would be subnormal are 0; NaN gives NaN.
+// exp2Table holds the bits of 2^(j/64), j = 0 … 63, rounded to float32.
+var exp2Table = func() (t [64]uint32) {
+	for j := range t {
+		t[j] = math.Float32bits(float32(math.Exp2(float64(j) / 64)))
+	}
+	return t
+}()
+
+// exp32 returns e^x in float32 with a relative error ≤ 1.6e-7 (see expReduced). Results that
+// would be subnormal are 0; NaN gives NaN.
 func exp32(x float32) float32 {
 	if x < expLo || x > expHi {
 		return expOutside(x)
@@ -39,33 +39,49 @@ func exp32(x float32) float32 {
 	return expReduced(x)
 }
 
-// expScaled sets dst[n] = e^{s·a[n]}: exp32 over a row, with the polynomial inlined in the loop.
-func expScaled(dst, a []float32, s float32) {
+// expRow sets dst[n] = e^{s·a[n]} (exp32 over a row), given lo ≤ a[n] ≤ hi. When s·lo and s·hi
+// are in [expLo, expHi], so is every s·a[n] (rounding is monotonic) and the loop runs without a
+// range test or a call, which would make the compiler spill its registers in every iteration.
+func expRow(dst, a []float32, s, lo, hi float32) {
 	dst = dst[:len(a)]
-	for n, an := range a {
-		x := s * an
-		if x < expLo || x > expHi {
-			dst[n] = expOutside(x)
-			continue
+	if x, y := s*lo, s*hi; x >= expLo && x <= expHi && y >= expLo && y <= expHi {
+		for n, an := range a {
+			dst[n] = expReduced(s * an)
 		}
-		dst[n] = expReduced(x)
+		return
+	}
+	for n, an := range a {
+		dst[n] = exp32(s * an)
 	}
 }
 
-// expReduced is e^x for x in [expLo, expHi]: x = k·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6
-// polynomial, 2^k put into the exponent bits.
-func expReduced(x float32) float32 {
-	t := x*log2e + roundMagic
-	kf := t - roundMagic
-	r := (x - kf*ln2Hi) - kf*ln2Lo
-	return expPoly(r) * math.Float32frombits((math.Float32bits(t)-(roundMagicBits-127))<<23)
+// bounds returns the least and the greatest element of a (not empty).
+func bounds(a []float32) (lo, hi float32) {
+	lo, hi = a[0], a[0]
+	for _, v := range a[1:] {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
 }
 
-// expPoly is e^r for |r| ≤ ln2/2, by Estrin's scheme (pairs of terms in r² evaluated
-// independently): a shorter dependency chain than Horner's, which is what limits scalar code.
-func expPoly(r float32) float32 {
-	r2 := r * r
-	return (1 + r) + r2*((expC2+r*expC3)+r2*((expC4+r*expC5)+r2*expC6))
+// expParts splits x = (64k + j)·ln2/64 + r with |r| ≤ ln2/128 and returns e^r − 1 ≈ r + r²/2
+// (truncation error r³/6 ≤ 2.7e-8) and the bits of t, whose low bits hold 64k + j: j = u&63 and,
+// because roundMagicBits is a multiple of 64 whose bits from 2^6 up shift out of 32 bits,
+// u>>6<<23 is k in the exponent field.
+func expParts(x float32) (p float32, u uint32) {
+	t := x*(64*log2e) + roundMagic
+	kf := t - roundMagic
+	r := (x - kf*ln2Hi64) - kf*ln2Lo64
+	return r * (1 + r*0.5), math.Float32bits(t)
+}
+
+// expReduced is e^x for x in [expLo, expHi]: s = 2^(k + j/64) from the table with k added to
+// its exponent bits, then s·e^r = s + s·(e^r − 1), which rounds once instead of rounding
+// 1 + (e^r − 1) first. Few enough operations that two exps per element stay cheap in scalar code.
+func expReduced(x float32) float32 {
+	p, u := expParts(x)
+	s := math.Float32frombits(exp2Table[u&63] + u>>6<<23)
+	return s + s*p
 }
 
 // expOutside is exp32 for arguments outside [expLo, expHi].
@@ -76,9 +92,10 @@ func expOutside(x float32) float32 {
 	case x > 88.72284: // ln(MaxFloat32)
 		return float32(math.Inf(1))
 	}
-	// k = 128: 2^k does not fit the exponent field; scale by 2^127, then by 2.
-	r := (x - 128*ln2Hi) - 128*ln2Lo
-	return 2 * (expPoly(r) * 0x1p127)
+	// k may be 128: 2^k does not fit the exponent field; scale by 2^(k−1), then by 2.
+	p, u := expParts(x)
+	s := math.Float32frombits(exp2Table[u&63] + (u>>6-1)<<23)
+	return 2 * (s + s*p)
 }
 
 // log1p01 returns ln(1+e) for e in [0, 1]: with w = e/(2+e) ∈ [0, 1/3],
@@ -95,7 +112,11 @@ func softplus32(x float32) (float32, float32) {
 	if x > softplusThreshold {
 		return x, 1
 	}
-	e := exp32(-abs32(x))
+	m := -abs32(x) // e = e^m, with m ≤ 0 below expHi: only m < expLo needs a fix-up
+	e := expReduced(m)
+	if m < expLo {
+		e = 0
+	}
 	s := 1 / (1 + e)
 	if x >= 0 {
 		return x + log1p01(e), s
@@ -105,7 +126,11 @@ func softplus32(x float32) (float32, float32) {
 
 // sigmoid32 returns σ(x) = 1/(1 + e^{−x}) without overflow.
 func sigmoid32(x float32) float32 {
-	e := exp32(-abs32(x))
+	m := -abs32(x) // as in softplus32
+	e := expReduced(m)
+	if m < expLo {
+		e = 0
+	}
 	s := 1 / (1 + e)
 	if x < 0 {
 		return e * s
