@@ -5,7 +5,7 @@ import (
 	"io"
 	"slices"
 
-	"github.com/mambago/mamba/data/internal/rng"
+	"github.com/mambago/mamba/data/rng"
 	"github.com/mambago/mamba/data/shard"
 )
 

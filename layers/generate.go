@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/mambago/mamba/data/rng"
 )
 
 // Sampling chooses each next token from the logits.
@@ -37,7 +39,7 @@ func (s Sampling) validate() error {
 // sampler holds the scratch of one Sampling so that drawing does not allocate.
 type sampler struct {
 	s     Sampling
-	r     *rng
+	r     *rng.Rand
 	order []int32
 	p     []float64
 }
@@ -87,7 +89,7 @@ func (sp *sampler) next(logits []float32) int32 {
 			sum += sp.p[i]
 		}
 	}
-	u := sp.r.float64() * sum
+	u := sp.r.Float64() * sum
 	for i := 0; i < keep; i++ {
 		u -= sp.p[i]
 		if u < 0 {

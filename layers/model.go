@@ -3,6 +3,8 @@ package layers
 import (
 	"fmt"
 	"math"
+
+	"github.com/mambago/mamba/data/rng"
 )
 
 // Param is one learned tensor, named as in transformers' MambaForCausalLM
@@ -143,7 +145,7 @@ func (m *Model) allocate() {
 func (m *Model) initialise(seed uint64) {
 	cfg := m.cfg
 	E, K, R := cfg.DInner(), cfg.DConv, cfg.Rank()
-	fill := func(p *Param, f func(r *rng, k int) float64) {
+	fill := func(p *Param, f func(r *rng.Rand, k int) float64) {
 		if p == nil {
 			return
 		}
@@ -152,10 +154,12 @@ func (m *Model) initialise(seed uint64) {
 			p.Value[k] = float32(f(r, k))
 		}
 	}
-	constant := func(c float64) func(*rng, int) float64 { return func(*rng, int) float64 { return c } }
-	uniform := func(a float64) func(*rng, int) float64 { return func(r *rng, _ int) float64 { return r.uniform(a) } }
+	constant := func(c float64) func(*rng.Rand, int) float64 { return func(*rng.Rand, int) float64 { return c } }
+	uniform := func(a float64) func(*rng.Rand, int) float64 {
+		return func(r *rng.Rand, _ int) float64 { return r.Uniform(a) }
+	}
 
-	fill(m.emb, func(r *rng, _ int) float64 { return 0.02 * r.normal() })
+	fill(m.emb, func(r *rng.Rand, _ int) float64 { return 0.02 * r.Normal() })
 	lo, hi := math.Log(cfg.DtMin), math.Log(cfg.DtMax)
 	for i := range m.blocks {
 		b := &m.blocks[i]
@@ -166,14 +170,14 @@ func (m *Model) initialise(seed uint64) {
 		fill(b.convB, uniform(1/math.Sqrt(float64(K))))
 		fill(b.xW, uniform(1/math.Sqrt(float64(E))))
 		fill(b.dtW, uniform(cfg.DtScale/math.Sqrt(float64(R))))
-		fill(b.dtB, func(r *rng, _ int) float64 {
-			dt := math.Max(math.Exp(lo+r.float64()*(hi-lo)), cfg.DtInitFloor)
+		fill(b.dtB, func(r *rng.Rand, _ int) float64 {
+			dt := math.Max(math.Exp(lo+r.Float64()*(hi-lo)), cfg.DtInitFloor)
 			return dt + math.Log(-math.Expm1(-dt)) // softplus⁻¹(dt)
 		})
-		fill(b.aLog, func(_ *rng, k int) float64 { return math.Log(float64(k%cfg.DState + 1)) })
+		fill(b.aLog, func(_ *rng.Rand, k int) float64 { return math.Log(float64(k%cfg.DState + 1)) })
 		fill(b.d, constant(1))
 		fill(b.bLTI, constant(1))
-		fill(b.cLTI, func(r *rng, _ int) float64 { return r.normal() / math.Sqrt(float64(cfg.DState)) })
+		fill(b.cLTI, func(r *rng.Rand, _ int) float64 { return r.Normal() / math.Sqrt(float64(cfg.DState)) })
 		fill(b.outW, uniform(1/math.Sqrt(float64(E))/math.Sqrt(float64(cfg.NLayer))))
 		fill(b.outB, constant(0))
 	}

@@ -151,7 +151,7 @@ func perturb(m *Model, seed uint64) {
 	for _, p := range m.Params() {
 		r := newRNG(seed, p.Name)
 		for i := range p.Value {
-			p.Value[i] += float32(0.1 * r.normal())
+			p.Value[i] += float32(0.1 * r.Normal())
 		}
 	}
 }
@@ -160,7 +160,7 @@ func randomIDs(n, vocab int, seed uint64) []int32 {
 	r := newRNG(seed, "ids")
 	ids := make([]int32, n)
 	for i := range ids {
-		ids[i] = int32(r.next() % uint64(vocab))
+		ids[i] = int32(r.Uint64() % uint64(vocab))
 	}
 	return ids
 }

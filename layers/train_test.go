@@ -174,7 +174,7 @@ func TestGradFD(t *testing.T) {
 				}
 				grad := g.Data().([]float64)
 				for try := 0; try < 3; try++ {
-					k := int(r.next() % uint64(len(grad)))
+					k := int(r.Uint64() % uint64(len(grad)))
 					x := vals[i][k]
 					vals[i][k] = x + h
 					up := loss(fwd)

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/mambago/mamba/data/internal/rng"
+	"github.com/mambago/mamba/data/rng"
 	"github.com/mambago/mamba/data/tokenize"
 	"github.com/mambago/mamba/data/wav"
 )

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mambago/mamba/data"
-	"github.com/mambago/mamba/data/internal/rng"
+	"github.com/mambago/mamba/data/rng"
 )
 
 // Task is a synthetic sequence task: SelectiveCopying or InductionHeads.

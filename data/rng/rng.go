@@ -1,4 +1,5 @@
-// Package rng is the counter-based random generator behind every data stream.
+// Package rng is the counter-based random generator behind every data stream
+// and the model's initialisation and sampling.
 //
 // A stream draws batch k from New(seed, k, row): the state is a SplitMix64
 // mix of the keys, so any batch can be produced on its own, in any order, by
@@ -10,7 +11,10 @@
 // The algorithm is fixed here, so the streams do not change with the Go version.
 package rng
 
-import "math/bits"
+import (
+	"math"
+	"math/bits"
+)
 
 const golden = 0x9e3779b97f4a7c15
 
@@ -53,4 +57,16 @@ func (r *Rand) Intn(n int) int {
 		}
 	}
 	return int(hi)
+}
+
+// Float64 returns a uniform float64 in [0, 1) with 53 random bits.
+func (r *Rand) Float64() float64 { return float64(r.Uint64()>>11) / (1 << 53) }
+
+// Uniform returns a uniform float64 in [-a, a).
+func (r *Rand) Uniform(a float64) float64 { return a * (2*r.Float64() - 1) }
+
+// Normal returns a standard normal draw (Box–Muller, one value per call).
+func (r *Rand) Normal() float64 {
+	u := 1 - r.Float64() // (0, 1]
+	return math.Sqrt(-2*math.Log(u)) * math.Cos(2*math.Pi*r.Float64())
 }
