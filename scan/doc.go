@@ -96,12 +96,10 @@
 // dz, the sums of dD and d(bias)) runs row by row over the tiles (du and dδ in assembly too),
 // writing the gradients' token rows directly.
 //
-// # Measured (2-core dev box, shared and noisy; tables and method in README.md)
+// # Measured (2-core dev box; tables and method in README.md)
 //
-// ns per (batch, time, channel, state) element at (8, 512, 512, 16), one worker, wall clock,
-// 2026-11-28 under a load average of 2.5–4.9: AVX2 kernels forward 2.7–3.3, backward 4.4–5.7,
-// forward+backward 7.1–9.0; pure-Go loops forward 9.9–15, backward 17–26, forward+backward
-// 27–40; float64 reference 120–157 (19–21× the AVX2 kernels' time, 4.3–4.8× the pure-Go
-// loops'). One to two workers (Options.Workers, alternated in one process): ×1.8–2.2 when the
-// second core was free, ×1.0 while another engineer's job held it.
+// ns per (batch, time, channel, state) element, forward+backward, wall clock, quiet machine
+// (2026-11-29): AVX2 kernels 7.4 at (8, 512, 512, 16) and 7.8 at (1, 65536, 512, 16) on one
+// worker, 4.1 and 4.3 on two (×1.80, ×1.83); pure-Go loops 33 and 42 on one worker; float64
+// reference 174 (19× the AVX2 kernels' time, 4.2× the pure-Go loops').
 package scan
