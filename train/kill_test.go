@@ -8,9 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mambago/mamba/train/killtest"
 )
 
 // TestMain doubles as the child process of TestSIGKILLResumeIsBitwise: with
@@ -72,27 +73,9 @@ func TestSIGKILLResumeIsBitwise(t *testing.T) {
 		cmd.Env = append(os.Environ(), "TRAIN_KILL_HELPER="+out)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
 		target := lines() + 1 + rng.IntN(10)
-		killed := false
-		var err error
-		for finished := false; !finished; {
-			select {
-			case err = <-done:
-				finished = true
-			case <-time.After(200 * time.Microsecond):
-				if lines() >= target {
-					time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
-					cmd.Process.Signal(syscall.SIGKILL)
-					<-done
-					killed, finished = true, true
-				}
-			}
-		}
+		delay := time.Duration(rng.IntN(2000)) * time.Microsecond
+		killed, err := killtest.Run(cmd, lines, target, delay, 200*time.Microsecond)
 		if killed {
 			kills++
 			continue

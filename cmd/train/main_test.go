@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mambago/mamba/train/killtest"
 )
 
 var bin string // the train binary, built once by TestMain
@@ -274,34 +276,17 @@ func TestSIGKILLAndResumeOfTheRealModel(t *testing.T) {
 		cmd := exec.Command(bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
 		target := metricLines(out) + 1 + rng.IntN(12)
-		var err error
-		finished := false
-		for !finished {
-			select {
-			case err = <-done:
-				finished = true
-			case <-time.After(time.Millisecond):
-				if metricLines(out) >= target {
-					time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
-					cmd.Process.Signal(syscall.SIGKILL)
-					<-done
-					kills++
-					finished = true
-				}
-			}
+		delay := time.Duration(rng.IntN(3000)) * time.Microsecond
+		killed, err := killtest.Run(cmd, func() int { return metricLines(out) }, target, delay, time.Millisecond)
+		if killed {
+			kills++
+			continue
 		}
 		if err != nil {
 			t.Fatalf("run %v: %v: %s", args, err, stderr.Bytes())
 		}
-		if _, statErr := os.Stat(filepath.Join(out, "checkpoints", fmt.Sprintf("step-%d", steps))); statErr == nil && !strings.Contains(cmd.ProcessState.String(), "killed") {
-			break
-		}
+		break // the run finished by itself
 	}
 	if kills < 2 {
 		t.Fatalf("only %d kills landed before the run finished", kills)
