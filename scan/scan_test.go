@@ -98,6 +98,7 @@ func TestFastMatchesReference(t *testing.T) {
 	}{
 		{Shape{1, 1, 1, 1}, 0}, {Shape{2, 7, 3, 1}, 3}, {Shape{1, 33, 5, 4}, 8}, {Shape{3, 50, 40, 16}, 16},
 		{Shape{1, 200, 3, 5}, 8}, {Shape{2, 65, 70, 3}, 64}, {Shape{1, 130, 1, 2}, 0}, {Shape{2, 20, 150, 8}, 7},
+		{Shape{3, 1, 70, 16}, 0}, {Shape{2, 1, 5, 3}, 0}, // one step: the decoder's case
 	}
 	for _, tc := range cases {
 		for _, c := range []config{allOn, {}, {Z: true, H0: true}} {
