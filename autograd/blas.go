@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/mambago/mamba/internal/parallel"
+
 	"github.com/ebitengine/purego"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -172,7 +174,7 @@ func gemmBlocks(tA, tB blas.Transpose, m, n, k, lda, ldb, ldc int, f func(m, n, 
 	}
 	block := func(size int) int { return max(gemmMinBlock, (size+16*gemmParts-1)/(16*gemmParts)*16) }
 	if m >= n {
-		parallel(m, block(m), func(_, i0, i1 int) {
+		parallel.For(m, block(m), func(_, i0, i1 int) {
 			ao := i0 * lda // row i0 of op(A)
 			if tA != blas.NoTrans {
 				ao = i0
@@ -181,7 +183,7 @@ func gemmBlocks(tA, tB blas.Transpose, m, n, k, lda, ldb, ldc int, f func(m, n, 
 		})
 		return
 	}
-	parallel(n, block(n), func(_, j0, j1 int) {
+	parallel.For(n, block(n), func(_, j0, j1 int) {
 		bo := j0 // column j0 of op(B)
 		if tB != blas.NoTrans {
 			bo = j0 * ldb

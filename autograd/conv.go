@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/mambago/mamba/scan"
+	"github.com/mambago/mamba/internal/math32"
+	"github.com/mambago/mamba/internal/parallel"
+
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -114,7 +116,7 @@ func (k *conv32) pre(in [][]float32, seq, t int, c []float32) {
 
 func (k *conv32) forward(in [][]float32, y []float32) error {
 	k.transpose(in[1])
-	parallel(k.pieces(), 1, func(_, p, _ int) {
+	parallel.For(k.pieces(), 1, func(_, p, _ int) {
 		seq, t0, t1 := k.piece(p)
 		for t := t0; t < t1; t++ {
 			row := (seq*k.l + t) * k.ch
@@ -122,7 +124,7 @@ func (k *conv32) forward(in [][]float32, y []float32) error {
 			k.pre(in, seq, t, c)
 			if k.silu {
 				s := k.sig[row:][:k.ch]
-				scan.ExpAffine(s, c, -1, 0)
+				math32.ExpAffine(s, c, -1, 0)
 				for d, v := range c {
 					s[d] = 1 / (1 + s[d])
 					c[d] = v * s[d]
@@ -147,9 +149,9 @@ func (k *conv32) backward(in [][]float32, dy []float32, din [][]float32) error {
 	x, dx, ch, kw := in[0], din[0], k.ch, k.k
 	k.transpose(in[1])
 	np, stride := k.pieces(), (kw+1)*ch
-	k.ring = grow(k.ring, workers(np, 1)*kw*ch)
+	k.ring = grow(k.ring, parallel.Workers(np, 0)*kw*ch)
 	k.part = grow(k.part, np*stride)
-	parallel(np, 1, func(wk, p, _ int) {
+	parallel.For(np, 1, func(wk, p, _ int) {
 		seq, t0, t1 := k.piece(p)
 		ring := k.ring[wk*kw*ch:][:kw*ch]
 		part := k.part[p*stride:][:stride]

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/mambago/mamba/scan"
+	"github.com/mambago/mamba/internal/math32"
+	"github.com/mambago/mamba/internal/parallel"
+
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -61,8 +63,8 @@ type ce32 struct {
 func (k *ce32) forward(in [][]float32, out []float32) error {
 	x, v := in[0], k.v
 	k.part = grow(k.part, (len(k.idx)+ceRows-1)/ceRows)
-	k.tmp = grow(k.tmp, workers(len(k.idx), ceRows)*v)
-	parallel(len(k.idx), ceRows, func(wk, lo, hi int) {
+	k.tmp = grow(k.tmp, parallel.Workers((len(k.idx)+ceRows-1)/ceRows, 0)*v)
+	parallel.For(len(k.idx), ceRows, func(wk, lo, hi int) {
 		e, sum := k.tmp[wk*v:][:v], 0.0
 		for r := lo; r < hi; r++ {
 			t := k.idx[r]
@@ -74,7 +76,7 @@ func (k *ce32) forward(in [][]float32, out []float32) error {
 			for _, z := range xr {
 				m = max(m, z)
 			}
-			scan.ExpAffine(e, xr, 1, -m)
+			math32.ExpAffine(e, xr, 1, -m)
 			var s0, s1 float32
 			j := 0
 			for ; j+2 <= v; j += 2 {
@@ -108,7 +110,7 @@ func (k *ce32) backward(in [][]float32, dout []float32, din [][]float32) error {
 	if k.count > 0 {
 		scale = dout[0] / float32(k.count)
 	}
-	parallel(len(k.idx), ceRows, func(_, lo, hi int) {
+	parallel.For(len(k.idx), ceRows, func(_, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, dr := x[r*v:(r+1)*v], dx[r*v:(r+1)*v]
 			t := k.idx[r]
@@ -116,7 +118,7 @@ func (k *ce32) backward(in [][]float32, dout []float32, din [][]float32) error {
 				clear(dr)
 				continue
 			}
-			scan.ExpAffine(dr, xr, 1, -k.lse[r])
+			math32.ExpAffine(dr, xr, 1, -k.lse[r])
 			for j := range dr {
 				dr[j] *= scale
 			}

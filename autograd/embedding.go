@@ -3,6 +3,8 @@ package autograd
 import (
 	"fmt"
 
+	"github.com/mambago/mamba/internal/parallel"
+
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -52,7 +54,7 @@ type embed32 struct {
 
 func (k *embed32) forward(in [][]float32, out []float32) error {
 	d := k.d
-	parallel(len(k.idx), embedRows, func(_, lo, hi int) {
+	parallel.For(len(k.idx), embedRows, func(_, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			copy(out[r*d:(r+1)*d], in[0][int(k.idx[r])*d:])
 		}
@@ -65,7 +67,7 @@ func (k *embed32) forward(in [][]float32, out []float32) error {
 func (k *embed32) backward(_ [][]float32, dout []float32, din [][]float32) error {
 	dt, d := din[0], k.d
 	clear(dt)
-	parallel(d, embedCols, func(_, lo, hi int) {
+	parallel.For(d, embedCols, func(_, lo, hi int) {
 		for r, id := range k.idx {
 			dst, src := dt[int(id)*d:][lo:hi], dout[r*d:][lo:hi]
 			for j, g := range src {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -306,39 +304,6 @@ func hashcode(op gorgonia.Op) uint32 {
 	h := fnv.New32a()
 	op.WriteHash(h)
 	return h.Sum32()
-}
-
-// parallel runs f(w, lo, hi) over [0, n) cut into blocks of size bs, on up to
-// GOMAXPROCS goroutines; w < workers(n, bs) names the goroutine, for scratch.
-// Block boundaries do not depend on the number of goroutines, so anything a
-// kernel computes per block (then reduces in block order) is bitwise the same
-// for every GOMAXPROCS.
-func parallel(n, bs int, f func(w, lo, hi int)) {
-	nb := (n + bs - 1) / bs
-	nw := workers(n, bs)
-	if nw <= 1 {
-		for b := 0; b < nb; b++ {
-			f(0, b*bs, min(n, (b+1)*bs))
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(nw)
-	for w := 0; w < nw; w++ {
-		go func() {
-			defer wg.Done()
-			for b := int(next.Add(1) - 1); b < nb; b = int(next.Add(1) - 1) {
-				f(w, b*bs, min(n, (b+1)*bs))
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// workers is the number of goroutines parallel(n, bs, ·) uses.
-func workers(n, bs int) int {
-	return max(1, min(runtime.GOMAXPROCS(0), (n+bs-1)/bs))
 }
 
 // grow returns buf resized to n elements, reallocating only when it is too small.

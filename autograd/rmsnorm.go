@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mambago/mamba/internal/parallel"
+
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -57,7 +59,7 @@ type rmsNorm32 struct {
 
 func (k *rmsNorm32) forward(in [][]float32, y []float32) error {
 	x, w, d := in[0], in[1], k.d
-	parallel(k.rows, rmsRows, func(_, lo, hi int) {
+	parallel.For(k.rows, rmsRows, func(_, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
 			rs := 1 / float32(math.Sqrt(float64(dot32(xr, xr)/float32(d)+k.eps)))
@@ -78,7 +80,7 @@ func (k *rmsNorm32) forward(in [][]float32, y []float32) error {
 func (k *rmsNorm32) backward(in [][]float32, dy []float32, din [][]float32) error {
 	x, w, dx, d := in[0], in[1], din[0], k.d
 	k.part = grow(k.part, (k.rows+rmsRows-1)/rmsRows*d)
-	parallel(k.rows, rmsRows, func(_, lo, hi int) {
+	parallel.For(k.rows, rmsRows, func(_, lo, hi int) {
 		part := k.part[lo/rmsRows*d : (lo/rmsRows+1)*d]
 		clear(part)
 		for r := lo; r < hi; r++ {

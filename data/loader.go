@@ -5,8 +5,8 @@ import (
 	"io"
 	"slices"
 
-	"github.com/mambago/mamba/data/rng"
 	"github.com/mambago/mamba/data/shard"
+	"github.com/mambago/mamba/internal/rng"
 )
 
 // Order is how a Loader picks its windows.

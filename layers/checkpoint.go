@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/mambago/mamba/data/atomicfile"
+	"github.com/mambago/mamba/internal/atomicfile"
 
 	"github.com/mambago/mamba/data/safetensors"
 )

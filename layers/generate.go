@@ -6,7 +6,7 @@ import (
 	"math"
 	"slices"
 
-	"github.com/mambago/mamba/data/rng"
+	"github.com/mambago/mamba/internal/rng"
 )
 
 // Sampling chooses each next token from the logits.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/mambago/mamba/data/rng"
+	"github.com/mambago/mamba/internal/rng"
 )
 
 // Param is one learned tensor, named as in transformers' MambaForCausalLM

@@ -3,7 +3,7 @@ package layers
 import (
 	"hash/fnv"
 
-	"github.com/mambago/mamba/data/rng"
+	"github.com/mambago/mamba/internal/rng"
 )
 
 // newRNG seeds a SplitMix64 stream from seed and a label (a parameter name),

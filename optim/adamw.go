@@ -4,9 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
+
+	"github.com/mambago/mamba/internal/parallel"
 )
 
 // Param is one trainable tensor as the optimizer sees it. Value and Grad alias the
@@ -25,7 +24,7 @@ const blockSize = 1 << 14
 type block struct{ p, lo, hi int }
 
 // AdamW is a fused AdamW optimizer over float32 parameters with float64 global-norm
-// computation. It is not safe for concurrent use. Close releases its goroutines.
+// computation. It is not safe for concurrent use.
 type AdamW struct {
 	cfg    Config
 	params []Param
@@ -35,13 +34,11 @@ type AdamW struct {
 	blocks  []block
 	partial []float64 // per-block Σ grad², reduced in block order
 
-	// Per-call arguments read by the workers; written before they are woken.
+	// Per-call arguments read by the blocks' items.
 	phase                    int
 	scale, c1, c2, eps, keep float32
-	next                     atomic.Int64
-	wake                     chan struct{}
-	wg                       sync.WaitGroup
-	workers                  int
+	job                      parallel.Job
+	workers                  int // 0 = GOMAXPROCS
 }
 
 const (
@@ -52,7 +49,7 @@ const (
 // New returns an optimizer for params with fresh (zero) moments. Every param needs a
 // unique name and len(Grad) == len(Value).
 func New(params []Param, cfg Config) (*AdamW, error) {
-	return newAdamW(params, cfg, runtime.GOMAXPROCS(0))
+	return newAdamW(params, cfg, 0)
 }
 
 func newAdamW(params []Param, cfg Config, workers int) (*AdamW, error) {
@@ -79,27 +76,8 @@ func newAdamW(params []Param, cfg Config, workers int) (*AdamW, error) {
 		}
 	}
 	o.partial = make([]float64, len(o.blocks))
-	o.workers = min(workers, len(o.blocks)) - 1 // the caller is one worker
-	if o.workers > 0 {
-		o.wake = make(chan struct{})
-		for range o.workers {
-			go func() {
-				for range o.wake {
-					o.drain()
-					o.wg.Done()
-				}
-			}()
-		}
-	}
+	o.workers = workers
 	return o, nil
-}
-
-// Close stops the optimizer's goroutines. The optimizer must not be used afterwards.
-func (o *AdamW) Close() {
-	if o.wake != nil {
-		close(o.wake)
-		o.wake = nil
-	}
 }
 
 // Params returns the parameters the optimizer updates, in order.
@@ -134,36 +112,29 @@ func (o *AdamW) Step(lr float64, scale float32) {
 	o.run(phaseUpdate)
 }
 
-// run executes phase over all blocks, on the caller and the woken workers.
+// run executes phase over all blocks in parallel.
 func (o *AdamW) run(phase int) {
 	o.phase = phase
-	o.next.Store(0)
-	o.wg.Add(o.workers)
-	for range o.workers {
-		o.wake <- struct{}{}
-	}
-	o.drain()
-	o.wg.Wait()
+	o.job.Run((*blocks)(o), len(o.blocks), o.workers)
 }
 
-func (o *AdamW) drain() {
-	for {
-		i := int(o.next.Add(1) - 1)
-		if i >= len(o.blocks) {
-			return
-		}
-		b := o.blocks[i]
-		p := &o.params[b.p]
-		if o.phase == phaseNorm {
-			o.partial[i] = sumSquares(p.Grad[b.lo:b.hi])
-			continue
-		}
-		keep := o.keep
-		if p.NoDecay {
-			keep = 1
-		}
-		o.update(p.Value[b.lo:b.hi], p.Grad[b.lo:b.hi], o.m[b.p][b.lo:b.hi], o.v[b.p][b.lo:b.hi], keep)
+// blocks is an AdamW seen as the body of its parallel loop (parallel.Body).
+type blocks AdamW
+
+// Item runs the current phase on block i.
+func (bs *blocks) Item(_, i int) {
+	o := (*AdamW)(bs)
+	b := o.blocks[i]
+	p := &o.params[b.p]
+	if o.phase == phaseNorm {
+		o.partial[i] = sumSquares(p.Grad[b.lo:b.hi])
+		return
 	}
+	keep := o.keep
+	if p.NoDecay {
+		keep = 1
+	}
+	o.update(p.Value[b.lo:b.hi], p.Grad[b.lo:b.hi], o.m[b.p][b.lo:b.hi], o.v[b.p][b.lo:b.hi], keep)
 }
 
 // sumSquares returns Σ g_i² in float64, over four interleaved partial sums (a fixed

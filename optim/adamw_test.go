@@ -94,7 +94,6 @@ func TestAdamWMatchesFloat64Reference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer o.Close()
 			ref := newRef(ps, cfg)
 			const steps = 8
 			for k := range steps {
@@ -135,7 +134,6 @@ func TestNoDecayParamsAreNotDecayed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.Close()
 	o.Step(0.5, 1) // zero gradient: only decay moves a parameter
 	if got, want := ps[0].Value[0], float32(2*(1-0.5*cfg.WeightDecay)); got != want {
 		t.Errorf("decayed param = %v, want %v", got, want)
@@ -153,7 +151,6 @@ func TestResultsIndependentOfWorkers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer o.Close()
 		var norms []float64
 		for k := range 4 {
 			randomGrads(rng, ps, 1)
@@ -189,7 +186,6 @@ func TestStepDoesNotAllocate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.Close()
 	allocs := testing.AllocsPerRun(20, func() {
 		o.Step(1e-3, ClipScale(o.GradNorm(), 1))
 	})
@@ -204,7 +200,6 @@ func TestNonFiniteGradientGivesNonFiniteNorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer o.Close()
 	if n := o.GradNorm(); !math.IsNaN(n) {
 		t.Errorf("GradNorm with a NaN gradient = %v, want NaN", n)
 	}
@@ -218,7 +213,6 @@ func TestStateRestoreContinuesBitwise(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	ps := testParams(rng, blockSize+5, 9)
 	o, _ := New(ps, Defaults())
-	defer o.Close()
 	gradsAt := func(k uint64) *rand.Rand { return rand.New(rand.NewPCG(9, k)) }
 	for k := range uint64(3) {
 		randomGrads(gradsAt(k), ps, 1)
@@ -240,7 +234,6 @@ func TestStateRestoreContinuesBitwise(t *testing.T) {
 		o.Step(1e-3, ClipScale(o.GradNorm(), 1))
 	}
 	r, _ := New(snap, Defaults())
-	defer r.Close()
 	if err := r.Restore(saved); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +253,6 @@ func TestStateRestoreContinuesBitwise(t *testing.T) {
 func TestRestoreRejectsMismatch(t *testing.T) {
 	ps := []Param{{Name: "a", Value: make([]float32, 3), Grad: make([]float32, 3)}}
 	o, _ := New(ps, Defaults())
-	defer o.Close()
 	for _, tc := range []struct {
 		s    State
 		want string
@@ -317,7 +309,6 @@ func BenchmarkStep(b *testing.B) {
 			ps := testParams(rng, n)
 			randomGrads(rng, ps, 1)
 			o, _ := New(ps, Defaults())
-			defer o.Close()
 			b.ResetTimer()
 			for b.Loop() {
 				o.Step(1e-3, ClipScale(o.GradNorm(), 1))

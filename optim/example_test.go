@@ -17,7 +17,6 @@ func ExampleAdamW() {
 		fmt.Println(err)
 		return
 	}
-	defer opt.Close()
 	for t := range 300 {
 		g[0] = 2 * (w[0] - 3)
 		norm := opt.GradNorm()

@@ -1,5 +1,7 @@
 package scan
 
+import "github.com/mambago/mamba/internal/math32"
+
 // Work on one chunk of timesteps for the channels [c0, c1) of one batch row. The per-token
 // scalars (Δ, dΔ/dδ, Δ·u, σ(z), ĝ) are computed into (time, channel) tiles, reading the
 // token-major inputs row by row; the (time, state) loops of kernel.go read and write a
@@ -267,8 +269,8 @@ func (f *Fast) segMap(sc *scratch, b, seg int) {
 	for c := range f.shape.Channels {
 		j := f.acc(b, seg, c) * N
 		A := f.in.A[c*N:][:N]
-		lo, hi := bounds(A)
-		expRow(f.segA[j:j+N], A, sc.sum[c], lo, hi)
+		lo, hi := math32.Bounds(A)
+		math32.ExpRow(f.segA[j:j+N], A, sc.sum[c], lo, hi)
 		copy(f.segB[j:j+N], sc.h[c*N:][:N])
 	}
 }

@@ -3,6 +3,8 @@ package scan
 import (
 	"errors"
 	"runtime"
+
+	"github.com/mambago/mamba/internal/parallel"
 )
 
 // channelBlock is the number of channels of one work item in channel mode. It is fixed, never
@@ -38,7 +40,7 @@ type Fast struct {
 	segB     []float32 // time mode: the same, the segment's own contribution (state or adjoint)
 
 	work []*scratch // per worker slot
-	job  job
+	job  parallel.Job
 
 	// The arguments of the running call, and its phase.
 	phase int
@@ -78,7 +80,7 @@ func newScratch(chunk, blk, N int) *scratch {
 	}
 }
 
-// Phases of Forward and Backward; item(w, i) dispatches on them.
+// Phases of Forward and Backward; items.Item(w, i) dispatches on them.
 const (
 	phaseForward   = iota // item (b, block or segment): run the forward over its chunks
 	phaseSegState         // time mode: item (b, segment): ∏Ā and the state from zero over the segment
@@ -180,11 +182,11 @@ func (f *Fast) Forward(in Inputs[float32], out, last []float32) error {
 	s := f.shape
 	if f.timeMode {
 		f.phase = phaseSegState
-		f.job.run(f, s.Batch*f.nSeg, w)
+		f.job.Run((*items)(f), s.Batch*f.nSeg, w)
 		f.combineStates()
 	}
 	f.phase = phaseForward
-	f.job.run(f, s.Batch*f.nBlk*f.nSeg, w)
+	f.job.Run((*items)(f), s.Batch*f.nBlk*f.nSeg, w)
 	f.ready = true
 	return nil
 }
@@ -206,18 +208,18 @@ func (f *Fast) Backward(in Inputs[float32], dout, dlast []float32, g Grads[float
 	clear(f.dBia)
 	if f.timeMode {
 		f.phase = phaseSegAdjust
-		f.job.run(f, s.Batch*f.nSeg, w)
+		f.job.Run((*items)(f), s.Batch*f.nSeg, w)
 		f.combineAdjoints()
 		f.phase = phaseBackward
-		f.job.run(f, s.Batch*f.nSeg, w)
+		f.job.Run((*items)(f), s.Batch*f.nSeg, w)
 	} else {
 		f.initAdjoints()
 		for f.k = f.nChunks - 1; f.k >= 0; f.k-- {
 			f.phase = phaseBackward
-			f.job.run(f, s.Batch*f.nBlk, w)
+			f.job.Run((*items)(f), s.Batch*f.nBlk, w)
 			if g.B != nil || g.C != nil {
 				f.phase = phaseReduce
-				f.job.run(f, s.Batch, w)
+				f.job.Run((*items)(f), s.Batch, w)
 			}
 		}
 	}
@@ -231,8 +233,12 @@ func (f *Fast) Backward(in Inputs[float32], dout, dlast []float32, g Grads[float
 	return nil
 }
 
-// item runs work item i of the current phase on worker slot w.
-func (f *Fast) item(w, i int) {
+// items is a Fast seen as the body of its parallel loops (parallel.Body).
+type items Fast
+
+// Item runs work item i of the current phase on worker slot w.
+func (it *items) Item(w, i int) {
+	f := (*Fast)(it)
 	sc := f.work[w]
 	switch f.phase {
 	case phaseForward:

@@ -1,5 +1,7 @@
 package scan
 
+import "github.com/mambago/mamba/internal/math32"
+
 // The inner loops over (time, state) of one channel and one chunk. The per-step scalars (Δ_t,
 // Δ_t·u_t, ĝ_t, and the outputs y_t, s1_t, s2_t) are element t·stride of their slices: a
 // channel's column of the caller's (time, channel) tiles. The loops over State touch only
@@ -33,14 +35,14 @@ var duDeltaRow = duDeltaRowGo
 
 func scanRecomputeGo(hstart, A, B, C, dt, du, y, abar, hs []float32, steps, stride int) {
 	N := len(A)
-	lo, hi := bounds(A)
+	lo, hi := math32.Bounds(A)
 	prev := hstart[:N]
 	for t := range steps {
 		st := t * stride
 		x := du[st]
 		Bt, Ct := B[t*N:][:N], C[t*N:][:N]
 		a, cur := abar[t*N:][:N], hs[t*N:][:N]
-		expRow(a, A, dt[st], lo, hi)
+		math32.ExpRow(a, A, dt[st], lo, hi)
 		hp := prev[:N]
 		var yt float32
 		for n, e := range a {
@@ -93,10 +95,10 @@ func reverseRow(mu, dA, A, Ct, Bt, a, hp, h, dbt, dct []float32, g, d, dtt float
 func scanAdjointGo(mu, A, C, dt, gh, abar []float32, steps, stride int) {
 	N := len(A)
 	mu, abar = mu[:N], abar[:N]
-	lo, hi := bounds(A)
+	lo, hi := math32.Bounds(A)
 	for t := steps - 1; t >= 0; t-- {
 		Ct, g := C[t*N:][:N], gh[t*stride]
-		expRow(abar, A, dt[t*stride], lo, hi)
+		math32.ExpRow(abar, A, dt[t*stride], lo, hi)
 		for n, a := range abar {
 			mu[n] = a * (Ct[n]*g + mu[n])
 		}

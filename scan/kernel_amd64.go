@@ -3,6 +3,7 @@ package scan
 import (
 	"math"
 
+	"github.com/mambago/mamba/internal/math32"
 	"golang.org/x/sys/cpu"
 )
 
@@ -32,7 +33,7 @@ func useAVX2(on bool) {
 }
 
 // The vector exp reduces x = k·ln2 + r with |r| ≤ ln2/2 and evaluates e^r by a polynomial: a
-// table of 2^(j/64) as in exp32 would need a gather.
+// table of 2^(j/64) as in math32.Exp would need a gather.
 const (
 	// ln2Hi has its 9 low mantissa bits zero, so k·ln2Hi is exact for |k| ≤ 2^8 and
 	// x − k·ln2Hi is exact (Cody–Waite range reduction); ln2Lo = ln 2 − ln2Hi.
@@ -49,14 +50,14 @@ const (
 	expC6 = 0.0013941108438804987
 )
 
-// vecConsts holds the constants of exp32, log1p01 and softplus32 broadcast to eight lanes, in
+// vecConsts holds the constants of math32.Exp and math32.Softplus broadcast to eight lanes, in
 // the order the assembly reads them.
 var vecConsts = [...][8]float32{
-	splat(log2e), splat(roundMagic), splat(-ln2Hi), splat(-ln2Lo),
+	splat(math32.Log2E), splat(math32.RoundMagic), splat(-ln2Hi), splat(-ln2Lo),
 	splat(expC6), splat(expC5), splat(expC4), splat(expC3), splat(expC2), splat(expC1), splat(1),
-	splat(expLo), splat(expHi), splat(math.Float32frombits(roundMagicBits - 127)),
+	splat(math32.ExpLo), splat(math32.ExpHi), splat(math.Float32frombits(math32.RoundMagicBits - 127)),
 	splat(2), splat(1.0 / 3), splat(1.0 / 5), splat(1.0 / 7), splat(1.0 / 9), splat(1.0 / 11), splat(1.0 / 13),
-	splat(softplusThreshold), splat(math.Float32frombits(1<<31 - 1)),
+	splat(math32.SoftplusThreshold), splat(math.Float32frombits(1<<31 - 1)),
 }
 
 func splat(v float32) [8]float32 { return [8]float32{v, v, v, v, v, v, v, v} }
@@ -117,7 +118,7 @@ func scanAdjointAVX2(mu, A, C, dt, gh, abar []float32, steps, stride int) {
 	adjointAVX2(&mu[0], &A[0], &C[0], &dt[0], &gh[0], T, N, stride)
 }
 
-// softplusRowAVX2 runs the vector softplus on whole groups of eight, softplus32 on the rest.
+// softplusRowAVX2 runs the vector softplus on whole groups of eight, math32.Softplus on the rest.
 func softplusRowAVX2(x, d []float32) {
 	n := len(x) &^ 7
 	if len(d) < len(x) {
@@ -129,7 +130,7 @@ func softplusRowAVX2(x, d []float32) {
 	softplusRowGo(x[n:], d[n:])
 }
 
-// sigmoidRowAVX2 runs the vector sigmoid on whole groups of eight, sigmoid32 on the rest.
+// sigmoidRowAVX2 runs the vector sigmoid on whole groups of eight, math32.Sigmoid on the rest.
 func sigmoidRowAVX2(x, s []float32) {
 	n := len(x) &^ 7
 	if len(s) < len(x) {

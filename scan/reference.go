@@ -1,6 +1,10 @@
 package scan
 
-import "math"
+import (
+	"math"
+
+	"github.com/mambago/mamba/internal/math32"
+)
 
 // Reference is the plain float64 sequential selective scan: one (batch, channel) at a time, one
 // timestep after the other, math.Exp and math.Log1p, the formulas of the package doc written out
@@ -42,7 +46,7 @@ func (r *Reference) delta(in Inputs[float64], i, c int) (float64, float64) {
 	if in.DeltaBias != nil {
 		x += in.DeltaBias[c]
 	}
-	if !r.soft || x > softplusThreshold {
+	if !r.soft || x > math32.SoftplusThreshold {
 		return x, 1
 	}
 	return math.Log1p(math.Exp(x)), 1 / (1 + math.Exp(-x))

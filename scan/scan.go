@@ -5,9 +5,6 @@ import (
 	"math"
 )
 
-// softplusThreshold: softplus(x) is taken as x above it, as torch.nn.functional.softplus does.
-const softplusThreshold = 20
-
 // DefaultChunk is the number of timesteps between saved states when Options.Chunk is 0.
 const DefaultChunk = 64
 

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mambago/mamba/data/atomicfile"
+	"github.com/mambago/mamba/internal/atomicfile"
 
 	"github.com/mambago/mamba/data"
 	"github.com/mambago/mamba/data/safetensors"

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/mambago/mamba/data/atomicfile"
+	"github.com/mambago/mamba/internal/atomicfile"
 
 	"github.com/mambago/mamba/data"
 	"github.com/mambago/mamba/data/safetensors"

@@ -291,9 +291,6 @@ func (r *runner) trainable() ([]optim.Param, error) {
 }
 
 func (r *runner) close() {
-	if r.opt != nil {
-		r.opt.Close()
-	}
 	if r.ds != nil {
 		r.ds.Close()
 	}

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mambago/mamba/data/atomicfile"
+	"github.com/mambago/mamba/internal/atomicfile"
 
 	"github.com/olekukonko/tablewriter"
 )

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/mambago/mamba/data/rng"
 	"github.com/mambago/mamba/data/tokenize"
 	"github.com/mambago/mamba/data/wav"
+	"github.com/mambago/mamba/internal/rng"
 )
 
 // AudioOptions configures the audio corpus.

@@ -13,9 +13,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mambago/mamba/data/atomicfile"
 	"github.com/mambago/mamba/data/shard"
 	"github.com/mambago/mamba/data/tokenize"
+	"github.com/mambago/mamba/internal/atomicfile"
 	"github.com/olekukonko/tablewriter"
 )
 

@@ -21,7 +21,7 @@ import (
 	"os"
 	"sort"
 
-	"github.com/mambago/mamba/data/atomicfile"
+	"github.com/mambago/mamba/internal/atomicfile"
 )
 
 // DType names a tensor element type as spelled in the header.

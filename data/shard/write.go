@@ -8,7 +8,7 @@ import (
 	"hash"
 	"io"
 
-	"github.com/mambago/mamba/data/atomicfile"
+	"github.com/mambago/mamba/internal/atomicfile"
 )
 
 // Writer streams documents into a new shard. Nothing is visible at the

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mambago/mamba/data"
-	"github.com/mambago/mamba/data/rng"
+	"github.com/mambago/mamba/internal/rng"
 )
 
 // Task is a synthetic sequence task: SelectiveCopying or InductionHeads.

@@ -1,22 +1,35 @@
-package scan
+// Package math32 is the project's float32 elementary math, shared by every kernel so that
+// training, generation and any backend compute the same numbers:
+//
+//	Exp(x)         = e^x                       relative error ≤ 1.6e-7, subnormal results 0, NaN kept
+//	ExpAffine      dst_i = e^(a·src_i + b)
+//	Softplus(x)    = ln(1 + e^x), x above SoftplusThreshold (as torch.nn.functional.softplus), and σ(x)
+//	Sigmoid(x)     = σ(x) = 1/(1 + e^{−x})
+//
+// Exp reduces x = (64k + j)·ln2/64 + r, |r| ≤ ln2/128 (Cody–Waite), takes 2^(j/64) from a
+// 64-entry table, e^r − 1 ≈ r + r²/2, and adds k to the exponent bits: about 20 scalar
+// instructions, no float64 round trip, no call into package math except bit casts, which
+// compile to register moves. Softplus and Sigmoid go through e^{−|x|} ≤ 1, so nothing overflows.
+package math32
 
 import "math"
 
-// Float32 scalar math for the hot loops: no float64 round trips, no calls into package math
-// except the bit casts, which compile to register moves.
+// SoftplusThreshold: softplus(x) is taken as x above it, as torch.nn.functional.softplus does.
+const SoftplusThreshold = 20
 
+// Constants of the range reduction, exported for the vector versions of Exp in the kernels' assembly.
 const (
-	log2e = 1.44269504088896341
-	// roundMagic = 1.5·2^23: adding it to |v| < 2^22 rounds v to an integer held in the low
+	Log2E = 1.44269504088896341
+	// RoundMagic = 1.5·2^23: adding it to |v| < 2^22 rounds v to an integer held in the low
 	// mantissa bits (two's complement in the low 22 bits).
-	roundMagic     = 12582912
-	roundMagicBits = 0x4b400000 // math.Float32bits(roundMagic)
-	// expLo: below it exp(x) < 2^-126 is subnormal and is returned as 0. expHi: above it
+	RoundMagic     = 12582912
+	RoundMagicBits = 0x4b400000 // math.Float32bits(RoundMagic)
+	// ExpLo: below it exp(x) < 2^-126 is subnormal and is returned as 0. ExpHi: above it
 	// k = round(x/ln 2) could reach 128, outside the normal exponent range.
-	expLo = -87.33654
-	expHi = 88.37626
+	ExpLo = -87.33654
+	ExpHi = 88.37626
 	// ln2Hi64 is ln2/64 with its 13 low mantissa bits zero, so k·ln2Hi64 is exact for
-	// |k| ≤ 2^13 (all k of [expLo, expHi]·64/ln2) and x − k·ln2Hi64 is exact (Cody–Waite range
+	// |k| ≤ 2^13 (all k of [ExpLo, ExpHi]·64/ln2) and x − k·ln2Hi64 is exact (Cody–Waite range
 	// reduction); ln2Lo64 = ln2/64 − ln2Hi64.
 	ln2Hi64 = 0.01082611083984375
 	ln2Lo64 = math.Ln2/64 - ln2Hi64
@@ -32,31 +45,31 @@ var exp2Table = func() (t [64]uint32) {
 
 // exp32 returns e^x in float32 with a relative error ≤ 1.6e-7 (see expReduced). Results that
 // would be subnormal are 0; NaN gives NaN.
-func exp32(x float32) float32 {
-	if x < expLo || x > expHi {
+func Exp(x float32) float32 {
+	if x < ExpLo || x > ExpHi {
 		return expOutside(x)
 	}
 	return expReduced(x)
 }
 
 // expRow sets dst[n] = e^{s·a[n]} (exp32 over a row), given lo ≤ a[n] ≤ hi. When s·lo and s·hi
-// are in [expLo, expHi], so is every s·a[n] (rounding is monotonic) and the loop runs without a
+// are in [ExpLo, ExpHi], so is every s·a[n] (rounding is monotonic) and the loop runs without a
 // range test or a call, which would make the compiler spill its registers in every iteration.
-func expRow(dst, a []float32, s, lo, hi float32) {
+func ExpRow(dst, a []float32, s, lo, hi float32) {
 	dst = dst[:len(a)]
-	if x, y := s*lo, s*hi; x >= expLo && x <= expHi && y >= expLo && y <= expHi {
+	if x, y := s*lo, s*hi; x >= ExpLo && x <= ExpHi && y >= ExpLo && y <= ExpHi {
 		for n, an := range a {
 			dst[n] = expReduced(s * an)
 		}
 		return
 	}
 	for n, an := range a {
-		dst[n] = exp32(s * an)
+		dst[n] = Exp(s * an)
 	}
 }
 
 // bounds returns the least and the greatest element of a (not empty).
-func bounds(a []float32) (lo, hi float32) {
+func Bounds(a []float32) (lo, hi float32) {
 	lo, hi = a[0], a[0]
 	for _, v := range a[1:] {
 		lo, hi = min(lo, v), max(hi, v)
@@ -66,16 +79,16 @@ func bounds(a []float32) (lo, hi float32) {
 
 // expParts splits x = (64k + j)·ln2/64 + r with |r| ≤ ln2/128 and returns e^r − 1 ≈ r + r²/2
 // (truncation error r³/6 ≤ 2.7e-8) and the bits of t, whose low bits hold 64k + j: j = u&63 and,
-// because roundMagicBits is a multiple of 64 whose bits from 2^6 up shift out of 32 bits,
+// because RoundMagicBits is a multiple of 64 whose bits from 2^6 up shift out of 32 bits,
 // u>>6<<23 is k in the exponent field.
 func expParts(x float32) (p float32, u uint32) {
-	t := x*(64*log2e) + roundMagic
-	kf := t - roundMagic
+	t := x*(64*Log2E) + RoundMagic
+	kf := t - RoundMagic
 	r := (x - kf*ln2Hi64) - kf*ln2Lo64
 	return r * (1 + r*0.5), math.Float32bits(t)
 }
 
-// expReduced is e^x for x in [expLo, expHi]: s = 2^(k + j/64) from the table with k added to
+// expReduced is e^x for x in [ExpLo, ExpHi]: s = 2^(k + j/64) from the table with k added to
 // its exponent bits, then s·e^r = s + s·(e^r − 1), which rounds once instead of rounding
 // 1 + (e^r − 1) first. Few enough operations that two exps per element stay cheap in scalar code.
 func expReduced(x float32) float32 {
@@ -84,10 +97,10 @@ func expReduced(x float32) float32 {
 	return s + s*p
 }
 
-// expOutside is exp32 for arguments outside [expLo, expHi].
+// expOutside is exp32 for arguments outside [ExpLo, ExpHi].
 func expOutside(x float32) float32 {
 	switch {
-	case x < expLo:
+	case x < ExpLo:
 		return 0
 	case x > 88.72284: // ln(MaxFloat32)
 		return float32(math.Inf(1))
@@ -106,15 +119,15 @@ func log1p01(e float32) float32 {
 	return 2 * w * (1 + w2*(1.0/3+w2*(1.0/5+w2*(1.0/7+w2*(1.0/9+w2*(1.0/11+w2*(1.0/13)))))))
 }
 
-// softplus32 returns Δ = softplus(x) = ln(1 + e^x) (x itself above softplusThreshold) and
+// softplus32 returns Δ = softplus(x) = ln(1 + e^x) (x itself above SoftplusThreshold) and
 // dΔ/dx = σ(x), computed from e = e^{−|x|} ≤ 1 so that nothing overflows.
-func softplus32(x float32) (float32, float32) {
-	if x > softplusThreshold {
+func Softplus(x float32) (float32, float32) {
+	if x > SoftplusThreshold {
 		return x, 1
 	}
-	m := -abs32(x) // e = e^m, with m ≤ 0 below expHi: only m < expLo needs a fix-up
+	m := -abs32(x) // e = e^m, with m ≤ 0 below ExpHi: only m < ExpLo needs a fix-up
 	e := expReduced(m)
-	if m < expLo {
+	if m < ExpLo {
 		e = 0
 	}
 	s := 1 / (1 + e)
@@ -125,10 +138,10 @@ func softplus32(x float32) (float32, float32) {
 }
 
 // sigmoid32 returns σ(x) = 1/(1 + e^{−x}) without overflow.
-func sigmoid32(x float32) float32 {
+func Sigmoid(x float32) float32 {
 	m := -abs32(x) // as in softplus32
 	e := expReduced(m)
-	if m < expLo {
+	if m < ExpLo {
 		e = 0
 	}
 	s := 1 / (1 + e)
@@ -140,32 +153,12 @@ func sigmoid32(x float32) float32 {
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
-// softplusRow replaces x by softplus(x) and sets d to its derivative σ(x) (see softplus32).
-var softplusRow = softplusRowGo
-
-// sigmoidRow sets s to σ(x).
-var sigmoidRow = sigmoidRowGo
-
-func softplusRowGo(x, d []float32) {
-	d = d[:len(x)]
-	for j, v := range x {
-		x[j], d[j] = softplus32(v)
-	}
-}
-
-func sigmoidRowGo(x, s []float32) {
-	s = s[:len(x)]
-	for j, v := range x {
-		s[j] = sigmoid32(v)
-	}
-}
-
 // ExpAffine sets dst[i] = e^(a·src[i] + b) with exp32 (relative error about 1e-7, subnormal
 // results flushed to 0, NaN kept). dst may be src. The other fused float32 ops (softmax, SiLU)
 // use it, so the project has one float32 exp.
 func ExpAffine(dst, src []float32, a, b float32) {
 	dst = dst[:len(src)]
 	for i, v := range src {
-		dst[i] = exp32(a*v + b)
+		dst[i] = Exp(a*v + b)
 	}
 }

@@ -1,0 +1,136 @@
+// Package parallel is the project's one parallel-for: items [0, n) of a loop body run on
+// the calling goroutine and on helper goroutines that wait between calls, so a call
+// spawns nothing and allocates nothing once warm.
+//
+// Determinism is the caller's part of the contract, and the reason this package hands out
+// items rather than ranges of its own choosing: a body cuts its work into items fixed by
+// the shape of the problem (never by the number of workers), each item writes memory no
+// other item writes, and sums across items are reduced afterwards in item order. The
+// worker slot w passed to Item only selects scratch memory. Results are then bitwise the
+// same for every GOMAXPROCS.
+package parallel
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Body is the work of one parallel loop: Item(w, i) runs item i using the scratch of worker
+// slot w, with 0 ≤ w < the slot count of the call (see Workers).
+type Body interface{ Item(w, i int) }
+
+// Job runs loops. Its zero value is ready; keep one per kernel (or use Run, which pools
+// them). A Job runs one loop at a time.
+type Job struct {
+	b    Body
+	n    int64
+	next atomic.Int64
+	wg   sync.WaitGroup
+}
+
+// Workers returns how many slots a loop of n items uses with the given worker count
+// (0 or less means GOMAXPROCS): at least 1, at most n.
+func Workers(n, workers int) int {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	return max(1, min(workers, n))
+}
+
+// Run executes items [0, n) of b on Workers(n, workers) slots, the caller being slot 0,
+// and returns when all are done. Items are handed out in increasing order to whichever
+// slot is free. A body may itself call Run (nested loops get helpers of their own).
+func (j *Job) Run(b Body, n, workers int) {
+	if n <= 0 {
+		return
+	}
+	w := Workers(n, workers)
+	j.b, j.n = b, int64(n)
+	j.next.Store(0)
+	if w > 1 {
+		j.wg.Add(w - 1)
+		for k := 1; k < w; k++ {
+			pool.dispatch(j, k)
+		}
+	}
+	j.work(0)
+	j.wg.Wait()
+	j.b = nil
+}
+
+func (j *Job) work(w int) {
+	for i := j.next.Add(1) - 1; i < j.n; i = j.next.Add(1) - 1 {
+		j.b.Item(w, int(i))
+	}
+}
+
+var jobs = sync.Pool{New: func() any { return new(Job) }}
+
+// Run executes items [0, n) of b as Job.Run does, with a pooled Job.
+func Run(b Body, n, workers int) {
+	j := jobs.Get().(*Job)
+	j.Run(b, n, workers)
+	jobs.Put(j)
+}
+
+// For runs f(w, lo, hi) over [0, n) cut into blocks [lo, hi) of bs elements (the last one
+// shorter), on up to GOMAXPROCS slots. The blocks depend only on n and bs. The closure
+// makes For allocate: hot paths implement Body instead.
+func For(n, bs int, f func(w, lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	bs = max(1, bs)
+	Run(blocks{n, bs, f}, (n+bs-1)/bs, 0)
+}
+
+type blocks struct {
+	n, bs int
+	f     func(w, lo, hi int)
+}
+
+func (b blocks) Item(w, i int) { b.f(w, i*b.bs, min(b.n, (i+1)*b.bs)) }
+
+// helper is a goroutine that runs slots of jobs. Each has its own channel, so handing it a
+// task never blocks: it is idle, waiting on that channel.
+type helper struct{ tasks chan task }
+
+type task struct {
+	j *Job
+	w int
+}
+
+// pool keeps the idle helpers. A dispatch takes one or, when all are busy (nested loops,
+// concurrent callers), starts a new one, so no caller ever waits for a helper to free up.
+var pool helpers
+
+type helpers struct {
+	sync.Mutex
+	idle []*helper
+}
+
+// dispatch hands slot w of job j to an idle helper, or to a new one.
+func (p *helpers) dispatch(j *Job, w int) {
+	p.Lock()
+	var h *helper
+	if n := len(p.idle); n > 0 {
+		h, p.idle = p.idle[n-1], p.idle[:n-1]
+	}
+	p.Unlock()
+	if h == nil {
+		h = &helper{tasks: make(chan task)}
+		go h.serve(p)
+	}
+	h.tasks <- task{j, w}
+}
+
+func (h *helper) serve(p *helpers) {
+	for t := range h.tasks {
+		t.j.work(t.w)
+		p.Lock()
+		p.idle = append(p.idle, h)
+		p.Unlock()
+		t.j.wg.Done()
+	}
+}
