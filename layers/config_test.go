@@ -44,3 +44,19 @@ func TestParseConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFLOPsPerToken checks the formula on the benchmark model, whose matrix products
+// multiply 1,769,472 parameters per token (4 layers of 425,984, plus the 256×256 head).
+func TestFLOPsPerToken(t *testing.T) {
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.NLayer = 256, 256, 4
+	want := 6*1769472.0 + 3*4*(7*512*16+2*4*512)
+	if got := c.FLOPsPerToken(512); got != want {
+		t.Errorf("FLOPsPerToken = %v, want %v", got, want)
+	}
+	c.Selective = false // the LTI ablation has no x_proj and dt_proj
+	want -= 6 * 4 * (48*512 + 512*16)
+	if got := c.FLOPsPerToken(512); got != want {
+		t.Errorf("LTI FLOPsPerToken = %v, want %v", got, want)
+	}
+}
