@@ -66,6 +66,7 @@ type runner struct {
 	st      trainerState
 
 	eval    *evaluator
+	evals   evalRecord // last and best evaluation, for summary.json
 	batch   data.Batch
 	summary Summary
 }
@@ -209,6 +210,9 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 	if r.log, err = openMetrics(o.Out, ckpt != "", r.st.Step); err != nil {
 		return nil, fmt.Errorf("cannot write to output directory: %v", err)
 	}
+	if r.evals, err = readEvals(o.Out); err != nil {
+		return nil, fmt.Errorf("cannot read the metrics of %s: %v", o.Out, err)
+	}
 	r.prog = progress{w: o.Stdout, terminal: o.Terminal, total: r.cfg.Run.MaxSteps}
 	r.st.Config = r.cfg.JSON()
 	for _, p := range trainable {
@@ -334,6 +338,7 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 				return r.finish(), err
 			}
 			r.summary.Eval = m.Eval
+			r.evals.add(step, m.Eval)
 			r.prog.line("eval step %d: %s", step, evalString(m.Eval))
 			logged = true
 		}
@@ -356,6 +361,10 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 			r.prog.line("interrupted at step %d; checkpoint %s saved; continue with --resume", step, r.summary.Checkpoint)
 			return r.finish(), ErrInterrupted
 		}
+	}
+	// Also when resuming a run killed between its final checkpoint and summary.
+	if err := r.writeSummary(); err != nil {
+		return r.finish(), err
 	}
 	s := r.finish()
 	s.Table(r.o.Stdout)
@@ -411,7 +420,10 @@ func (r *runner) checkpoint() error {
 		return err
 	}
 	r.summary.Checkpoint = dir
-	return pruneCheckpoints(filepath.Join(r.out, checkpointsDir), r.cfg.Run.KeepCheckpoints)
+	if err := pruneCheckpoints(filepath.Join(r.out, checkpointsDir), r.cfg.Run.KeepCheckpoints); err != nil {
+		return err
+	}
+	return r.writeSummary()
 }
 
 func (r *runner) finish() *Summary {
