@@ -7,6 +7,8 @@
 //	go run ./cmd/train eval --checkpoint runs/text
 //	go run ./cmd/train generate --checkpoint runs/text --prompt "The " --tokenizer bytes --tokens 200
 //	go run ./cmd/train prepare --modality text --out data/cache/text-bytes --tokenizer bytes
+//	go run ./cmd/train sweep --config configs/sweeps/smoke.json --out runs/smoke
+//	go run ./cmd/train sweep fit --runs runs/smoke/runs.csv --json
 //
 // Exit status: 0 success, 1 training failed, 2 bad input (flags, config, data,
 // checkpoint, output directory), 130 interrupted (after a final checkpoint).
@@ -55,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runEval(args, stdout)
 	case "generate":
 		err = runGenerate(args, stdout)
+	case "sweep":
+		err = runSweep(args, stdout)
 	case "prepare":
 		if err = runPrepare(args, stdout, stderr); err != nil {
 			err = usageError{err}
@@ -63,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, trainUsage)
 		return 0
 	default:
-		err = usagef("unknown command %q (want train, eval, generate, prepare or help)", cmd)
+		err = usagef("unknown command %q (want train, eval, generate, prepare, sweep or help)", cmd)
 	}
 	if err == nil || errors.Is(err, pflag.ErrHelp) {
 		return 0
@@ -91,6 +95,8 @@ Usage:
   train eval --checkpoint DIR [--set key=value]...
   train generate --checkpoint DIR (--prompt TEXT --tokenizer NAME | --prompt-ids 1,2,3) [--tokens N]
   train prepare --modality text|dna|audio --out DIR [...]   (see: train prepare --help)
+  train sweep --config FILE --out DIR [--parallel K]       (see: train sweep --help)
+  train sweep fit --runs FILE.csv [--json]
 
 With no arguments, train runs configs/quickstart.json: a small Mamba learns the
 selective-copying task offline in under a minute on two cores.

@@ -357,7 +357,7 @@ func (o *objective) minimize(x0 []float64) optimum {
 	}
 	// A line search that cannot improve further ends BFGS with an error but a
 	// usable best point: the error is not a failure; a non-finite result is.
-	res, _ := optimize.Minimize(p, x0, &optimize.Settings{GradientThreshold: 1e-10, MajorIterations: 1000}, &optimize.BFGS{})
+	res, _ := optimize.Minimize(p, x0, &optimize.Settings{GradientThreshold: 1e-10, MajorIterations: 300}, &optimize.BFGS{})
 	if res == nil || math.IsNaN(res.F) || math.IsInf(res.F, 0) {
 		return optimum{}
 	}

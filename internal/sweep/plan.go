@@ -1,0 +1,302 @@
+package sweep
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/mambago/mamba/layers"
+	"github.com/mambago/mamba/train"
+)
+
+// Point is one run of a sweep: a grid point and its resolved run config.
+type Point struct {
+	Name   string // the run directory under the sweep's output, unique and stable
+	Arch   string
+	Size   string
+	Budget string // the budget's label: tpp20, c2e14 or d1e8
+	SeqLen int
+	Seed   uint64
+
+	Config train.Config
+	JSON   []byte // Config.JSON(): what run-config.json holds and summary.json hashes
+
+	Params        int     // total
+	NonEmbedding  int     // N of the scaling law
+	FLOPsPerToken float64 // layers.Config.FLOPsPerToken(seq_len)
+	TokensPerStep int
+	Steps         int
+	LR            float64
+}
+
+// FLOPs is the point's planned training compute.
+func (p Point) FLOPs() float64 {
+	return float64(p.Steps) * float64(p.TokensPerStep) * p.FLOPsPerToken
+}
+
+// Plan is the resolved grid: the runs in the order they are run, and the grid
+// points dropped for having fewer than budget.min_steps steps.
+type Plan struct {
+	Points  []Point
+	Dropped []string
+}
+
+// FLOPs is the planned compute of the whole sweep.
+func (p Plan) FLOPs() float64 {
+	var s float64
+	for _, pt := range p.Points {
+		s += pt.FLOPs()
+	}
+	return s
+}
+
+// HasArchKey reports whether this build's model config has a model.arch key (the
+// Transformer++ adds it; before it, every run is a Mamba).
+func HasArchKey() bool {
+	t := reflect.TypeOf(layers.Config{})
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name == "arch" {
+			return true
+		}
+	}
+	return false
+}
+
+// Plan resolves every grid point of the sweep, in run order: sizes in ladder order,
+// then budgets, sequence lengths and seeds, with the archs innermost so that an
+// interrupted sweep has comparable runs of each.
+//
+// A run's config is the base, then set, then the size's ladder config's model
+// section, its model and by_arch keys, model.arch, data.seq_len and data.batch_size
+// (context studies), run.seed, and last the values the sweep computes: run.max_steps
+// = round(D / tokens per step) with D from the budget, optim.lr from the LR rule,
+// optim.warmup_steps, run.eval_every, run.checkpoint_every and run.log_every.
+func (c Config) Plan() (Plan, error) {
+	base, err := c.baseJSON()
+	if err != nil {
+		return Plan{}, err
+	}
+	var common []string
+	for _, k := range sortedKeys(c.Set) {
+		common = append(common, k+"="+string(c.Set[k]))
+	}
+	if _, err := train.ParseConfig(base, common); err != nil {
+		return Plan{}, fmt.Errorf("base with set: %w", err)
+	}
+	hasArch := HasArchKey()
+	for i, a := range c.Archs {
+		if !hasArch && a != "mamba" {
+			return Plan{}, fmt.Errorf("archs[%d]: %q is not available in this build: its model config has no model.arch key, so every run is a Mamba (archs [\"mamba\"])", i, a)
+		}
+	}
+	sizes := make([][]string, len(c.Sizes))
+	for i, s := range c.Sizes {
+		if sizes[i], err = s.sets(); err != nil {
+			return Plan{}, fmt.Errorf("sizes[%d] (%s): %w", i, s.Name, err)
+		}
+	}
+	seqLens := c.SeqLens
+	if len(seqLens) == 0 {
+		seqLens = []int{0} // the base's
+	}
+	var p Plan
+	for i, size := range c.Sizes {
+		for _, budget := range c.budgets() {
+			for _, L := range seqLens {
+				for _, seed := range c.Seeds {
+					for _, arch := range c.Archs {
+						sets := slices.Concat(common, sizes[i], modelSets(size.ByArch[arch]))
+						if hasArch {
+							sets = append(sets, "model.arch="+strconv.Quote(arch))
+						}
+						pt, ok, err := c.point(base, sets, hasArch, arch, size.Name, budget, L, seed)
+						if err != nil {
+							return Plan{}, err
+						}
+						if !ok {
+							p.Dropped = append(p.Dropped, fmt.Sprintf("%s (%d steps < budget.min_steps %d)", pt.Name, pt.Steps, c.Budget.MinSteps))
+							continue
+						}
+						p.Points = append(p.Points, pt)
+					}
+				}
+			}
+		}
+	}
+	if len(p.Points) == 0 {
+		return Plan{}, errors.New("no run is left: every grid point has fewer than budget.min_steps steps")
+	}
+	return p, nil
+}
+
+// point resolves one grid point; ok is false when it is dropped for its step count.
+func (c Config) point(base []byte, sets []string, hasArch bool, arch, size string, b budget, L int, seed uint64) (pt Point, ok bool, err error) {
+	pt = Point{Arch: arch, Size: size, Budget: b.label, Seed: seed}
+	pt.Name = fmt.Sprintf("%s-%s-%s", arch, size, b.label)
+	if L > 0 {
+		pt.Name += "-L" + strconv.Itoa(L)
+	}
+	pt.Name += "-s" + strconv.FormatUint(seed, 10)
+	fail := func(err error) (Point, bool, error) { return pt, false, fmt.Errorf("run %s: %w", pt.Name, err) }
+
+	sets = append(sets, fmt.Sprintf("run.seed=%d", seed))
+	c0, err := train.ParseConfig(base, sets)
+	if err != nil {
+		return fail(err)
+	}
+	if L > 0 {
+		tps := c.TokensPerStep
+		if tps == 0 {
+			tps = c0.Data.BatchSize * c0.Data.SeqLen
+		}
+		if tps%L != 0 {
+			return fail(fmt.Errorf("seq_len %d does not divide %d tokens per step (set tokens_per_step)", L, tps))
+		}
+		sets = append(sets, fmt.Sprintf("data.seq_len=%d", L), fmt.Sprintf("data.batch_size=%d", tps/L))
+		if c0, err = train.ParseConfig(base, sets); err != nil {
+			return fail(err)
+		}
+	} else if c.TokensPerStep > 0 {
+		if c.TokensPerStep%c0.Data.SeqLen != 0 {
+			return fail(fmt.Errorf("tokens_per_step %d is not a multiple of data.seq_len %d", c.TokensPerStep, c0.Data.SeqLen))
+		}
+		sets = append(sets, fmt.Sprintf("data.batch_size=%d", c.TokensPerStep/c0.Data.SeqLen))
+		if c0, err = train.ParseConfig(base, sets); err != nil {
+			return fail(err)
+		}
+	}
+	m := c0.Model
+	pt.SeqLen = c0.Data.SeqLen
+	pt.Params = m.NumParams()
+	pt.NonEmbedding = pt.Params - m.PaddedVocab()*m.DModel
+	pt.FLOPsPerToken = m.FLOPsPerToken(pt.SeqLen)
+	pt.TokensPerStep = c0.Data.BatchSize * c0.Data.SeqLen * c0.Optim.GradAccum
+	var tokens float64
+	switch b.kind {
+	case "tpp":
+		tokens = b.value * float64(pt.NonEmbedding)
+	case "c":
+		tokens = b.value / pt.FLOPsPerToken
+	default:
+		tokens = b.value
+	}
+	pt.Steps = int(math.Round(tokens / float64(pt.TokensPerStep)))
+	if pt.Steps < c.Budget.MinSteps {
+		return pt, false, nil
+	}
+	switch c.LR.Rule {
+	case RulePaper:
+		pt.LR = PaperLR(float64(pt.Params)) * c.LR.Scale
+	default:
+		pt.LR = c0.Optim.LR * c.LR.Scale
+	}
+	every := func(n int) int { return max(1, pt.Steps/n) }
+	evalEvery := every(c.Evals)
+	sets = append(sets,
+		fmt.Sprintf("run.max_steps=%d", pt.Steps),
+		"optim.lr="+strconv.FormatFloat(pt.LR, 'g', -1, 64),
+		fmt.Sprintf("run.eval_every=%d", evalEvery),
+		fmt.Sprintf("run.checkpoint_every=%d", every(c.Checkpoints)),
+		fmt.Sprintf("run.log_every=%d", max(1, min(c0.Run.LogEvery, evalEvery))))
+	if c.WarmupFraction > 0 {
+		sets = append(sets, fmt.Sprintf("optim.warmup_steps=%d", int(math.Round(c.WarmupFraction*float64(pt.Steps)))))
+	}
+	if pt.Config, err = train.ParseConfig(base, sets); err != nil {
+		return fail(err)
+	}
+	if d := pt.Config.Data; d.Task == train.TaskShards {
+		for _, f := range []struct{ key, path string }{{"data.train", d.Train}, {"data.valid", d.Valid}} {
+			if _, err := os.Stat(f.path); err != nil {
+				return fail(fmt.Errorf("%s %s does not exist: make it with `train prepare` (see README \"Data\")", f.key, f.path))
+			}
+		}
+	}
+	pt.JSON = pt.Config.JSON()
+	return pt, true, nil
+}
+
+// baseJSON returns the base run config as JSON: the file Base names, or Base itself.
+func (c Config) baseJSON() ([]byte, error) {
+	b := bytes.TrimSpace(c.Base)
+	switch b[0] {
+	case '{':
+		return b, nil
+	case '"':
+		var path string
+		if err := json.Unmarshal(b, &path); err != nil {
+			return nil, fmt.Errorf("base: %v", err)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("base %s: cannot read it: %v", path, errors.Unwrap(err))
+		}
+		return raw, nil
+	}
+	return nil, errors.New("base: want a run config file name (a string) or an inline run config (an object)")
+}
+
+// sets returns the size's model keys as dotted overrides: those of its ladder
+// config's model section, then its own.
+func (s Size) sets() ([]string, error) {
+	var out []string
+	if s.Config != "" {
+		raw, err := os.ReadFile(s.Config)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: cannot read it: %v", s.Config, errors.Unwrap(err))
+		}
+		var file struct {
+			Model map[string]json.RawMessage `json:"model"`
+		}
+		if err := json.Unmarshal(raw, &file); err != nil {
+			return nil, fmt.Errorf("config %s: %v", s.Config, err)
+		}
+		if len(file.Model) == 0 {
+			return nil, fmt.Errorf("config %s has no model section", s.Config)
+		}
+		out = modelSets(file.Model)
+	}
+	return append(out, modelSets(s.Model)...), nil
+}
+
+func modelSets(m map[string]json.RawMessage) []string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, "model."+k+"="+string(m[k]))
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+type budget struct {
+	kind, label string
+	value       float64
+}
+
+func (c Config) budgets() []budget {
+	var out []budget
+	add := func(kind string, vs []float64) {
+		for _, v := range vs {
+			label := strings.ReplaceAll(strconv.FormatFloat(v, 'g', -1, 64), "e+", "e")
+			out = append(out, budget{kind: kind, label: kind + label, value: v})
+		}
+	}
+	add("tpp", c.Budget.TokensPerParam)
+	add("c", c.Budget.FLOPs)
+	add("d", c.Budget.Tokens)
+	return out
+}
