@@ -291,7 +291,7 @@ func (c Config) budgets() []budget {
 	var out []budget
 	add := func(kind string, vs []float64) {
 		for _, v := range vs {
-			label := strings.ReplaceAll(strconv.FormatFloat(v, 'g', -1, 64), "e+", "e")
+			label := strings.NewReplacer("e+0", "e", "e+", "e", "e-0", "e-").Replace(strconv.FormatFloat(v, 'g', -1, 64))
 			out = append(out, budget{kind: kind, label: kind + label, value: v})
 		}
 	}
