@@ -89,6 +89,9 @@ func runSweep(args []string, stdout io.Writer) error {
 		planTable(stdout, plan)
 		return nil
 	}
+	if err := plan.CheckData(); err != nil {
+		return usageError{fmt.Errorf("sweep config %s: %w", *config, err)}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("cannot find this binary to run the runs: %w", err)

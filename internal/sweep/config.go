@@ -56,6 +56,10 @@ type Budget struct {
 	// MinSteps drops grid points of fewer optimizer steps (an IsoFLOP budget too
 	// small for a large model); they are listed in the plan. Default 1.
 	MinSteps int `json:"min_steps"`
+	// MinTokensPerParam and MaxTokensPerParam (0 = no bound) drop grid points whose
+	// D/N falls outside them: an IsoFLOP profile kept around its optimum.
+	MinTokensPerParam float64 `json:"min_tokens_per_param"`
+	MaxTokensPerParam float64 `json:"max_tokens_per_param"`
 }
 
 // LR chooses each run's peak learning rate.
@@ -190,6 +194,9 @@ func (c Config) validate() error {
 	}
 	if lists > 1 {
 		return errors.New("budget: give exactly one of tokens_per_param, flops and tokens")
+	}
+	if b.MinTokensPerParam < 0 || b.MaxTokensPerParam < 0 || (b.MaxTokensPerParam > 0 && b.MaxTokensPerParam < b.MinTokensPerParam) {
+		return fmt.Errorf("budget: min_tokens_per_param %v and max_tokens_per_param %v must be >= 0 and in order (0 = no bound)", b.MinTokensPerParam, b.MaxTokensPerParam)
 	}
 	if b.MinSteps < 1 {
 		return fmt.Errorf("budget.min_steps must be >= 1, got %d", b.MinSteps)

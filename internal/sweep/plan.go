@@ -34,6 +34,8 @@ type Point struct {
 	TokensPerStep int
 	Steps         int
 	LR            float64
+
+	dropped string // why the grid point is dropped; "" if it is not
 }
 
 // FLOPs is the point's planned training compute.
@@ -121,7 +123,7 @@ func (c Config) Plan() (Plan, error) {
 							return Plan{}, err
 						}
 						if !ok {
-							p.Dropped = append(p.Dropped, fmt.Sprintf("%s (%d steps < budget.min_steps %d)", pt.Name, pt.Steps, c.Budget.MinSteps))
+							p.Dropped = append(p.Dropped, pt.Name+" ("+pt.dropped+")")
 							continue
 						}
 						p.Points = append(p.Points, pt)
@@ -131,7 +133,7 @@ func (c Config) Plan() (Plan, error) {
 		}
 	}
 	if len(p.Points) == 0 {
-		return Plan{}, errors.New("no run is left: every grid point has fewer than budget.min_steps steps")
+		return Plan{}, fmt.Errorf("no run is left: every grid point is dropped (%s)", strings.Join(p.Dropped, ", "))
 	}
 	return p, nil
 }
@@ -188,7 +190,16 @@ func (c Config) point(base []byte, sets []string, hasArch bool, arch, size strin
 		tokens = b.value
 	}
 	pt.Steps = int(math.Round(tokens / float64(pt.TokensPerStep)))
-	if pt.Steps < c.Budget.MinSteps {
+	tpp := float64(pt.Steps*pt.TokensPerStep) / float64(pt.NonEmbedding)
+	switch b := c.Budget; {
+	case pt.Steps < b.MinSteps:
+		pt.dropped = fmt.Sprintf("%d steps < budget.min_steps %d", pt.Steps, b.MinSteps)
+	case tpp < b.MinTokensPerParam:
+		pt.dropped = fmt.Sprintf("%.3g tokens per parameter < budget.min_tokens_per_param %g", tpp, b.MinTokensPerParam)
+	case b.MaxTokensPerParam > 0 && tpp > b.MaxTokensPerParam:
+		pt.dropped = fmt.Sprintf("%.3g tokens per parameter > budget.max_tokens_per_param %g", tpp, b.MaxTokensPerParam)
+	}
+	if pt.dropped != "" {
 		return pt, false, nil
 	}
 	switch c.LR.Rule {
@@ -211,15 +222,23 @@ func (c Config) point(base []byte, sets []string, hasArch bool, arch, size strin
 	if pt.Config, err = train.ParseConfig(base, sets); err != nil {
 		return fail(err)
 	}
-	if d := pt.Config.Data; d.Task == train.TaskShards {
-		for _, f := range []struct{ key, path string }{{"data.train", d.Train}, {"data.valid", d.Valid}} {
-			if _, err := os.Stat(f.path); err != nil {
-				return fail(fmt.Errorf("%s %s does not exist: make it with `train prepare` (see README \"Data\")", f.key, f.path))
+	pt.JSON = pt.Config.JSON()
+	return pt, true, nil
+}
+
+// CheckData reports the first shard file that a run of the plan needs and that
+// does not exist.
+func (p Plan) CheckData() error {
+	for _, pt := range p.Points {
+		if d := pt.Config.Data; d.Task == train.TaskShards {
+			for _, f := range []struct{ key, path string }{{"data.train", d.Train}, {"data.valid", d.Valid}} {
+				if _, err := os.Stat(f.path); err != nil {
+					return fmt.Errorf("run %s: %s %s does not exist: make it with `train prepare` (see README \"Data\")", pt.Name, f.key, f.path)
+				}
 			}
 		}
 	}
-	pt.JSON = pt.Config.JSON()
-	return pt, true, nil
+	return nil
 }
 
 // baseJSON returns the base run config as JSON: the file Base names, or Base itself.
@@ -292,6 +311,9 @@ func (c Config) budgets() []budget {
 	add := func(kind string, vs []float64) {
 		for _, v := range vs {
 			label := strings.NewReplacer("e+0", "e", "e+", "e", "e-0", "e-").Replace(strconv.FormatFloat(v, 'g', -1, 64))
+			if kind == "d" && v == math.Trunc(v) && v < 1e15 {
+				label = strconv.FormatFloat(v, 'f', -1, 64) // token counts in full: d8388608
+			}
 			out = append(out, budget{kind: kind, label: kind + label, value: v})
 		}
 	}

@@ -65,6 +65,7 @@ const (
 	PlotLossTokens  = "loss-vs-tokens.png"
 	PlotLossCompute = "loss-vs-compute.png"
 	PlotLossParams  = "loss-vs-params.png"
+	PlotLossSeqLen  = "loss-vs-seq-len.png" // when the sweep has several seq_lens
 )
 
 // Report gathers the finished runs of plan in out and writes runs.csv, runs.json,
@@ -273,7 +274,32 @@ func plots(out string, rows []Row, curves map[string][2][]float64, runs []scalin
 			lp.Lines = append(lp.Lines, scaling.Series{Group: g, X: x, Y: y})
 		}
 	}
-	for name, c := range map[string]scaling.Chart{PlotLossTokens: lt, PlotLossCompute: lc, PlotLossParams: lp} {
+	charts := map[string]scaling.Chart{PlotLossTokens: lt, PlotLossCompute: lc, PlotLossParams: lp}
+	// Context studies: final loss against the sequence length, a line per arch and size.
+	var lens []int
+	for _, r := range rows {
+		if !slices.Contains(lens, r.SeqLen) {
+			lens = append(lens, r.SeqLen)
+		}
+	}
+	if len(lens) > 1 {
+		ls := scaling.Chart{Title: "final loss against context length", XLabel: "sequence length (tokens)", YLabel: "validation loss (nats/token)", LogX: true}
+		for g, arch := range archs {
+			for _, size := range sizes {
+				se := scaling.Series{Label: arch + " " + size, Group: g*len(sizes) + slices.Index(sizes, size)}
+				for _, r := range rows {
+					if r.Arch == arch && r.Size == size {
+						se.X, se.Y = append(se.X, float64(r.SeqLen)), append(se.Y, r.Loss)
+					}
+				}
+				if len(se.X) > 0 {
+					ls.Lines, ls.Points = append(ls.Lines, se), append(ls.Points, scaling.Series{Group: se.Group, X: se.X, Y: se.Y})
+				}
+			}
+		}
+		charts[PlotLossSeqLen] = ls
+	}
+	for name, c := range charts {
 		if err := c.WritePNG(filepath.Join(out, name)); err != nil {
 			return err
 		}

@@ -137,8 +137,8 @@ func TestBadConfigs(t *testing.T) {
 		{`{"base": ` + tinyBase + `, "sizes": [{"name": "a", "model": {"d_modl": 8}}]}`, `unknown key "model.d_modl"`},
 		{`{"base": "no/such/file.json", ` + size + `}`, "base no/such/file.json: cannot read it"},
 		{`{"base": ` + tinyBase + `, "set": {"run.max_steps": "many"}, ` + size + `}`, "base with set"},
-		{`{"base": "` + dir + `/shards.json", ` + size + `}`, "does not exist: make it with `train prepare`"},
 		{`{"base": ` + tinyBase + `, ` + size + `, "budget": {"tokens": [10]}}`, "no run is left"},
+		{`{"base": ` + tinyBase + `, ` + size + `, "budget": {"tokens": [1e5], "max_tokens_per_param": 10}}`, "tokens per parameter > budget.max_tokens_per_param 10"},
 	} {
 		cfg, err := ParseConfig([]byte(c.raw))
 		if err == nil {
@@ -147,6 +147,14 @@ func TestBadConfigs(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.raw, err, c.want)
 		}
+	}
+	c := parse(t, `{"base": "`+dir+`/shards.json", `+size+`}`)
+	p, err := c.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CheckData(); err == nil || !strings.Contains(err.Error(), "does not exist: make it with `train prepare`") {
+		t.Errorf("missing shards: err = %v", err)
 	}
 }
 
@@ -158,5 +166,40 @@ func TestArchNeedsModelArchKey(t *testing.T) {
 	c := parse(t, `{"base": `+tinyBase+`, "archs": ["mamba", "transformer"], "sizes": [{"name": "a", "model": {"d_model": 8}}]}`)
 	if _, err := c.Plan(); err == nil || !strings.Contains(err.Error(), `"transformer" is not available in this build`) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// Every sweep config of configs/sweeps decodes and plans (data files are not needed
+// to plan).
+func TestSweepConfigsPlan(t *testing.T) {
+	t.Chdir("../..") // base and ladder paths are relative to the repository root
+	files, _ := filepath.Glob("configs/sweeps/*.json")
+	if len(files) < 4 {
+		t.Fatalf("%d sweep configs", len(files))
+	}
+	for _, f := range files {
+		c, err := LoadConfig(f)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		p, err := c.Plan()
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if filepath.Base(f) == "text-bytes.json" {
+			// At least 5 sizes from about 20k to at least 1M non-embedding parameters,
+			// several budgets each, and about 1e14 FLOPs per arch.
+			sizes := map[string]int{}
+			lo, hi := math.Inf(1), 0.0
+			for _, pt := range p.Points {
+				sizes[pt.Size]++
+				lo, hi = min(lo, float64(pt.NonEmbedding)), max(hi, float64(pt.NonEmbedding))
+			}
+			if len(sizes) < 5 || lo > 25e3 || hi < 1e6 || p.FLOPs() < 0.5e14 || p.FLOPs() > 1.5e14 {
+				t.Errorf("text-bytes: %d sizes, N from %g to %g, %.3g FLOPs", len(sizes), lo, hi, p.FLOPs())
+			}
+		}
 	}
 }
