@@ -275,3 +275,15 @@ func fileBytes(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+func TestSweepHelp(t *testing.T) {
+	for _, args := range [][]string{{"sweep", "--help"}, {"sweep", "fit", "--help"}} {
+		r := runBin(t, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "--json") || r.stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := runBin(t, "--help"); !strings.Contains(r.stdout, "train sweep --config FILE --out DIR") {
+		t.Errorf("train --help does not mention train sweep")
+	}
+}
