@@ -99,7 +99,7 @@ func runSweep(args []string, stdout io.Writer) error {
 	// SIGINT/SIGTERM: the runs checkpoint and stop; the same command resumes them.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = sweep.Run(ctx, plan, sweep.Options{Out: *out, Parallel: *par, Exe: exe, Stdout: stdout})
+	err = sweep.Run(ctx, &plan, sweep.Options{Out: *out, Parallel: *par, Exe: exe, Stdout: stdout})
 	var ie *sweep.InputError
 	switch {
 	case errors.As(err, &ie):
@@ -108,7 +108,7 @@ func runSweep(args []string, stdout io.Writer) error {
 		return train.ErrInterrupted
 	}
 	// Report what finished, failed runs or not.
-	if rerr := sweep.Report(plan, *out, stdout, scaling.Options{Bootstrap: *boot}); rerr != nil && err == nil {
+	if rerr := sweep.Report(&plan, *out, stdout, scaling.Options{Bootstrap: *boot}); rerr != nil && err == nil {
 		err = rerr
 	}
 	return err
@@ -118,9 +118,13 @@ func planTable(w io.Writer, p sweep.Plan) {
 	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
 	t.Header([]string{"run", "params", "non embedding", "seq len", "batch", "steps", "tokens", "flops", "lr"})
 	for _, pt := range p.Points {
+		lr := fmt.Sprintf("%.3g", pt.LR)
+		if !pt.Resolved() {
+			lr = "searched"
+		}
 		t.Append([]string{pt.Name, strconv.Itoa(pt.Params), strconv.Itoa(pt.NonEmbedding), strconv.Itoa(pt.SeqLen),
-			strconv.Itoa(pt.Config.Data.BatchSize), strconv.Itoa(pt.Steps), strconv.Itoa(pt.Steps * pt.TokensPerStep),
-			fmt.Sprintf("%.3g", pt.FLOPs()), fmt.Sprintf("%.3g", pt.LR)})
+			strconv.Itoa(pt.TokensPerStep / pt.SeqLen), strconv.Itoa(pt.Steps), strconv.Itoa(pt.Steps * pt.TokensPerStep),
+			fmt.Sprintf("%.3g", pt.FLOPs()), lr})
 	}
 	t.Render()
 	for _, d := range p.Dropped {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -285,5 +286,52 @@ func TestSweepHelp(t *testing.T) {
 	}
 	if r := runBin(t, "--help"); !strings.Contains(r.stdout, "train sweep --config FILE --out DIR") {
 		t.Errorf("train --help does not mention train sweep")
+	}
+}
+
+// An LR search runs first; the other budgets train at the winning rate, and the
+// losing runs stay out of runs.csv.
+func TestSweepLRSearch(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "search.json", `{
+	  "base": {"model": {"vocab_size": 16, "d_state": 4},
+	           "data": {"task": "selective_copying", "vocab": 16, "tokens": 2, "seq_len": 32, "batch_size": 4, "eval_batches": 2}},
+	  "sizes": [{"name": "t8", "model": {"d_model": 8, "n_layer": 1}}],
+	  "budget": {"tokens_per_param": [1, 2]},
+	  "lr": {"search": [0.1, 3]},
+	  "evals": 2, "checkpoints": 1}`)
+	out := filepath.Join(dir, "out")
+	r := runBin(t, "sweep", "--config", cfg, "--out", out, "--bootstrap", "10")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s\n%s", r.code, r.stderr, r.stdout)
+	}
+	var res map[string]struct {
+		Multipliers []float64
+		Losses      []float64
+		Chosen      float64
+	}
+	if err := json.Unmarshal(fileBytes(t, filepath.Join(out, "lr-search.json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	s := res["mamba-t8"]
+	best := 0
+	if s.Losses[1] < s.Losses[0] {
+		best = 1
+	}
+	if len(s.Losses) != 2 || s.Chosen != s.Multipliers[best] {
+		t.Fatalf("lr-search.json: %+v", s)
+	}
+	var rc struct {
+		Optim struct {
+			LR float64 `json:"lr"`
+		} `json:"optim"`
+	}
+	if err := json.Unmarshal(fileBytes(t, filepath.Join(out, "mamba-t8-tpp2-s1", "run-config.json")), &rc); err != nil || rc.Optim.LR != 3e-3*s.Chosen {
+		t.Errorf("the second budget's lr %v (%v), want %v × 3e-3", rc.Optim.LR, err, s.Chosen)
+	}
+	rows := readCSV(t, filepath.Join(out, "runs.csv"))
+	runCol := slices.Index(rows[0], "run")
+	if len(rows) != 3 || rows[1][runCol] != fmt.Sprintf("mamba-t8-tpp1-s1-lrx%g", s.Chosen) || rows[2][runCol] != "mamba-t8-tpp2-s1" {
+		t.Errorf("runs.csv rows %v", rows)
 	}
 }

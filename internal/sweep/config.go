@@ -68,6 +68,12 @@ type LR struct {
 	// table × 5) or "base" (the base config's optim.lr for every size).
 	Rule  string  `json:"rule"`
 	Scale float64 `json:"scale"` // multiplies the rule's value; default 1
+	// Search, when given, is a small learning-rate search that is part of the sweep:
+	// for each (arch, size, seq_len), its first grid point (first budget kept, first
+	// seed) is trained once per multiplier m of the rule's rate, and the multiplier
+	// whose run ends with the lowest validation loss is used for every other grid
+	// point of that (arch, size, seq_len). The winning run is the grid point's run.
+	Search []float64 `json:"search"`
 }
 
 // Rules of LR.
@@ -222,6 +228,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("lr.rule must be %q or %q, got %q", RulePaper, RuleBase, c.LR.Rule)
 	case !(c.LR.Scale > 0) || math.IsInf(c.LR.Scale, 0):
 		return fmt.Errorf("lr.scale must be a positive number, got %v", c.LR.Scale)
+	case duplicate(c.LR.Search) >= 0:
+		return fmt.Errorf("lr.search: %v appears twice", c.LR.Search[duplicate(c.LR.Search)])
+	case slices.ContainsFunc(c.LR.Search, func(m float64) bool { return !(m > 0) || math.IsInf(m, 0) }):
+		return fmt.Errorf("lr.search: multipliers must be positive numbers, got %v", c.LR.Search)
 	case c.Evals < 1:
 		return fmt.Errorf("evals must be >= 1, got %d", c.Evals)
 	case c.Checkpoints < 1:

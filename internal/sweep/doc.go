@@ -8,7 +8,9 @@
 // layers.Config.FLOPsPerToken, or D fixed. The steps are round(D / T), T the tokens
 // per step (batch × seq_len × grad_accum; for context studies batch = T / seq_len at
 // a fixed T). The peak learning rate follows PaperLR (the GPT-3 table × 5, the
-// Mamba paper's recipe) or the base config's, times lr.scale.
+// Mamba paper's recipe) or the base config's, times lr.scale; with lr.search, each
+// (arch, size, seq_len) first trains its first grid point once per multiplier of
+// that rate, and its other points take the multiplier of the lowest final loss.
 //
 // Each point is a run directory named arch-size-budget[-Lseq_len]-sSEED holding
 // run-config.json (the resolved run config), the run's own files and summary.json.

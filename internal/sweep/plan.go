@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -33,9 +34,34 @@ type Point struct {
 	FLOPsPerToken float64 // layers.Config.FLOPsPerToken(seq_len)
 	TokensPerStep int
 	Steps         int
-	LR            float64
+	LR            float64 // the rule's rate × lr.scale × LRMult; 0 until resolved
 
-	dropped string // why the grid point is dropped; "" if it is not
+	// LR search (lr.search): Group is the point's (arch, size, seq_len); a Searching
+	// point is one of its search runs, trained at LRMult × the rule's rate. The other
+	// points of a group take the winning multiplier when Plan.Resolve finds it.
+	Group     string
+	Searching bool
+	LRMult    float64
+
+	dropped string   // why the grid point is dropped; "" if it is not
+	base    []byte   // the base run config and the overrides of the point, optim.lr aside
+	sets    []string //
+	ruleLR  float64  // the LR rule's rate × lr.scale
+}
+
+// Resolved reports whether the point's config is known (its LR search, if any, is over).
+func (p Point) Resolved() bool { return p.JSON != nil }
+
+// resolve sets the point's learning rate to mult × its rule's rate and resolves its
+// config.
+func (p *Point) resolve(mult float64) error {
+	p.LRMult, p.LR = mult, p.ruleLR*mult
+	c, err := train.ParseConfig(p.base, append(slices.Clip(p.sets), "optim.lr="+strconv.FormatFloat(p.LR, 'g', -1, 64)))
+	if err != nil {
+		return fmt.Errorf("run %s: %w", p.Name, err)
+	}
+	p.Config, p.JSON = c, c.JSON()
+	return nil
 }
 
 // FLOPs is the point's planned training compute.
@@ -43,11 +69,13 @@ func (p Point) FLOPs() float64 {
 	return float64(p.Steps) * float64(p.TokensPerStep) * p.FLOPsPerToken
 }
 
-// Plan is the resolved grid: the runs in the order they are run, and the grid
-// points dropped for having fewer than budget.min_steps steps.
+// Plan is the resolved grid: the runs in the order they are run (the LR search's
+// first), and the grid points dropped by the budget's bounds.
 type Plan struct {
 	Points  []Point
 	Dropped []string
+	// Chosen holds the winning multiplier of each LR-search group once known.
+	Chosen map[string]float64
 }
 
 // FLOPs is the planned compute of the whole sweep.
@@ -135,7 +163,79 @@ func (c Config) Plan() (Plan, error) {
 	if len(p.Points) == 0 {
 		return Plan{}, fmt.Errorf("no run is left: every grid point is dropped (%s)", strings.Join(p.Dropped, ", "))
 	}
+	p.Chosen = map[string]float64{}
+	if len(c.LR.Search) == 0 {
+		for i := range p.Points {
+			if err := p.Points[i].resolve(1); err != nil {
+				return Plan{}, err
+			}
+		}
+		return p, nil
+	}
+	// The first point of each group with the first seed becomes the group's search
+	// runs, which go first; the group's other points wait for the winner.
+	var search, rest []Point
+	seen := map[string]bool{}
+	for _, pt := range p.Points {
+		if pt.Seed == c.Seeds[0] && !seen[pt.Group] {
+			seen[pt.Group] = true
+			for _, m := range c.LR.Search {
+				s := pt
+				s.Name += "-lrx" + strconv.FormatFloat(m, 'g', -1, 64)
+				s.Searching = true
+				if err := s.resolve(m); err != nil {
+					return Plan{}, err
+				}
+				search = append(search, s)
+			}
+			continue
+		}
+		rest = append(rest, pt)
+	}
+	p.Points = append(search, rest...)
 	return p, nil
+}
+
+// Resolve finishes the LR search of every group whose search runs in out are all
+// finished: the multiplier of the lowest final validation loss wins (the first in
+// lr.search order among equals) and the group's other points take it.
+func (p *Plan) Resolve(out string) error {
+	best := map[string]float64{}
+	loss := map[string]float64{}
+	open := map[string]bool{}
+	for _, pt := range p.Points {
+		if !pt.Searching || p.Chosen[pt.Group] != 0 {
+			continue
+		}
+		s, err := train.ReadSummary(filepath.Join(out, pt.Name))
+		if err != nil || !s.Finished || s.ConfigSHA256 != configHash(pt.JSON) || s.FinalValLoss == nil {
+			open[pt.Group] = true
+			continue
+		}
+		if l, ok := loss[pt.Group]; !ok || *s.FinalValLoss < l {
+			best[pt.Group], loss[pt.Group] = pt.LRMult, *s.FinalValLoss
+		}
+	}
+	for g, m := range best {
+		if !open[g] {
+			p.Chosen[g] = m
+		}
+	}
+	for i := range p.Points {
+		pt := &p.Points[i]
+		if m := p.Chosen[pt.Group]; !pt.Resolved() && m != 0 {
+			if err := pt.resolve(m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// InGrid reports whether a point stands for its grid point: every point but the
+// search runs that lost.
+func (p Plan) InGrid(pt Point) bool {
+	return !pt.Searching || p.Chosen[pt.Group] == pt.LRMult
 }
 
 // point resolves one grid point; ok is false when it is dropped for its step count.
@@ -204,25 +304,29 @@ func (c Config) point(base []byte, sets []string, hasArch bool, arch, size strin
 	}
 	switch c.LR.Rule {
 	case RulePaper:
-		pt.LR = PaperLR(float64(pt.Params)) * c.LR.Scale
+		pt.ruleLR = PaperLR(float64(pt.Params)) * c.LR.Scale
 	default:
-		pt.LR = c0.Optim.LR * c.LR.Scale
+		pt.ruleLR = c0.Optim.LR * c.LR.Scale
+	}
+	pt.Group = fmt.Sprintf("%s-%s", arch, size)
+	if L > 0 {
+		pt.Group += "-L" + strconv.Itoa(L)
 	}
 	every := func(n int) int { return max(1, pt.Steps/n) }
 	evalEvery := every(c.Evals)
 	sets = append(sets,
 		fmt.Sprintf("run.max_steps=%d", pt.Steps),
-		"optim.lr="+strconv.FormatFloat(pt.LR, 'g', -1, 64),
 		fmt.Sprintf("run.eval_every=%d", evalEvery),
 		fmt.Sprintf("run.checkpoint_every=%d", every(c.Checkpoints)),
 		fmt.Sprintf("run.log_every=%d", max(1, min(c0.Run.LogEvery, evalEvery))))
 	if c.WarmupFraction > 0 {
 		sets = append(sets, fmt.Sprintf("optim.warmup_steps=%d", int(math.Round(c.WarmupFraction*float64(pt.Steps)))))
 	}
-	if pt.Config, err = train.ParseConfig(base, sets); err != nil {
+	// Validate now, at the rule's rate; the point is resolved once its rate is known.
+	pt.base, pt.sets = base, sets
+	if _, err := train.ParseConfig(base, append(slices.Clip(sets), "optim.lr="+strconv.FormatFloat(pt.ruleLR, 'g', -1, 64))); err != nil {
 		return fail(err)
 	}
-	pt.JSON = pt.Config.JSON()
 	return pt, true, nil
 }
 

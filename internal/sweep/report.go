@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/olekukonko/tablewriter"
@@ -62,6 +63,7 @@ const (
 	RunsCSV         = "runs.csv"
 	RunsJSON        = "runs.json"
 	FitJSON         = "fit.json"
+	LRSearchJSON    = "lr-search.json" // with lr.search: each group's multipliers, losses and winner
 	PlotLossTokens  = "loss-vs-tokens.png"
 	PlotLossCompute = "loss-vs-compute.png"
 	PlotLossParams  = "loss-vs-params.png"
@@ -71,10 +73,19 @@ const (
 // Report gathers the finished runs of plan in out and writes runs.csv, runs.json,
 // fit.json and the plots, and prints the table of runs and of fits on w. An arch with
 // too few finished runs to fit is noted on w and left out of fit.json.
-func Report(plan Plan, out string, w io.Writer, fo scaling.Options) error {
+func Report(plan *Plan, out string, w io.Writer, fo scaling.Options) error {
+	if err := plan.Resolve(out); err != nil {
+		return err
+	}
+	if err := lrSearch(plan, out, w); err != nil {
+		return err
+	}
 	var rows []Row
 	curves := map[string][2][]float64{}
 	for _, pt := range plan.Points {
+		if !pt.Resolved() || !plan.InGrid(pt) {
+			continue
+		}
 		dir := filepath.Join(out, pt.Name)
 		s, err := train.ReadSummary(dir)
 		if err != nil || !s.Finished || s.ConfigSHA256 != configHash(pt.JSON) || s.FinalValLoss == nil {
@@ -129,6 +140,57 @@ func Report(plan Plan, out string, w io.Writer, fo scaling.Options) error {
 		FitTable(w, fits)
 	}
 	return plots(out, rows, curves, runs, fits)
+}
+
+// SearchResult is one LR-search group's outcome in lr-search.json.
+type SearchResult struct {
+	Multipliers []float64  `json:"multipliers"`
+	LRs         []float64  `json:"lrs"`
+	Losses      []*float64 `json:"losses"` // final validation loss; null while unfinished
+	Chosen      float64    `json:"chosen"` // the winning multiplier; 0 while the search runs
+}
+
+// lrSearch prints and writes lr-search.json for a sweep with an LR search.
+func lrSearch(plan *Plan, out string, w io.Writer) error {
+	res := map[string]*SearchResult{}
+	for _, pt := range plan.Points {
+		if !pt.Searching {
+			continue
+		}
+		r := res[pt.Group]
+		if r == nil {
+			r = &SearchResult{Chosen: plan.Chosen[pt.Group]}
+			res[pt.Group] = r
+		}
+		var loss *float64
+		if s, err := train.ReadSummary(filepath.Join(out, pt.Name)); err == nil && s.Finished {
+			loss = s.FinalValLoss
+		}
+		r.Multipliers, r.LRs, r.Losses = append(r.Multipliers, pt.LRMult), append(r.LRs, pt.LR), append(r.Losses, loss)
+	}
+	if len(res) == 0 {
+		return nil
+	}
+	t := tablewriter.NewTable(w, tablewriter.WithHeaderAutoFormat(tw.Off))
+	t.Header([]string{"lr search", "lr × multiplier: final val loss", "chosen"})
+	for _, g := range sortedKeys(res) {
+		r := res[g]
+		var cells []string
+		for i, m := range r.Multipliers {
+			cells = append(cells, fmt.Sprintf("%.3g × %g: %s", r.LRs[i]/m, m, fmtLoss(r.Losses[i])))
+		}
+		chosen := "-"
+		if r.Chosen != 0 {
+			chosen = strconv.FormatFloat(r.Chosen, 'g', -1, 64)
+		}
+		t.Append([]string{g, strings.Join(cells, "; "), chosen})
+	}
+	t.Render()
+	j, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(out, LRSearchJSON), append(j, '\n'))
 }
 
 // valCurve reads (tokens, validation loss) at every evaluation of a run.

@@ -64,9 +64,11 @@ const (
 // Run trains every point of plan that is not finished yet, resuming those that
 // were interrupted, by running `train` in a child process per point. A finished
 // run is one whose summary.json is final and whose config hash is the point's;
-// it is never run again. Runs that fail are reported in the error after the
-// others have run; a run whose input the trainer refuses stops the sweep.
-func Run(ctx context.Context, plan Plan, o Options) error {
+// it is never run again. The LR search's runs go first; the points waiting for
+// them are resolved (Plan.Resolve) and run after. Runs that fail are reported in
+// the error after the others have run; a run whose input the trainer refuses stops
+// the sweep.
+func Run(ctx context.Context, plan *Plan, o Options) error {
 	if o.Stdout == nil {
 		o.Stdout = io.Discard
 	}
@@ -85,13 +87,60 @@ func Run(ctx context.Context, plan Plan, o Options) error {
 	}
 	defer lock.Close()
 
-	s := &sweeper{o: o, plan: plan, lock: lock, states: make([]state, len(plan.Points)), flops: make([]float64, len(plan.Points))}
-	for i, pt := range plan.Points {
-		if s.states[i], s.flops[i], err = inspect(filepath.Join(o.Out, pt.Name), pt); err != nil {
+	n := len(plan.Points)
+	s := &sweeper{o: o, plan: plan, lock: lock, states: make([]state, n), flops: make([]float64, n), running: map[int]bool{}}
+	inspected := make([]bool, n)
+	// next resolves what the finished search runs allow and inspects the points that
+	// became known; it returns those left to run.
+	next := func() ([]int, error) {
+		if err := plan.Resolve(o.Out); err != nil {
+			return nil, err
+		}
+		var todo []int
+		for i, pt := range plan.Points {
+			if !pt.Resolved() || inspected[i] {
+				continue
+			}
+			inspected[i] = true
+			if s.states[i], s.flops[i], err = inspect(filepath.Join(o.Out, pt.Name), pt); err != nil {
+				return nil, err
+			}
+			if s.states[i] == done {
+				s.finished++
+			} else {
+				todo = append(todo, i)
+			}
+		}
+		return todo, nil
+	}
+	todo, err := next()
+	if err != nil {
+		return &InputError{err}
+	}
+	procs := max(1, runtime.NumCPU()/o.Parallel)
+	s.printf("sweep %s: %d runs (%d finished, %d to run), %.3g FLOPs planned; %d at once, GOMAXPROCS %d each",
+		o.Out, n, s.finished, n-s.finished, plan.FLOPs(), o.Parallel, procs)
+	for _, d := range plan.Dropped {
+		s.printf("dropped %s", d)
+	}
+	s.start = time.Now()
+	s.startDone = s.doneFLOPs()
+	stopTicker := make(chan struct{})
+	go s.ticker(stopTicker)
+	defer close(stopTicker)
+	for len(todo) > 0 {
+		if err := s.run(ctx, todo, procs); err != nil {
+			return err
+		}
+		if todo, err = next(); err != nil {
 			return &InputError{err}
 		}
 	}
-	return s.run(ctx)
+	if len(s.failed) > 0 {
+		return fmt.Errorf("%d of %d runs failed (see train.log in their directories): %s", len(s.failed), n, strings.Join(s.failed, ", "))
+	}
+	s.printf("sweep finished: %d runs in %s", n, time.Since(s.start).Round(time.Second))
+	return nil
 }
 
 // inspect reports what is left to do for pt in dir, and the compute already done.
@@ -124,7 +173,7 @@ func inspect(dir string, pt Point) (state, float64, error) {
 
 type sweeper struct {
 	o      Options
-	plan   Plan
+	plan   *Plan
 	lock   *os.File
 	states []state
 	flops  []float64 // compute done per point, as of its last report
@@ -138,29 +187,12 @@ type sweeper struct {
 	start     time.Time
 }
 
-func (s *sweeper) run(ctx context.Context) error {
-	s.running = map[int]bool{}
-	var todo []int
-	for i, st := range s.states {
-		if st == done {
-			s.finished++
-		} else {
-			todo = append(todo, i)
-		}
-	}
-	total := len(s.plan.Points)
-	procs := max(1, runtime.NumCPU()/s.o.Parallel)
-	s.printf("sweep %s: %d runs (%d finished, %d to run), %.3g FLOPs planned; %d at once, GOMAXPROCS %d each",
-		s.o.Out, total, s.finished, len(todo), s.plan.FLOPs(), s.o.Parallel, procs)
-	for _, d := range s.plan.Dropped {
-		s.printf("dropped %s", d)
-	}
-	s.start = time.Now()
-	s.startDone = s.doneFLOPs()
-
+// run runs the points todo, o.Parallel at a time, and returns an error when the
+// sweep must stop: a run's input was refused, or ctx was cancelled.
+func (s *sweeper) run(ctx context.Context, todo []int, procs int) error {
 	jobs := make(chan int)
 	var wg sync.WaitGroup
-	for range min(s.o.Parallel, max(1, len(todo))) {
+	for range min(s.o.Parallel, len(todo)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -169,8 +201,6 @@ func (s *sweeper) run(ctx context.Context) error {
 			}
 		}()
 	}
-	stopTicker := make(chan struct{})
-	go s.ticker(stopTicker)
 	for _, i := range todo {
 		s.mu.Lock()
 		stop := s.inputErr != nil
@@ -185,18 +215,13 @@ func (s *sweeper) run(ctx context.Context) error {
 	}
 	close(jobs)
 	wg.Wait()
-	close(stopTicker)
-
 	switch {
 	case s.inputErr != nil:
 		return &InputError{s.inputErr}
 	case ctx.Err() != nil:
-		s.printf("sweep interrupted: %d/%d runs finished; run the same command again to continue", s.finished, total)
+		s.printf("sweep interrupted: %d/%d runs finished; run the same command again to continue", s.finished, len(s.plan.Points))
 		return ErrInterrupted
-	case len(s.failed) > 0:
-		return fmt.Errorf("%d of %d runs failed (see train.log in their directories): %s", len(s.failed), total, strings.Join(s.failed, ", "))
 	}
-	s.printf("sweep finished: %d runs in %s", total, time.Since(s.start).Round(time.Second))
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mambago/mamba/internal/testutil"
+	"github.com/mambago/mamba/train"
 )
 
 const tinyBase = `{"model": {"vocab_size": 16, "d_state": 4},
@@ -127,6 +129,8 @@ func TestBadConfigs(t *testing.T) {
 		{`{"base": ` + tinyBase + `, ` + size + `, "lr": {"rule": "fast"}}`, "lr.rule"},
 		{`{"base": ` + tinyBase + `, "archs": ["mamba"], "sizes": [{"name": "a", "model": {"d_model": 8}, "by_arch": {"transformer": {"n_layer": 1}}}]}`, `arch "transformer" is not in archs`},
 		{`{"base": ` + tinyBase + `, ` + size + `, "warmup_fraction": 2}`, "warmup_fraction"},
+		{`{"base": ` + tinyBase + `, ` + size + `, "lr": {"search": [1, 1]}}`, "lr.search: 1 appears twice"},
+		{`{"base": ` + tinyBase + `, ` + size + `, "lr": {"search": [0, 1]}}`, "lr.search: multipliers must be positive"},
 	} {
 		if _, err := ParseConfig([]byte(c.raw)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.raw, err, c.want)
@@ -201,5 +205,57 @@ func TestSweepConfigsPlan(t *testing.T) {
 				t.Errorf("text-bytes: %d sizes, N from %g to %g, %.3g FLOPs", len(sizes), lo, hi, p.FLOPs())
 			}
 		}
+	}
+}
+
+// With lr.search, each (arch, size) first trains its first grid point at every
+// multiplier; Resolve gives the others the multiplier of the lowest final loss.
+func TestPlanLRSearch(t *testing.T) {
+	c := parse(t, `{"base": `+tinyBase+`, "sizes": [{"name": "a", "model": {"d_model": 8, "n_layer": 1}}],
+	  "budget": {"tokens_per_param": [2, 4]}, "seeds": [1, 2], "lr": {"search": [0.5, 1, 2]}}`)
+	p, err := c.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, pt := range p.Points {
+		names = append(names, pt.Name)
+	}
+	want := []string{"mamba-a-tpp2-s1-lrx0.5", "mamba-a-tpp2-s1-lrx1", "mamba-a-tpp2-s1-lrx2", "mamba-a-tpp2-s2", "mamba-a-tpp4-s1", "mamba-a-tpp4-s2"}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Fatalf("points %v, want %v", names, want)
+	}
+	for i, pt := range p.Points {
+		if search := i < 3; pt.Searching != search || pt.Resolved() != search || (search && pt.Config.Optim.LR != 3e-3*pt.LRMult) {
+			t.Errorf("%s: searching %v, resolved %v, lr %v", pt.Name, pt.Searching, pt.Resolved(), pt.Config.Optim.LR)
+		}
+	}
+	out := t.TempDir()
+	finish := func(pt Point, loss float64) {
+		s := train.RunSummary{Finished: true, ConfigSHA256: configHash(pt.JSON), FinalValLoss: &loss}
+		b, _ := json.Marshal(s)
+		if err := os.MkdirAll(filepath.Join(out, pt.Name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, pt.Name, train.SummaryFile), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish(p.Points[0], 2.0)
+	finish(p.Points[2], 1.5)
+	if err := p.Resolve(out); err != nil || p.Points[3].Resolved() {
+		t.Fatalf("resolved before the search finished (%v)", err)
+	}
+	finish(p.Points[1], 1.7)
+	if err := p.Resolve(out); err != nil {
+		t.Fatal(err)
+	}
+	for _, pt := range p.Points[3:] {
+		if !pt.Resolved() || pt.LRMult != 2 || pt.Config.Optim.LR != 6e-3 {
+			t.Errorf("%s: resolved %v, multiplier %v, lr %v; want the winner's 2 (6e-3)", pt.Name, pt.Resolved(), pt.LRMult, pt.Config.Optim.LR)
+		}
+	}
+	if p.Chosen["mamba-a"] != 2 || p.InGrid(p.Points[0]) || !p.InGrid(p.Points[2]) || !p.InGrid(p.Points[4]) {
+		t.Errorf("chosen %v", p.Chosen)
 	}
 }
