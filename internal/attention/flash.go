@@ -252,11 +252,7 @@ func (f *Flash) forwardItem(sc *scratch, idx int) {
 	}
 	out := f.out[(b*s.Len+i0)*ldq+h*hd:]
 	for r := range tq {
-		inv := 1 / l[r]
-		o, a := out[r*ldq:][:hd], acc[r*hd:][:hd]
-		for i, v := range a {
-			o[i] = v * inv
-		}
+		storeRows(out[r*ldq:], ldq, acc[r*hd:], 1, hd, 1/l[r])
 		f.lse[(b*s.Len+i0+r)*s.Heads+h] = m[r] + float32(math.Log(float64(l[r])))
 	}
 }
@@ -360,16 +356,11 @@ func (f *Flash) kvItem(sc *scratch, idx int) {
 			mulAdd(dk, hd, dp, 1, tk, q, ldq, tk, hd, tq, true)
 		}
 	}
-	for r := range tk {
-		if f.g.K != nil {
-			gk, a := f.g.K[kv+r*ldk:][:hd], dk[r*hd:][:hd]
-			for i, v := range a {
-				gk[i] = f.scale * v
-			}
-		}
-		if f.g.V != nil {
-			copy(f.g.V[kv+r*ldk:][:hd], dv[r*hd:][:hd])
-		}
+	if f.g.K != nil {
+		storeRows(f.g.K[kv:], ldk, dk, tk, hd, f.scale)
+	}
+	if f.g.V != nil {
+		storeRows(f.g.V[kv:], ldk, dv, tk, hd, 1)
 	}
 }
 
@@ -403,11 +394,5 @@ func (f *Flash) qItem(sc *scratch, idx int) {
 		f.dScores(dp, p, sc.d, b, i0, tq, j0, j1)
 		mulAdd(dq, hd, dp, tk, 1, f.in.K[kv+j0*ldk:], ldk, tq, hd, tk, true)
 	}
-	gq := f.g.Q[(b*s.Len+i0)*ldq+h*hd:]
-	for r := range tq {
-		o, a := gq[r*ldq:][:hd], dq[r*hd:][:hd]
-		for i, v := range a {
-			o[i] = f.scale * v
-		}
-	}
+	storeRows(f.g.Q[(b*s.Len+i0)*ldq+h*hd:], ldq, dq, tq, hd, f.scale)
 }

@@ -66,6 +66,17 @@ func dot(a, b []float32) float32 {
 	return s
 }
 
+// storeRows sets the rows×n block of dst (rows ld apart) to f times the contiguous rows×n block
+// of src.
+func storeRows(dst []float32, ld int, src []float32, rows, n int, f float32) {
+	for r := range rows {
+		d, s := dst[r*ld:][:n], src[r*n:][:n]
+		for i, v := range s {
+			d[i] = f * v
+		}
+	}
+}
+
 // scaleRows multiplies the rows×n block of x (rows ld apart) by f.
 func scaleRows(x []float32, ld, rows, n int, f float32) {
 	for r := range rows {
