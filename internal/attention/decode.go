@@ -135,7 +135,7 @@ func (it *decodeItems) Item(w, i int) {
 			mx = max(mx, v)
 		}
 		m := d.scale * mx
-		math32.ExpAffine(p, p, d.scale, -m)
+		expAffine(p, p, d.scale, -m)
 		var l float32
 		for _, v := range p {
 			l += v

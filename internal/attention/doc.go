@@ -28,18 +28,20 @@
 // # Kernels
 //
 // Flash (float32) is FlashAttention-2 on tiles of T = 64 query rows × T key rows. The forward
-// runs one item per (query tile, b, h): for each key tile up to the diagonal, S = c·Q Kᵀ by a
-// small product (K transposed into a T×d scratch tile), the online softmax (running row max m and
-// sum l, the accumulated output rescaled by exp(m_old − m_new)) and the accumulation of P V; it
-// writes o_i = A_i/l_i and LSE_i = m_i + log l_i, and nothing else. The backward recomputes P tile
-// by tile from LSE in two passes that own their sums: one item per (key tile, b, g) walks the
-// group's heads and then the query tiles from the diagonal on, in that fixed order, for dK and dV;
-// one item per (query tile, b, h) walks its key tiles for dQ. No sum crosses items, so there are
-// no atomics and no reduction, and results are bitwise the same for any number of workers
-// (internal/parallel). Every inner loop is a product of tiles with contiguous rows (mulAdd: the
-// pure-Go loop, or AVX2/AVX-512 assembly chosen at start-up, see tile_amd64.go) or a row of exps
-// (internal/math32). Items with the most work (the last query tiles, the first key tiles) come
-// first. Once built and warm, a call allocates nothing.
+// runs one item per (query tile, b, h): Q is transposed once into a d×T scratch tile, then for
+// each key tile up to the diagonal the transposed scores Sᵀ = c·K Qᵀ come from one small product,
+// the online softmax runs along contiguous rows (running max m and sum l per query, the
+// accumulated output rescaled by exp(m_old − m_new)) and P V is accumulated; the item writes
+// o_i = A_i/l_i and LSE_i = m_i + log l_i, and nothing else. The backward computes every D_i, then
+// recomputes P tile by tile from LSE in two passes that own their sums: one item per (key tile,
+// b, g) walks the group's heads and then the query tiles from the diagonal on, in that fixed
+// order, for dK and dV; one item per (query tile, b, h) walks its key tiles for dQ. No sum
+// crosses items, so there are no atomics and no reduction, and results are bitwise the same for
+// any number of workers (internal/parallel). Every inner loop is a product of tiles (mulAdd: the
+// pure-Go loop, or AVX2/FMA assembly chosen at start-up, see tile_amd64.go; the purego build tag
+// keeps the pure-Go loops), a row of exps (math32.Exp, or a vector exp in the assembly) or an
+// elementwise pass over contiguous rows. Items with the most work (the last query tiles, the
+// first key tiles) come first. Once built and warm, a call allocates nothing.
 //
 // Reference (float64) materialises the L×L scores with −∞ at the hidden keys, takes the row
 // softmax and multiplies; its backward writes the softmax Jacobian out. It shares no code with
@@ -48,8 +50,10 @@
 // # Memory
 //
 // Between Forward and Backward, Flash keeps 4·Heads bytes per token (the log-sum-exps) beside
-// the output the caller holds (4·Heads·d bytes per token); its scratch is a few T×T and T×d
-// tiles per worker, whatever L (TestSavedMemoryPerToken measures it).
+// the output the caller holds (4·Heads·d bytes per token). Backward first computes every D_i into
+// a scratch of another 4·Heads bytes per token, so that the two passes read it instead of
+// recomputing it per tile pair. The other scratch is a few T×T and T×d tiles per worker,
+// whatever L. TestSavedMemoryPerToken measures both.
 //
 // # Decoding
 //

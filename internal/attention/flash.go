@@ -20,6 +20,7 @@ type Flash struct {
 	scale   float32
 
 	lse    []float32 // (Batch·Len, Heads): log Σ_j exp(s_ij) of every query row, kept for Backward
+	dsum   []float32 // (Batch·Len, Heads): D_i = dO_i·O_i, Backward's scratch, sized on its first call
 	starts []int32   // (Batch·Len): document start of every token; sized on the first call with resets
 	ready  bool      // Forward has filled lse
 
@@ -36,21 +37,24 @@ type Flash struct {
 
 // scratch is one worker slot's memory: tiles of at most T rows and columns.
 type scratch struct {
-	kt, vt  []float32 // (HeadDim, T): a key tile and a value tile, transposed
-	s, p    []float32 // (T, T): scores, then probabilities; dP, then dS
-	acc     []float32 // (T, HeadDim): output, dQ or dK accumulator
-	acc2    []float32 // (T, HeadDim): dV accumulator
-	m, l, d []float32 // (T): running max and sum of each query row; D_i = dO_i·O_i
+	ta, tb    []float32 // (HeadDim, T): transposed tiles, K and V of a key tile (phaseKV), Q and dO of a query tile
+	s, p      []float32 // (T, T): scores, then probabilities; dP, then dS
+	acc       []float32 // (T, HeadDim): output, dQ or dK accumulator
+	acc2      []float32 // (T, HeadDim): dV accumulator
+	m, l, d   []float32 // (T): running max and sum of each query row; D_i = dO_i·O_i
+	bias, col []float32 // (T): the exp's offset of each query (−m or −LSE); a per-query factor or sum
 }
 
 func newScratch(T, hd int) *scratch {
 	v := func(n int) []float32 { return make([]float32, n) }
-	return &scratch{kt: v(hd * T), vt: v(hd * T), s: v(T * T), p: v(T * T), acc: v(T * hd), acc2: v(T * hd), m: v(T), l: v(T), d: v(T)}
+	return &scratch{ta: v(hd * T), tb: v(hd * T), s: v(T * T), p: v(T * T), acc: v(T * hd), acc2: v(T * hd),
+		m: v(T), l: v(T), d: v(T), bias: v(T), col: v(T)}
 }
 
 // Phases of Forward and Backward; items.Item(w, i) dispatches on them.
 const (
 	phaseForward = iota // item (query tile, b, h): O and LSE of the tile's rows
+	phaseD              // item (query tile, b, h): D_i of the tile's rows
 	phaseKV             // item (key tile, b, kv head): dK and dV of the tile's rows
 	phaseQ              // item (query tile, b, h): dQ of the tile's rows
 )
@@ -140,6 +144,11 @@ func (f *Flash) Backward(in Inputs[float32], out, dout []float32, g Grads[float3
 	defer f.end()
 	f.out, f.do, f.g = out, dout, g
 	s := f.shape
+	if f.dsum == nil {
+		f.dsum = make([]float32, s.Batch*s.Len*s.Heads)
+	}
+	f.phase = phaseD
+	f.job.Run((*items)(f), s.Batch*s.Heads*f.nT, w)
 	if g.K != nil || g.V != nil {
 		f.phase = phaseKV
 		f.job.Run((*items)(f), s.Batch*s.KVHeads*f.nT, w)
@@ -159,6 +168,8 @@ func (it *items) Item(w, i int) {
 	switch f.phase {
 	case phaseForward:
 		f.forwardItem(f.work[w], i)
+	case phaseD:
+		f.dItem(i)
 	case phaseKV:
 		f.kvItem(f.work[w], i)
 	case phaseQ:
@@ -195,13 +206,15 @@ func (f *Flash) keyRange(b, i, j0, j1 int) (lo, hi int) {
 }
 
 // forwardItem computes the output rows and log-sum-exps of one query tile [i0, i1) of head h of
-// sequence b, one key tile [j0, j1) after the other with the online softmax:
+// sequence b, one key tile [j0, j1) after the other with the online softmax. It works on the
+// transposed scores (a row per key, a column per query), so that Q is transposed once per item
+// and every other step is a product or runs along contiguous rows:
 //
-//	S = c·Q Kᵀ (tile),  m_new = max(m, max_j S_ij),  P_ij = exp(S_ij − m_new)
-//	l ← exp(m − m_new)·l + Σ_j P_ij,  A ← exp(m − m_new)·A + P V,  m ← m_new
+//	Sᵀ = c·K Qᵀ,  m_new = max(m, max_j Sᵀ_j),  Pᵀ_j = exp(Sᵀ_j − m_new)
+//	l ← exp(m − m_new)·l + Σ_j Pᵀ_j,  A ← exp(m − m_new)·A + (Pᵀ)ᵀ V,  m ← m_new
 //	O_i = A_i / l_i,  LSE_i = m_i + log l_i
 //
-// over the keys each row sees (its document, up to itself); the others count as P = 0.
+// (vectors over the tile's queries). Keys a query does not see score −∞: P = 0.
 func (f *Flash) forwardItem(sc *scratch, idx int) {
 	s := f.shape
 	b, h, qt := f.queryItem(idx)
@@ -209,51 +222,79 @@ func (f *Flash) forwardItem(sc *scratch, idx int) {
 	ldq, ldk := s.Heads*hd, s.KVHeads*hd
 	i0, i1 := f.rows(qt)
 	tq := i1 - i0
-	q := f.in.Q[(b*s.Len+i0)*ldq+h*hd:]
+	qT := sc.ta[:hd*tq]
+	transpose(qT, f.in.Q[(b*s.Len+i0)*ldq+h*hd:], ldq, tq, hd)
 	kv := (b*s.Len)*ldk + h/s.Group()*hd
-	m, l, acc := sc.m[:tq], sc.l[:tq], sc.acc[:tq*hd]
-	for r := range m {
-		m[r], l[r] = float32(math.Inf(-1)), 0
+	m, l, acc, bias, alpha := sc.m[:tq], sc.l[:tq], sc.acc[:tq*hd], sc.bias[:tq], sc.col[:tq]
+	inf := float32(math.Inf(-1))
+	for i := range m {
+		m[i], l[i] = inf, 0
 	}
 	clear(acc)
 	for kt := f.start(b, i0) / T; kt <= qt; kt++ {
 		j0, j1 := f.rows(kt)
 		tk := j1 - j0
-		transpose(sc.kt, f.in.K[kv+j0*ldk:], ldk, tk, hd)
-		p := sc.s[:tq*tk]
-		mulAdd(p, tk, q, ldq, 1, sc.kt, tk, tq, tk, hd, false)
-		for r := range tq {
-			row := p[r*tk:][:tk]
-			lo, hi := f.keyRange(b, i0+r, j0, j1)
-			if lo >= hi {
-				clear(row)
-				continue
-			}
-			mx := row[lo]
-			for _, v := range row[lo+1 : hi] {
-				mx = max(mx, v)
-			}
-			mNew := max(m[r], f.scale*mx)
-			alpha := math32.Exp(m[r] - mNew) // 0 on the row's first tile (m = −∞)
-			math32.ExpAffine(row[lo:hi], row[lo:hi], f.scale, -mNew)
-			clear(row[:lo])
-			clear(row[hi:])
-			var sum float32
-			for _, v := range row[lo:hi] {
-				sum += v
-			}
-			l[r] = alpha*l[r] + sum
-			m[r] = mNew
-			if alpha != 1 {
-				scaleRows(acc[r*hd:], hd, 1, hd, alpha)
+		p := sc.s[:tk*tq]
+		mulAdd(p, tq, f.in.K[kv+j0*ldk:], ldk, 1, qT, tq, tk, tq, hd, false)
+		f.mask(p, b, i0, tq, j0, j1)
+		mx := alpha
+		copy(mx, p[:tq])
+		for j := 1; j < tk; j++ {
+			for i, v := range p[j*tq:][:tq] {
+				mx[i] = max(mx[i], v)
 			}
 		}
-		mulAdd(acc, hd, p, tk, 1, f.in.V[kv+j0*ldk:], ldk, tq, hd, tk, true)
+		for i, v := range mx {
+			mNew := max(m[i], f.scale*v)
+			alpha[i], bias[i] = 1, 0 // a query that has seen no key yet keeps l = 0, A = 0
+			if mNew != inf {
+				alpha[i], bias[i] = math32.Exp(m[i]-mNew), -mNew // α = 0 on the first tile (m = −∞)
+			}
+			m[i] = mNew
+		}
+		for j := range tk {
+			expBias(p[j*tq:][:tq], p[j*tq:][:tq], f.scale, bias)
+		}
+		sum := bias
+		clear(sum)
+		for j := range tk {
+			for i, v := range p[j*tq:][:tq] {
+				sum[i] += v
+			}
+		}
+		for i, a := range alpha {
+			l[i] = a*l[i] + sum[i]
+			if a != 1 {
+				scaleRows(acc[i*hd:], hd, 1, hd, a)
+			}
+		}
+		mulAdd(acc, hd, p, 1, tq, f.in.V[kv+j0*ldk:], ldk, tq, hd, tk, true)
 	}
 	out := f.out[(b*s.Len+i0)*ldq+h*hd:]
-	for r := range tq {
-		storeRows(out[r*ldq:], ldq, acc[r*hd:], 1, hd, 1/l[r])
-		f.lse[(b*s.Len+i0+r)*s.Heads+h] = m[r] + float32(math.Log(float64(l[r])))
+	for i := range tq {
+		storeRows(out[i*ldq:], ldq, acc[i*hd:], 1, hd, 1/l[i])
+		f.lse[(b*s.Len+i0+i)*s.Heads+h] = m[i] + float32(math.Log(float64(l[i])))
+	}
+}
+
+// mask sets the transposed scores pᵀ (tk×tq, keys [j0, j1) against queries [i0, i0+tq) of
+// sequence b) to −∞ where a query does not see a key. Most tiles are seen whole: the last query
+// sees all keys from its document's start on, the first query all keys up to itself.
+func (f *Flash) mask(p []float32, b, i0, tq, j0, j1 int) {
+	if f.start(b, i0+tq-1) <= j0 && j1 <= i0+1 {
+		return
+	}
+	tk := j1 - j0
+	inf := float32(math.Inf(-1))
+	for i := range tq {
+		lo, hi := f.keyRange(b, i0+i, j0, j1)
+		lo, hi = max(lo, 0), max(hi, 0)
+		for j := range min(lo, tk) {
+			p[j*tq+i] = inf
+		}
+		for j := hi; j < tk; j++ {
+			p[j*tq+i] = inf
+		}
 	}
 }
 
@@ -283,7 +324,7 @@ func (f *Flash) probs(p []float32, b, h, i0, tq, j0, j1 int) {
 			clear(row)
 			continue
 		}
-		math32.ExpAffine(row[lo:hi], row[lo:hi], f.scale, -f.lse[(b*s.Len+i0+r)*s.Heads+h])
+		expAffine(row[lo:hi], row[lo:hi], f.scale, -f.lse[(b*s.Len+i0+r)*s.Heads+h])
 		clear(row[:lo])
 		clear(row[hi:])
 	}
@@ -308,13 +349,23 @@ func (f *Flash) dScores(dp, p, d []float32, b, i0, tq, j0, j1 int) {
 	}
 }
 
-// rowDots sets d[r] = D_i = dO_i·O_i for the tq rows of head h from token row i0 on.
-func (f *Flash) rowDots(d []float32, b, h, i0, tq int) {
+// dItem sets D_i = dO_i·O_i for the rows of one query tile of head h of sequence b.
+func (f *Flash) dItem(idx int) {
 	s := f.shape
+	b, h, qt := f.queryItem(idx)
 	hd, ldq := s.HeadDim, s.Heads*s.HeadDim
-	o, do := f.out[(b*s.Len+i0)*ldq+h*hd:], f.do[(b*s.Len+i0)*ldq+h*hd:]
+	i0, i1 := f.rows(qt)
+	for i := i0; i < i1; i++ {
+		row := (b*s.Len+i)*ldq + h*hd
+		dots(f.dsum[(b*s.Len+i)*s.Heads+h:][:1], f.do[row:][:hd], f.out[row:], hd, 1)
+	}
+}
+
+// rowD gathers D_i of the tq rows of head h of sequence b from token row i0 on into d.
+func (f *Flash) rowD(d []float32, b, h, i0, tq int) {
+	s := f.shape
 	for r := range tq {
-		d[r] = dot(do[r*ldq:][:hd], o[r*ldq:][:hd])
+		d[r] = f.dsum[(b*s.Len+i0+r)*s.Heads+h]
 	}
 }
 
@@ -333,8 +384,8 @@ func (f *Flash) kvItem(sc *scratch, idx int) {
 	j0, j1 := f.rows(kt)
 	tk := j1 - j0
 	kv := (b*s.Len+j0)*ldk + g*hd
-	transpose(sc.kt, f.in.K[kv:], ldk, tk, hd)
-	transpose(sc.vt, f.in.V[kv:], ldk, tk, hd)
+	transpose(sc.ta, f.in.K[kv:], ldk, tk, hd)
+	transpose(sc.tb, f.in.V[kv:], ldk, tk, hd)
 	dk, dv := sc.acc[:tk*hd], sc.acc2[:tk*hd]
 	clear(dk)
 	clear(dv)
@@ -347,11 +398,11 @@ func (f *Flash) kvItem(sc *scratch, idx int) {
 			}
 			q, do := f.in.Q[(b*s.Len+i0)*ldq+h*hd:], f.do[(b*s.Len+i0)*ldq+h*hd:]
 			p, dp := sc.s[:tq*tk], sc.p[:tq*tk]
-			mulAdd(p, tk, q, ldq, 1, sc.kt, tk, tq, tk, hd, false)
+			mulAdd(p, tk, q, ldq, 1, sc.ta, tk, tq, tk, hd, false)
 			f.probs(p, b, h, i0, tq, j0, j1)
 			mulAdd(dv, hd, p, 1, tk, do, ldq, tk, hd, tq, true)
-			mulAdd(dp, tk, do, ldq, 1, sc.vt, tk, tq, tk, hd, false)
-			f.rowDots(sc.d, b, h, i0, tq)
+			mulAdd(dp, tk, do, ldq, 1, sc.tb, tk, tq, tk, hd, false)
+			f.rowD(sc.d, b, h, i0, tq)
 			f.dScores(dp, p, sc.d, b, i0, tq, j0, j1)
 			mulAdd(dk, hd, dp, 1, tk, q, ldq, tk, hd, tq, true)
 		}
@@ -365,9 +416,9 @@ func (f *Flash) kvItem(sc *scratch, idx int) {
 }
 
 // qItem computes dQ of one query tile [i0, i1) of head h of sequence b, one key tile after the
-// other:
+// other, on transposed tiles as forwardItem (Q and dO transposed once per item):
 //
-//	S = c·Q K_tileᵀ,  P = exp(S − LSE),  dP = dO V_tileᵀ,  dS = P∘(dP − D),  dQ += dS K_tile
+//	Sᵀ = c·K Qᵀ,  Pᵀ = exp(Sᵀ − LSE),  dPᵀ = V dOᵀ,  dSᵀ = Pᵀ∘(dPᵀ − D),  dQ += (dSᵀ)ᵀ K
 //
 // then dQ ← c·dQ.
 func (f *Flash) qItem(sc *scratch, idx int) {
@@ -377,22 +428,32 @@ func (f *Flash) qItem(sc *scratch, idx int) {
 	ldq, ldk := s.Heads*hd, s.KVHeads*hd
 	i0, i1 := f.rows(qt)
 	tq := i1 - i0
-	q, do := f.in.Q[(b*s.Len+i0)*ldq+h*hd:], f.do[(b*s.Len+i0)*ldq+h*hd:]
+	qT, doT := sc.ta[:hd*tq], sc.tb[:hd*tq]
+	transpose(qT, f.in.Q[(b*s.Len+i0)*ldq+h*hd:], ldq, tq, hd)
+	transpose(doT, f.do[(b*s.Len+i0)*ldq+h*hd:], ldq, tq, hd)
 	kv := (b*s.Len)*ldk + h/s.Group()*hd
-	f.rowDots(sc.d, b, h, i0, tq)
+	d, bias := sc.d[:tq], sc.bias[:tq]
+	f.rowD(d, b, h, i0, tq)
+	for i := range bias {
+		bias[i] = -f.lse[(b*s.Len+i0+i)*s.Heads+h]
+	}
 	dq := sc.acc[:tq*hd]
 	clear(dq)
 	for kt := f.start(b, i0) / T; kt <= qt; kt++ {
 		j0, j1 := f.rows(kt)
 		tk := j1 - j0
-		transpose(sc.kt, f.in.K[kv+j0*ldk:], ldk, tk, hd)
-		transpose(sc.vt, f.in.V[kv+j0*ldk:], ldk, tk, hd)
-		p, dp := sc.s[:tq*tk], sc.p[:tq*tk]
-		mulAdd(p, tk, q, ldq, 1, sc.kt, tk, tq, tk, hd, false)
-		f.probs(p, b, h, i0, tq, j0, j1)
-		mulAdd(dp, tk, do, ldq, 1, sc.vt, tk, tq, tk, hd, false)
-		f.dScores(dp, p, sc.d, b, i0, tq, j0, j1)
-		mulAdd(dq, hd, dp, tk, 1, f.in.K[kv+j0*ldk:], ldk, tq, hd, tk, true)
+		p, dp := sc.s[:tk*tq], sc.p[:tk*tq]
+		mulAdd(p, tq, f.in.K[kv+j0*ldk:], ldk, 1, qT, tq, tk, tq, hd, false)
+		f.mask(p, b, i0, tq, j0, j1)
+		mulAdd(dp, tq, f.in.V[kv+j0*ldk:], ldk, 1, doT, tq, tk, tq, hd, false)
+		for j := range tk {
+			pj, dj := p[j*tq:][:tq], dp[j*tq:][:tq]
+			expBias(pj, pj, f.scale, bias)
+			for i, v := range pj {
+				dj[i] = v * (dj[i] - d[i])
+			}
+		}
+		mulAdd(dq, hd, dp, 1, tq, f.in.K[kv+j0*ldk:], ldk, tq, hd, tk, true)
 	}
 	storeRows(f.g.Q[(b*s.Len+i0)*ldq+h*hd:], ldq, dq, tq, hd, f.scale)
 }

@@ -69,3 +69,22 @@ func newReference(t testing.TB, s Shape) *Reference {
 func name(s Shape, tile, docs int) string {
 	return fmt.Sprintf("B%d_L%d_H%d_KV%d_hd%d_T%d_docs%d", s.Batch, s.Len, s.Heads, s.KVHeads, s.HeadDim, tile, docs)
 }
+
+// loopPaths names the tile loops this machine can run: "go", and "avx2" with the assembly.
+func loopPaths() []string {
+	if hasAVX2 {
+		return []string{"go", "avx2"}
+	}
+	return []string{"go"}
+}
+
+// withPaths runs f once per loop path, with that path selected.
+func withPaths(t *testing.T, f func(t *testing.T)) {
+	for _, p := range loopPaths() {
+		t.Run(p, func(t *testing.T) {
+			useAsm(p == "avx2")
+			defer useAsm(hasAVX2)
+			f(t)
+		})
+	}
+}

@@ -10,54 +10,61 @@ import (
 	"github.com/mambago/mamba/internal/testutil"
 )
 
-// kernelHeap runs New, Forward and Backward at shape s and returns the live heap the kernel adds:
-// the heap after a GC with the kernel reachable, less the heap with only the inputs and outputs.
-func kernelHeap(t *testing.T, s Shape) (uint64, *Flash) {
+// kernelHeap runs New and Forward, then Backward, at shape s and returns the live heap the kernel
+// adds after each: the heap after a GC with the kernel reachable, less the heap with only the
+// inputs and outputs.
+func kernelHeap(t *testing.T, s Shape) (fwd, bwd uint64, k *Flash) {
 	r := rand.New(rand.NewPCG(1, 1))
 	in := to32(randomCase(r, s, 0))
 	nq, nk := s.count(queryRows), s.count(keyRows)
 	out, dout := make([]float32, nq), testutil.Convert[float32](testutil.Normals(r, nq, 1))
 	g := Grads[float32]{Q: make([]float32, nq), K: make([]float32, nk), V: make([]float32, nk)}
 	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	before := ms.HeapAlloc
-	k := newFlash(t, s, Options{Workers: 2})
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	k = newFlash(t, s, Options{Workers: 2})
 	if err := k.Forward(in, out); err != nil {
 		t.Fatal(err)
 	}
+	fwd = heap() - before
 	if err := k.Backward(in, out, dout, g); err != nil {
 		t.Fatal(err)
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
+	bwd = heap() - before
 	runtime.KeepAlive(in)
 	runtime.KeepAlive(g)
 	runtime.KeepAlive(out)
 	runtime.KeepAlive(dout)
-	return ms.HeapAlloc - before, k
+	return fwd, bwd, k
 }
 
-// TestSavedMemoryPerToken: what the kernel keeps grows by the row log-sum-exps only, 4·Heads bytes
-// per token (besides the output itself, Heads·HeadDim floats, which the caller holds): nothing of
-// size L×L, and the worker scratch does not grow with L. The live heap is noisy by some 10 kB
-// (runtime and test-runner allocations), so the shape has many small heads (half a megabyte of
-// log-sum-exps between the two lengths; an L×L buffer per worker would add 130 kB) and the check
-// allows 10%.
+// TestSavedMemoryPerToken: what the kernel keeps from Forward for Backward grows by the row
+// log-sum-exps only, 4·Heads bytes per token (besides the output itself, Heads·HeadDim floats,
+// which the caller holds), and Backward adds its scratch of D_i, another 4·Heads bytes per token:
+// nothing of size L×L, and the worker scratch does not grow with L. The live heap is noisy by
+// some 10 kB (runtime and test-runner allocations), so the shape has many small heads (half a
+// megabyte of log-sum-exps between the two lengths; an L×L buffer per worker would add 130 kB)
+// and the check allows 10%.
 func TestSavedMemoryPerToken(t *testing.T) {
 	s := Shape{Batch: 1, Heads: 1024, KVHeads: 256, HeadDim: 2}
 	s.Len = 64
 	kernelHeap(t, s) // warm up the parallel loop's helpers
-	small, k := kernelHeap(t, s)
+	fwd0, bwd0, k := kernelHeap(t, s)
 	if got, want := k.SavedBytes(), 4*s.Batch*s.Len*s.Heads; got != want {
 		t.Errorf("SavedBytes = %d, want %d", got, want)
 	}
 	s.Len = 192
-	large, _ := kernelHeap(t, s)
-	perToken := (float64(large) - float64(small)) / float64(s.Batch*(192-64))
-	t.Logf("kernel heap: %d bytes at L 64, %d at L 192: %.2f bytes per token (4·Heads = %d); with the output, %d bytes per token kept for the backward",
-		small, large, perToken, 4*s.Heads, 4*s.Heads*(s.HeadDim+1))
-	testutil.CheckErr(t, "|kernel heap per token − 4·Heads| / 4·Heads", math.Abs(perToken/float64(4*s.Heads)-1), 0.1)
+	fwd1, bwd1, _ := kernelHeap(t, s)
+	tokens := float64(s.Batch * (192 - 64))
+	kept, scratch := (float64(fwd1)-float64(fwd0))/tokens, (float64(bwd1)-float64(bwd0))/tokens
+	t.Logf("kept from Forward: %.2f bytes per token (4·Heads = %d; with the output, %d); after Backward: %.2f",
+		kept, 4*s.Heads, 4*s.Heads*(s.HeadDim+1), scratch)
+	testutil.CheckErr(t, "|kept per token − 4·Heads| / 4·Heads", math.Abs(kept/float64(4*s.Heads)-1), 0.1)
+	testutil.CheckErr(t, "|after Backward per token − 8·Heads| / 8·Heads", math.Abs(scratch/float64(8*s.Heads)-1), 0.1)
 }
 
 // mallocs counts the heap allocations of f, with f's own helpers running (testing.AllocsPerRun

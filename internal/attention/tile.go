@@ -1,8 +1,12 @@
 package attention
 
-// The loops every tile of the float32 kernels runs, pure Go. The amd64 files may replace mulAdd
-// and dots with vector versions; each replacement sums in the same order with fused multiply-adds,
-// so the two differ in the last bits only, and one of them is used for every item of a run.
+import "github.com/mambago/mamba/internal/math32"
+
+// The loops every tile of the float32 kernels runs, pure Go. The amd64 files may replace mulAdd,
+// dots and expAffine with vector versions; the products sum in the same order with fused
+// multiply-adds (the dot products in eight interleaved partial sums), the exp is a polynomial
+// instead of math32's table, so the paths differ in the last bits only, and one of them is used
+// for every item of a run.
 
 // mulAddGo sets c = a·b, or c += a·b when acc is set, where a is m×k with element (r, x) at
 // a[r·ars + x·aks] (ars = lda, aks = 1 for a row-major a; ars = 1, aks = lda for a transposed
@@ -41,9 +45,20 @@ func dotsGo(s, q, k []float32, ldk, n int) {
 }
 
 var (
-	mulAdd = mulAddGo
-	dots   = dotsGo
+	mulAdd    = mulAddGo
+	dots      = dotsGo
+	expAffine = math32.ExpAffine // dst[i] = exp(a·src[i] + b)
+	expBias   = expBiasGo
 )
+
+// expBiasGo sets dst[i] = exp(a·src[i] + bias[i]) with math32.Exp. dst may be src.
+func expBiasGo(dst, src []float32, a float32, bias []float32) {
+	bias = bias[:len(src)]
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = math32.Exp(a*v + bias[i])
+	}
+}
 
 // transpose writes the rows×cols block of src (rows ld apart) into dst as cols×rows:
 // dst[c·rows + r] = src[r·ld + c].
@@ -54,16 +69,6 @@ func transpose(dst, src []float32, ld, rows, cols int) {
 			dst[c*rows+r] = v
 		}
 	}
-}
-
-// dot returns a·b summed in increasing order.
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s float32
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
 }
 
 // storeRows sets the rows×n block of dst (rows ld apart) to f times the contiguous rows×n block
