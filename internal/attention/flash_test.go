@@ -109,3 +109,29 @@ func testFlashWorkersBitwise(t *testing.T) {
 		runtime.GOMAXPROCS(prev)
 	}
 }
+
+// TestAssemblyPathsAgree: the AVX-512 products round exactly as the AVX2 ones (the same fused
+// multiply-adds in the same order), so the two paths give the same bits.
+func TestAssemblyPathsAgree(t *testing.T) {
+	paths := asmPaths()
+	if len(paths) < 2 {
+		t.Skipf("this CPU runs %d assembly paths; nothing to compare", len(paths))
+	}
+	defer useAsm(bestPath())
+	s := Shape{Batch: 2, Len: 90, Heads: 4, KVHeads: 2, HeadDim: 64}
+	r := rand.New(rand.NewPCG(9, 9))
+	in := to32(randomCase(r, s, 25))
+	dout := testutil.Convert[float32](testutil.Normals(r, s.count(queryRows), 1))
+	var want result[float32]
+	for i, p := range paths {
+		useAsm(p)
+		got := run(t, newFlash(t, s, Options{Tile: 32}), in, dout)
+		if i == 0 {
+			want = got
+			continue
+		}
+		if !slices.Equal(got.out, want.out) || !slices.Equal(got.dq, want.dq) || !slices.Equal(got.dk, want.dk) || !slices.Equal(got.dv, want.dv) {
+			t.Errorf("%s differs from %s", p, paths[0])
+		}
+	}
+}

@@ -70,20 +70,15 @@ func name(s Shape, tile, docs int) string {
 	return fmt.Sprintf("B%d_L%d_H%d_KV%d_hd%d_T%d_docs%d", s.Batch, s.Len, s.Heads, s.KVHeads, s.HeadDim, tile, docs)
 }
 
-// loopPaths names the tile loops this machine can run: "go", and "avx2" with the assembly.
-func loopPaths() []string {
-	if hasAVX2 {
-		return []string{"go", "avx2"}
-	}
-	return []string{"go"}
-}
+// loopPaths names the tile loops this machine can run: "go", then the assembly paths.
+func loopPaths() []string { return append([]string{"go"}, asmPaths()...) }
 
 // withPaths runs f once per loop path, with that path selected.
 func withPaths(t *testing.T, f func(t *testing.T)) {
 	for _, p := range loopPaths() {
 		t.Run(p, func(t *testing.T) {
-			useAsm(p == "avx2")
-			defer useAsm(hasAVX2)
+			useAsm(p)
+			defer useAsm(bestPath())
 			f(t)
 		})
 	}

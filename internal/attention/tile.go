@@ -91,3 +91,11 @@ func scaleRows(x []float32, ld, rows, n int, f float32) {
 		}
 	}
 }
+
+// bestPath is the fastest loop path this build and CPU run: the last assembly path, or "go".
+func bestPath() string {
+	if p := asmPaths(); len(p) > 0 {
+		return p[len(p)-1]
+	}
+	return "go"
+}

@@ -9,21 +9,38 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// AVX2/FMA versions of the tile loops (tile_amd64.s), chosen at start-up when the CPU has them;
-// the purego build tag keeps the pure-Go loops. They sum in the pure-Go loops' order with fused
-// multiply-adds, so results differ from them in the last bits; one path serves every item of a
-// run, so results stay bitwise independent of the worker count.
+// AVX2/FMA versions of the tile loops (tile_amd64.s), and AVX-512 products, chosen at start-up
+// when the CPU has them; the purego build tag keeps the pure-Go loops. The products sum in the
+// pure-Go loops' order with fused multiply-adds, so results differ from them in the last bits
+// (and the AVX-512 products give the AVX2 ones' bits); one path serves every item of a run, so
+// results stay bitwise independent of the worker count.
 
-// hasAVX2 reports whether the CPU runs the assembly loops.
-var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+var (
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F
+)
 
-func init() { useAsm(hasAVX2) }
+// asmPaths names the assembly paths this CPU runs, fastest last.
+func asmPaths() []string {
+	switch {
+	case hasAVX512:
+		return []string{"avx2", "avx512"}
+	case hasAVX2:
+		return []string{"avx2"}
+	}
+	return nil
+}
 
-// useAsm switches between the assembly and the pure-Go loops (tests run both).
-func useAsm(on bool) {
+func init() { useAsm(bestPath()) }
+
+// useAsm selects the loops of a path: "go", "avx2" or "avx512" (tests run each).
+func useAsm(path string) {
 	mulAdd, dots, expAffine, expBias = mulAddGo, dotsGo, math32.ExpAffine, expBiasGo
-	if on {
+	switch path {
+	case "avx2":
 		mulAdd, dots, expAffine, expBias = mulAddAVX2, dotsAVX2Rows, expAffineAVX2Row, expBiasAVX2Row
+	case "avx512":
+		mulAdd, dots, expAffine, expBias = mulAddAVX512, dotsAVX2Rows, expAffineAVX2Row, expBiasAVX2Row
 	}
 }
 
@@ -83,36 +100,50 @@ func kern1x16(c, a, b *float32, ldc, ars, aks, ldb, k int, acc bool)
 func kern1x8(c, a, b *float32, ldc, ars, aks, ldb, k int, acc bool)
 
 //go:noescape
+func kern4x32(c, a, b *float32, ldc, ars, aks, ldb, k int, acc bool)
+
+//go:noescape
+func kern1x32(c, a, b *float32, ldc, ars, aks, ldb, k int, acc bool)
+
+//go:noescape
 func dotsAVX2(s, q, k *float32, ldk, n, d int)
 
 // mulAddAVX2 is mulAddGo with blocks of 4 rows × 16 or 8 columns in assembly; the rows left over
-// run one at a time, the columns left over (n mod 8) in Go. It checks every extent the assembly
-// relies on and hands a call it cannot prove in bounds to the bounds-checked Go loop.
+// run one at a time, the columns left over (n mod 8) in Go.
 func mulAddAVX2(c []float32, ldc int, a []float32, ars, aks int, b []float32, ldb int, m, n, k int, acc bool) {
+	mulAddBlocks(c, ldc, a, ars, aks, b, ldb, m, n, k, acc, false)
+}
+
+// mulAddAVX512 is mulAddAVX2 with blocks of 32 columns first.
+func mulAddAVX512(c []float32, ldc int, a []float32, ars, aks int, b []float32, ldb int, m, n, k int, acc bool) {
+	mulAddBlocks(c, ldc, a, ars, aks, b, ldb, m, n, k, acc, true)
+}
+
+// mulAddBlocks runs the products block by block. It checks every extent the assembly relies on
+// and hands a call it cannot prove in bounds to the bounds-checked Go loop.
+func mulAddBlocks(c []float32, ldc int, a []float32, ars, aks int, b []float32, ldb int, m, n, k int, acc, wide bool) {
 	if m < 1 || n < 8 || k < 1 || ldc < n || ldb < n || ars < 0 || aks < 0 ||
 		(m-1)*ldc+n > len(c) || (m-1)*ars+(k-1)*aks >= len(a) || (k-1)*ldb+n > len(b) {
 		mulAddGo(c, ldc, a, ars, aks, b, ldb, m, n, k, acc)
 		return
 	}
 	j := 0
-	for ; j+16 <= n; j += 16 {
-		r := 0
-		for ; r+4 <= m; r += 4 {
-			kern4x16(&c[r*ldc+j], &a[r*ars], &b[j], ldc, ars, aks, ldb, k, acc)
+	for _, blk := range [...]struct {
+		w         int
+		four, one func(c, a, b *float32, ldc, ars, aks, ldb, k int, acc bool)
+	}{{32, kern4x32, kern1x32}, {16, kern4x16, kern1x16}, {8, kern4x8, kern1x8}} {
+		if blk.w == 32 && !wide {
+			continue
 		}
-		for ; r < m; r++ {
-			kern1x16(&c[r*ldc+j], &a[r*ars], &b[j], ldc, ars, aks, ldb, k, acc)
+		for ; j+blk.w <= n; j += blk.w {
+			r := 0
+			for ; r+4 <= m; r += 4 {
+				blk.four(&c[r*ldc+j], &a[r*ars], &b[j], ldc, ars, aks, ldb, k, acc)
+			}
+			for ; r < m; r++ {
+				blk.one(&c[r*ldc+j], &a[r*ars], &b[j], ldc, ars, aks, ldb, k, acc)
+			}
 		}
-	}
-	if j+8 <= n {
-		r := 0
-		for ; r+4 <= m; r += 4 {
-			kern4x8(&c[r*ldc+j], &a[r*ars], &b[j], ldc, ars, aks, ldb, k, acc)
-		}
-		for ; r < m; r++ {
-			kern1x8(&c[r*ldc+j], &a[r*ars], &b[j], ldc, ars, aks, ldb, k, acc)
-		}
-		j += 8
 	}
 	if j < n {
 		mulAddGo(c[j:], ldc, a, ars, aks, b[j:], ldb, m, n-j, k, acc)

@@ -219,6 +219,125 @@ loop:
 	VZEROUPPER
 	RET
 
+// The same with 32 columns in two AVX-512 registers per row.
+
+// func kern4x32(c, a, b *float32, ldc, ars, aks, ldb, k int, acc bool)
+TEXT ·kern4x32(SB), NOSPLIT, $0-65
+	MOVQ c+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ ldc+24(FP), R8
+	SHLQ $2, R8
+	MOVQ ars+32(FP), R9
+	SHLQ $2, R9
+	MOVQ aks+40(FP), R10
+	SHLQ $2, R10
+	MOVQ ldb+48(FP), R11
+	SHLQ $2, R11
+	MOVQ k+56(FP), CX
+	LEAQ (SI)(R9*1), R12
+	LEAQ (R12)(R9*1), R13
+	LEAQ (R13)(R9*1), R14
+	MOVBLZX acc+64(FP), AX
+	TESTQ AX, AX
+	JZ zero
+	MOVQ DI, AX
+	VMOVUPS 0(AX), Z0
+	VMOVUPS 64(AX), Z1
+	ADDQ R8, AX
+	VMOVUPS 0(AX), Z2
+	VMOVUPS 64(AX), Z3
+	ADDQ R8, AX
+	VMOVUPS 0(AX), Z4
+	VMOVUPS 64(AX), Z5
+	ADDQ R8, AX
+	VMOVUPS 0(AX), Z6
+	VMOVUPS 64(AX), Z7
+	JMP loop
+zero:
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	VXORPS Z4, Z4, Z4
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+loop:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS 64(DX), Z9
+	VBROADCASTSS (SI), Z10
+	VFMADD231PS Z8, Z10, Z0
+	VFMADD231PS Z9, Z10, Z1
+	VBROADCASTSS (R12), Z11
+	VFMADD231PS Z8, Z11, Z2
+	VFMADD231PS Z9, Z11, Z3
+	VBROADCASTSS (R13), Z10
+	VFMADD231PS Z8, Z10, Z4
+	VFMADD231PS Z9, Z10, Z5
+	VBROADCASTSS (R14), Z11
+	VFMADD231PS Z8, Z11, Z6
+	VFMADD231PS Z9, Z11, Z7
+	ADDQ R10, SI
+	ADDQ R10, R12
+	ADDQ R10, R13
+	ADDQ R10, R14
+	ADDQ R11, DX
+	DECQ CX
+	JNZ loop
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ R8, DI
+	VMOVUPS Z2, 0(DI)
+	VMOVUPS Z3, 64(DI)
+	ADDQ R8, DI
+	VMOVUPS Z4, 0(DI)
+	VMOVUPS Z5, 64(DI)
+	ADDQ R8, DI
+	VMOVUPS Z6, 0(DI)
+	VMOVUPS Z7, 64(DI)
+	VZEROUPPER
+	RET
+
+// func kern1x32(c, a, b *float32, ldc, ars, aks, ldb, k int, acc bool)
+TEXT ·kern1x32(SB), NOSPLIT, $0-65
+	MOVQ c+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ ldc+24(FP), R8
+	SHLQ $2, R8
+	MOVQ ars+32(FP), R9
+	SHLQ $2, R9
+	MOVQ aks+40(FP), R10
+	SHLQ $2, R10
+	MOVQ ldb+48(FP), R11
+	SHLQ $2, R11
+	MOVQ k+56(FP), CX
+	MOVBLZX acc+64(FP), AX
+	TESTQ AX, AX
+	JZ zero
+	MOVQ DI, AX
+	VMOVUPS 0(AX), Z0
+	VMOVUPS 64(AX), Z1
+	JMP loop
+zero:
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+loop:
+	VMOVUPS 0(DX), Z8
+	VMOVUPS 64(DX), Z9
+	VBROADCASTSS (SI), Z10
+	VFMADD231PS Z8, Z10, Z0
+	VFMADD231PS Z9, Z10, Z1
+	ADDQ R10, SI
+	ADDQ R11, DX
+	DECQ CX
+	JNZ loop
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VZEROUPPER
+	RET
+
 // func dotsAVX2(s, q, k *float32, ldk, n, d int)
 // s[j] = Σ_i q[i]·k[j·ldk + i] for j < n, i < d (a multiple of 8): eight partial sums in the lanes
 // of one register, folded at the end.
@@ -253,7 +372,6 @@ dim:
 	JNZ key
 	VZEROUPPER
 	RET
-
 // Rows of ·expConsts (32 bytes each).
 #define LOG2E ·expConsts+0(SB)
 #define MAGIC ·expConsts+32(SB)

@@ -2,8 +2,8 @@
 
 package attention
 
-// hasAVX2 is false off amd64 and with the purego tag: the pure-Go loops run.
-const hasAVX2 = false
+// asmPaths is empty off amd64 and with the purego tag: the pure-Go loops run.
+func asmPaths() []string { return nil }
 
 // useAsm is a no-op without the assembly loops.
-func useAsm(bool) {}
+func useAsm(string) {}
