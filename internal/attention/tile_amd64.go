@@ -31,6 +31,8 @@ func asmPaths() []string {
 	return nil
 }
 
+//go:generate go run gen_tile.go
+
 func init() { useAsm(bestPath()) }
 
 // useAsm selects the loops of a path: "go", "avx2" or "avx512" (tests run each).
