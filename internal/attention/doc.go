@@ -38,14 +38,14 @@
 // order, for dK and dV; one item per (query tile, b, h) walks its key tiles for dQ. No sum
 // crosses items, so there are no atomics and no reduction, and results are bitwise the same for
 // any number of workers (internal/parallel). Every inner loop is a product of tiles (mulAdd: the
-// pure-Go loop, or AVX2/FMA assembly chosen at start-up, see tile_amd64.go; the purego build tag
-// keeps the pure-Go loops), a row of exps (math32.Exp, or a vector exp in the assembly) or an
+// pure-Go loop, or AVX2/FMA or AVX-512 assembly chosen at start-up, see tile_amd64.go; the purego
+// build tag keeps the pure-Go loops), a row of exps (math32.Exp, or a vector exp in the assembly) or an
 // elementwise pass over contiguous rows. Items with the most work (the last query tiles, the
 // first key tiles) come first. Once built and warm, a call allocates nothing.
 //
 // Reference (float64) materialises the L×L scores with −∞ at the hidden keys, takes the row
-// softmax and multiplies; its backward writes the softmax Jacobian out. It shares no code with
-// Flash.
+// softmax and multiplies; its backward writes the softmax Jacobian out. It shares none of
+// Flash's arithmetic.
 //
 // # Memory
 //

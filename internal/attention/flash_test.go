@@ -11,8 +11,8 @@ import (
 )
 
 // cases cover: L below, at, and not a multiple of the tile; grouped (H ≠ KV) and multi-query
-// heads; head sizes 8, 16 and 64; batch 1 to 3; with and without packed documents (docs = mean
-// document length, 0 = none).
+// heads; head sizes 8, 16 and 64 (and 2 and 12, which the assembly covers only in part); batch 1
+// to 3; with and without packed documents (docs = mean document length, 0 = none).
 var cases = []struct {
 	s          Shape
 	tile, docs int
@@ -26,6 +26,8 @@ var cases = []struct {
 	{Shape{Batch: 1, Len: 150, Heads: 6, KVHeads: 2, HeadDim: 64}, 0, 20},
 	{Shape{Batch: 3, Len: 45, Heads: 8, KVHeads: 4, HeadDim: 16}, 16, 3},
 	{Shape{Batch: 1, Len: 200, Heads: 2, KVHeads: 1, HeadDim: 8}, 32, 50},
+	{Shape{Batch: 2, Len: 33, Heads: 2, KVHeads: 1, HeadDim: 12}, 8, 9},
+	{Shape{Batch: 1, Len: 19, Heads: 3, KVHeads: 1, HeadDim: 2}, 0, 0},
 }
 
 // TestFlashMatchesReference compares the float32 kernel's output, log-sum-exps and every gradient
