@@ -1,0 +1,401 @@
+package layers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+)
+
+// LlamaConfig describes a Transformer++ language model: transformers' LlamaForCausalLM with
+// RMSNorm pre-norm, rotary embeddings, grouped-query attention, a SwiGLU MLP, no biases and a
+// tied or untied LM head. The JSON form uses the snake_case keys of the struct tags;
+// ParseLlamaConfig decodes it strictly on top of DefaultLlamaConfig.
+type LlamaConfig struct {
+	VocabSize int `json:"vocab_size"` // before padding
+	DModel    int `json:"d_model"`    // hidden_size
+	NLayer    int `json:"n_layer"`    // num_hidden_layers
+	NHead     int `json:"n_head"`     // num_attention_heads
+	NKVHead   int `json:"n_kv_head"`  // num_key_value_heads, a divisor of n_head; 0 = n_head
+	HeadDim   int `json:"head_dim"`   // 0 = d_model / n_head
+	DFF       int `json:"d_ff"`       // intermediate_size of the SwiGLU MLP; 0 = 8/3·d_model rounded up to a multiple of 64
+
+	RopeTheta float64 `json:"rope_theta"` // rotary base θ
+	NormEps   float64 `json:"norm_eps"`   // rms_norm_eps
+	InitStd   float64 `json:"init_std"`   // initializer_range: weights ~ N(0, init_std²)
+
+	TieEmbeddings    bool `json:"tie_embeddings"`     // tie_word_embeddings: the LM head is the embedding
+	PadVocabMultiple int  `json:"pad_vocab_multiple"` // vocabulary padded up to a multiple of this; 0 = 8
+}
+
+// DefaultLlamaConfig returns a small 2-layer body (d_model 256, 4 heads of 64, SwiGLU width 704)
+// with a byte-level vocabulary, a tied head, θ = 10⁴, ε = 10⁻⁵ and transformers' initialisation
+// scale 0.02.
+func DefaultLlamaConfig() LlamaConfig {
+	return LlamaConfig{
+		VocabSize: 256, DModel: 256, NLayer: 2, NHead: 4,
+		RopeTheta: 10000, NormEps: 1e-5, InitStd: 0.02, TieEmbeddings: true, PadVocabMultiple: 8,
+	}
+}
+
+// ParseLlamaConfig decodes a JSON config strictly: keys absent from the input keep
+// DefaultLlamaConfig's values; unknown, duplicate and null keys and trailing data are errors; the
+// result is validated.
+func ParseLlamaConfig(r io.Reader) (LlamaConfig, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return LlamaConfig{}, fmt.Errorf("model config: %w", err)
+	}
+	keys, vals, err := jsonObject(raw)
+	if err != nil {
+		return LlamaConfig{}, fmt.Errorf("model config: %w", err)
+	}
+	c := DefaultLlamaConfig()
+	for _, k := range keys {
+		if string(vals[k]) == "null" {
+			return LlamaConfig{}, fmt.Errorf("model config: %q is null (leave the key out for its default)", k)
+		}
+		dec := json.NewDecoder(bytes.NewReader(jsonField(k, vals[k])))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return LlamaConfig{}, fmt.Errorf("model config: %q: %w", k, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return LlamaConfig{}, err
+	}
+	return c, nil
+}
+
+// jsonObject splits a JSON object into its keys (in order) and raw values; a duplicate key, a
+// value that is not an object and trailing data are errors.
+func jsonObject(raw []byte) ([]string, map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, nil, errors.New("not a JSON object")
+	}
+	var keys []string
+	vals := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		k := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, fmt.Errorf("%q: %w", k, err)
+		}
+		if _, dup := vals[k]; dup {
+			return nil, nil, fmt.Errorf("duplicate key %q", k)
+		}
+		keys, vals[k] = append(keys, k), v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, nil, errors.New("trailing data after the JSON object")
+	}
+	return keys, vals, nil
+}
+
+// jsonField is the one-key object {k: v}.
+func jsonField(k string, v json.RawMessage) []byte {
+	b, _ := json.Marshal(map[string]json.RawMessage{k: v})
+	return b
+}
+
+// KVHeads is the resolved number of key/value heads, NKVHead or NHead.
+func (c LlamaConfig) KVHeads() int {
+	if c.NKVHead > 0 {
+		return c.NKVHead
+	}
+	return c.NHead
+}
+
+// HeadSize is the resolved head dimension, HeadDim or DModel/NHead.
+func (c LlamaConfig) HeadSize() int {
+	if c.HeadDim > 0 || c.NHead <= 0 {
+		return c.HeadDim
+	}
+	return c.DModel / c.NHead
+}
+
+// FF is the resolved SwiGLU width: DFF, or 8/3·DModel rounded up to a multiple of 64.
+func (c LlamaConfig) FF() int {
+	if c.DFF > 0 {
+		return c.DFF
+	}
+	return (8*c.DModel + 3*64 - 1) / (3 * 64) * 64
+}
+
+// PaddedVocab is VocabSize rounded up to a multiple of PadVocabMultiple (8 when that is 0).
+func (c LlamaConfig) PaddedVocab() int {
+	m := c.PadVocabMultiple
+	if m == 0 {
+		m = 8
+	}
+	return (c.VocabSize + m - 1) / m * m
+}
+
+// Validate reports the first invalid field, by its JSON name.
+func (c LlamaConfig) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"vocab_size", c.VocabSize}, {"d_model", c.DModel}, {"n_layer", c.NLayer}, {"n_head", c.NHead}} {
+		if f.v <= 0 {
+			return fmt.Errorf("model config: %s must be positive, got %d", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name, zero string
+		v          int
+	}{{"n_kv_head", "n_head", c.NKVHead}, {"head_dim", "d_model / n_head", c.HeadDim}, {"d_ff", "8/3·d_model", c.DFF}, {"pad_vocab_multiple", "8", c.PadVocabMultiple}} {
+		if f.v < 0 {
+			return fmt.Errorf("model config: %s must be positive or 0 (%s), got %d", f.name, f.zero, f.v)
+		}
+	}
+	if c.NHead%c.KVHeads() != 0 {
+		return fmt.Errorf("model config: n_kv_head %d does not divide n_head %d", c.KVHeads(), c.NHead)
+	}
+	if c.HeadDim == 0 && c.DModel%c.NHead != 0 {
+		return fmt.Errorf("model config: n_head %d does not divide d_model %d (set head_dim)", c.NHead, c.DModel)
+	}
+	if hd := c.HeadSize(); hd%2 != 0 {
+		return fmt.Errorf("model config: the head dimension %d must be even (rotary embeddings rotate pairs)", hd)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"norm_eps", c.NormEps}, {"init_std", c.InitStd}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v <= 0 {
+			return fmt.Errorf("model config: %s must be a positive finite number, got %g", f.name, f.v)
+		}
+	}
+	if math.IsNaN(c.RopeTheta) || math.IsInf(c.RopeTheta, 0) || c.RopeTheta <= 1 {
+		return fmt.Errorf("model config: rope_theta must be a finite number above 1, got %g", c.RopeTheta)
+	}
+	for _, p := range llamaLayout(c).params {
+		if tooLarge(p.Shape...) {
+			return fmt.Errorf("model config: parameter %s of shape %v exceeds 2^31 elements", p.Name, p.Shape)
+		}
+	}
+	return nil
+}
+
+// llamaHF is the part of transformers' LlamaConfig that defines the network. Pointers are
+// optional fields; hfLlamaRequired lists the required ones.
+type llamaHF struct {
+	HiddenSize        *int             `json:"hidden_size"`
+	NumHiddenLayers   *int             `json:"num_hidden_layers"`
+	NumAttentionHeads *int             `json:"num_attention_heads"`
+	NumKeyValueHeads  *int             `json:"num_key_value_heads"`
+	HeadDim           *int             `json:"head_dim"`
+	IntermediateSize  *int             `json:"intermediate_size"`
+	VocabSize         *int             `json:"vocab_size"`
+	RMSNormEps        *float64         `json:"rms_norm_eps"`
+	RopeTheta         *float64         `json:"rope_theta"`
+	RopeParameters    *json.RawMessage `json:"rope_parameters"` // transformers 5: {"rope_theta", "rope_type"}
+	RopeScaling       *json.RawMessage `json:"rope_scaling"`    // transformers 4: null, or a scaling we refuse
+	TieWordEmbeddings *bool            `json:"tie_word_embeddings"`
+	InitializerRange  *float64         `json:"initializer_range"`
+	AttentionBias     *bool            `json:"attention_bias"`
+	MLPBias           *bool            `json:"mlp_bias"`
+	HiddenAct         *string          `json:"hidden_act"`
+	AttentionDropout  *float64         `json:"attention_dropout"`
+	PretrainingTP     *int             `json:"pretraining_tp"` // splits transformers' products, same function
+	ModelType         *string          `json:"model_type"`
+	Architectures     []string         `json:"architectures"`
+}
+
+var (
+	// hfLlamaRequired are the fields without which the network is undefined.
+	hfLlamaRequired = []string{"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size", "model_type"}
+	// hfLlamaNullable may be null, meaning transformers' default (num_key_value_heads =
+	// num_attention_heads, head_dim = hidden_size / num_attention_heads, no rope scaling).
+	hfLlamaNullable = []string{"num_key_value_heads", "head_dim", "rope_scaling", "rope_parameters"}
+	// hfLlamaIgnored are LlamaConfig (and PretrainedConfig) fields that do not change the
+	// network's function; they are accepted, whatever their value, and dropped. max_position_embeddings
+	// only bounds transformers' rope cache; pad_token_id only freezes an embedding row there.
+	hfLlamaIgnored = []string{
+		"_name_or_path", "bos_token_id", "eos_token_id", "pad_token_id", "dtype", "torch_dtype",
+		"transformers_version", "use_cache", "max_position_embeddings", "output_attentions",
+		"output_hidden_states", "return_dict", "is_encoder_decoder", "id2label", "label2id",
+		"problem_type", "tokenizer_class", "chunk_size_feed_forward", "add_cross_attention",
+		"use_return_dict", "_attn_implementation_autoset",
+	}
+)
+
+// parseLlamaHFConfig converts a transformers LlamaConfig config.json into a LlamaConfig. Unknown,
+// duplicate, missing required and null fields are errors that name the field, as is every value
+// the network here does not implement (biases, another activation, rope scaling, dropout).
+func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
+	keys, vals, err := jsonObject(raw)
+	if err != nil {
+		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+	}
+	b, _ := json.Marshal(llamaHF{})
+	var fields map[string]any
+	json.Unmarshal(b, &fields)
+	var h llamaHF
+	for _, k := range keys {
+		_, known := fields[k]
+		switch {
+		case slices.Contains(hfLlamaIgnored, k):
+			continue
+		case !known:
+			return LlamaConfig{}, fmt.Errorf("config.json: unknown field %q", k)
+		case string(vals[k]) == "null" && slices.Contains(hfLlamaNullable, k):
+			continue
+		case string(vals[k]) == "null":
+			return LlamaConfig{}, fmt.Errorf("config.json: field %q is null", k)
+		}
+		if err := json.Unmarshal(jsonField(k, vals[k]), &h); err != nil {
+			return LlamaConfig{}, fmt.Errorf("config.json: field %q: %s has the wrong type", k, vals[k])
+		}
+	}
+	for _, k := range hfLlamaRequired {
+		if _, ok := vals[k]; !ok {
+			return LlamaConfig{}, fmt.Errorf("config.json: missing required field %q", k)
+		}
+	}
+	if *h.ModelType != "llama" {
+		return LlamaConfig{}, fmt.Errorf("config.json: model_type %q is not \"llama\"", *h.ModelType)
+	}
+	if h.Architectures != nil && !slices.Equal(h.Architectures, []string{"LlamaForCausalLM"}) {
+		return LlamaConfig{}, fmt.Errorf("config.json: architectures %q: only LlamaForCausalLM is supported", h.Architectures)
+	}
+	for _, f := range []struct {
+		name string
+		v    *bool
+	}{{"attention_bias", h.AttentionBias}, {"mlp_bias", h.MLPBias}} {
+		if f.v != nil && *f.v {
+			return LlamaConfig{}, fmt.Errorf("config.json: %s true is not supported (the network has no biases)", f.name)
+		}
+	}
+	if h.HiddenAct != nil && *h.HiddenAct != "silu" {
+		return LlamaConfig{}, fmt.Errorf("config.json: hidden_act %q is not supported (only \"silu\")", *h.HiddenAct)
+	}
+	if h.AttentionDropout != nil && *h.AttentionDropout != 0 {
+		return LlamaConfig{}, fmt.Errorf("config.json: attention_dropout %g is not supported (only 0)", *h.AttentionDropout)
+	}
+	if h.PretrainingTP != nil && *h.PretrainingTP < 1 {
+		return LlamaConfig{}, fmt.Errorf("config.json: pretraining_tp %d must be positive", *h.PretrainingTP)
+	}
+	if h.RopeScaling != nil {
+		return LlamaConfig{}, fmt.Errorf("config.json: rope_scaling %s is not supported (only the default rotary embedding)", *h.RopeScaling)
+	}
+	c := DefaultLlamaConfig()
+	c.DModel, c.NLayer, c.NHead = *h.HiddenSize, *h.NumHiddenLayers, *h.NumAttentionHeads
+	c.DFF, c.VocabSize = *h.IntermediateSize, *h.VocabSize
+	// transformers' LlamaConfig defaults for absent fields.
+	c.NormEps, c.TieEmbeddings = 1e-6, false
+	if h.NumKeyValueHeads != nil {
+		c.NKVHead = *h.NumKeyValueHeads
+	}
+	if h.HeadDim != nil {
+		c.HeadDim = *h.HeadDim
+	}
+	if h.RMSNormEps != nil {
+		c.NormEps = *h.RMSNormEps
+	}
+	if h.TieWordEmbeddings != nil {
+		c.TieEmbeddings = *h.TieWordEmbeddings
+	}
+	if h.InitializerRange != nil {
+		c.InitStd = *h.InitializerRange
+	}
+	if c.RopeTheta, err = hfRopeTheta(h); err != nil {
+		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{
+		{"hidden_size", h.HiddenSize}, {"num_hidden_layers", h.NumHiddenLayers}, {"num_attention_heads", h.NumAttentionHeads},
+		{"intermediate_size", h.IntermediateSize}, {"vocab_size", h.VocabSize}, {"num_key_value_heads", h.NumKeyValueHeads}, {"head_dim", h.HeadDim},
+	} {
+		if f.v != nil && *f.v <= 0 {
+			return LlamaConfig{}, fmt.Errorf("config.json: %s must be positive, got %d", f.name, *f.v)
+		}
+	}
+	// The stored vocabulary is already padded (or not): keep it as it is.
+	if c.VocabSize%8 != 0 {
+		c.PadVocabMultiple = 1
+	}
+	if err := c.Validate(); err != nil {
+		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+	}
+	return c, nil
+}
+
+// hfRopeTheta reads θ from transformers 5's rope_parameters or the top-level rope_theta (10⁴ when
+// neither is given); both must agree, and only the default rotary embedding is supported.
+func hfRopeTheta(h llamaHF) (float64, error) {
+	theta := 10000.0
+	if h.RopeTheta != nil {
+		theta = *h.RopeTheta
+	}
+	if h.RopeParameters == nil {
+		return theta, nil
+	}
+	keys, vals, err := jsonObject(*h.RopeParameters)
+	if err != nil {
+		return 0, fmt.Errorf("rope_parameters: %w", err)
+	}
+	var p struct {
+		Theta *float64 `json:"rope_theta"`
+		Type  *string  `json:"rope_type"`
+	}
+	for _, k := range keys {
+		if k != "rope_theta" && k != "rope_type" {
+			return 0, fmt.Errorf("rope_parameters: field %q is not supported (only rope_theta and rope_type \"default\")", k)
+		}
+		if err := json.Unmarshal(jsonField(k, vals[k]), &p); err != nil || string(vals[k]) == "null" {
+			return 0, fmt.Errorf("rope_parameters: field %q: %s has the wrong type", k, vals[k])
+		}
+	}
+	if p.Type != nil && *p.Type != "default" {
+		return 0, fmt.Errorf("rope_parameters: rope_type %q is not supported (only \"default\")", *p.Type)
+	}
+	if p.Theta != nil {
+		if h.RopeTheta != nil && *h.RopeTheta != *p.Theta {
+			return 0, fmt.Errorf("rope_theta %g differs from rope_parameters.rope_theta %g", *h.RopeTheta, *p.Theta)
+		}
+		theta = *p.Theta
+	}
+	return theta, nil
+}
+
+// hfConfigJSON is the config.json written by Llama.Save: transformers' LlamaConfig fields, with
+// θ both at the top level (transformers 4) and in rope_parameters (transformers 5).
+func (c LlamaConfig) hfConfigJSON() ([]byte, error) {
+	m := map[string]any{
+		"architectures":       []string{"LlamaForCausalLM"},
+		"model_type":          "llama",
+		"hidden_size":         c.DModel,
+		"num_hidden_layers":   c.NLayer,
+		"num_attention_heads": c.NHead,
+		"num_key_value_heads": c.KVHeads(),
+		"head_dim":            c.HeadSize(),
+		"intermediate_size":   c.FF(),
+		"vocab_size":          c.PaddedVocab(),
+		"rms_norm_eps":        c.NormEps,
+		"rope_theta":          c.RopeTheta,
+		"rope_parameters":     map[string]any{"rope_theta": c.RopeTheta, "rope_type": "default"},
+		"tie_word_embeddings": c.TieEmbeddings,
+		"initializer_range":   c.InitStd,
+		"attention_bias":      false,
+		"mlp_bias":            false,
+		"attention_dropout":   0.0,
+		"hidden_act":          "silu",
+		"dtype":               "float32",
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	return append(b, '\n'), err
+}
