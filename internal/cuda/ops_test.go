@@ -29,7 +29,7 @@ func TestCUDAOpen(t *testing.T) {
 func TestCUDARMSNorm(t *testing.T) {
 	d := gpu(t)
 	r := rand.New(rand.NewPCG(seed(t), 1))
-	for _, sh := range [][2]int{{1, 1}, {37, 100}, {300, 768}, {9, 4096}} {
+	for _, sh := range [][2]int{{3, 8}, {37, 100}, {300, 768}, {9, 4096}} {
 		rows, dim, eps := sh[0], sh[1], 1e-5
 		t.Run(fmt.Sprintf("%dx%d", rows, dim), func(t *testing.T) {
 			x, w, dy := normals(r, rows*dim, 1), normals(r, dim, 1), normals(r, rows*dim, 1)

@@ -2,11 +2,21 @@
 // by value; the Go side (package cuda) declares the same struct field for field, pointers as
 // uint64 and int/float as int32/float32, 8-byte fields first so that neither side pads. Each
 // struct's size is checked by a static_assert here and by a Go test there.
+//
+// With MAMBA_HOST_EMULATION defined the same sources compile as host C++ for the emulator of
+// ../emu (a stand-in libcuda that runs every CUDA thread as a host thread); the few device-only
+// constructs below have host versions there.
 #pragma once
-#include <cuda_bf16.h>
 #include <stdint.h>
 
-#define LOG2E 1.4426950408889634f
+#ifdef MAMBA_HOST_EMULATION
+#include "hostemu.h"
+#else
+#include <cuda_bf16.h>
+
+// DYNAMIC_SMEM declares the block's dynamic shared memory, STATIC_SMEM a fixed shared array.
+#define DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+#define STATIC_SMEM(T, name, n) __shared__ T name[n]
 
 // ex2 is 2^x by the special-function unit (relative error about 2^-22, subnormals flushed).
 __device__ __forceinline__ float ex2(float x) {
@@ -14,6 +24,16 @@ __device__ __forceinline__ float ex2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+
+// dyn_smem_bytes is the dynamic shared memory the block was launched with.
+__device__ __forceinline__ unsigned dyn_smem_bytes() {
+  unsigned r;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+  return r;
+}
+#endif
+
+#define LOG2E 1.4426950408889634f
 
 // softplus(x) = ln(1 + e^x), x itself above 20 (as torch and math32.Softplus); written with
 // e^{-|x|} so that nothing overflows and small results keep their precision.

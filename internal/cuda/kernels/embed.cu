@@ -52,7 +52,7 @@ static_assert(sizeof(CEParams) == 80, "CEParams layout (see loss.go)");
 
 // One block (256 threads) per row.
 extern "C" __global__ void ce_fwd(const CEParams p) {
-  __shared__ float red[32];
+  STATIC_SMEM(float, red, 32);
   const long long r = blockIdx.x;
   const float* x = p.x + r * p.vocab;
   const int t = p.targets[r];
@@ -78,7 +78,7 @@ extern "C" __global__ void ce_fwd(const CEParams p) {
 
 // One block of 1024 threads: loss = Σ row losses / counted rows, in float64, fixed order.
 extern "C" __global__ void ce_sum(const CEParams p) {
-  __shared__ double red[32];
+  STATIC_SMEM(double, red, 32);
   double s = 0.0, c = 0.0;
   for (long long r = threadIdx.x; r < p.rows; r += blockDim.x) {
     if (p.targets[r] >= 0) {

@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "15a715d860174ce8f6d14d3051261c0ab83e5c21cbfd491ccf5fe54a77441f02"
+const SourceSHA256 = "60be5256cdb088812025fb1ca9eb01359703e05b53f0c4febef1de54b95a619f"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"

@@ -56,12 +56,6 @@ struct ScanParams {
 };
 static_assert(sizeof(ScanParams) == 232, "ScanParams layout (see scan.go)");
 
-__device__ __forceinline__ unsigned dyn_smem_bytes() {
-  unsigned r;
-  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
-  return r;
-}
-
 // load_a reads A (or −exp(A_log)) of channel d, state n, 0 outside the shape.
 __device__ __forceinline__ float load_a(const ScanParams& p, int d, int n) {
   if (d >= p.ch || n >= p.nstate) return 0.f;
@@ -77,7 +71,7 @@ __device__ __forceinline__ int scan_fwd_smem_floats(int G) {
 
 // Grid (ceil(ch/32), batch), block 32·G threads.
 extern "C" __global__ void __launch_bounds__(512) scan_fwd(const ScanParams p) {
-  extern __shared__ float smem[];
+  DYNAMIC_SMEM(float, smem);
   const int G = p.groups, NP = G * NS, L = p.len, Dn = p.ch, N = p.nstate;
   if (dyn_smem_bytes() < 4u * scan_fwd_smem_floats(G)) __trap();
   const int lane = threadIdx.x & 31, g = threadIdx.x >> 5, nth = blockDim.x;
@@ -212,7 +206,7 @@ __device__ __forceinline__ float reduce8(const float v[8], int lane) {
 // the partials dApart (batch, ch, N), dDpart and dbpart (batch, ch), dBpart and dCpart
 // (ceil(ch/32), batch, len, N).
 extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
-  extern __shared__ float smem[];
+  DYNAMIC_SMEM(float, smem);
   const int G = p.groups, NP = G * NS, L = p.len, Dn = p.ch, N = p.nstate, S = p.seg;
   if (dyn_smem_bytes() < 4u * scan_bwd_smem_floats(G, p.sub)) __trap();
   const int lane = threadIdx.x & 31, g = threadIdx.x >> 5, nth = blockDim.x;
