@@ -119,7 +119,7 @@ func TestScanGeometry(t *testing.T) {
 				t.Errorf("%+v: %d segments of %d do not cover L", s, g.nseg, g.seg)
 			case g.sub*g.groups*scanNS*32*4 > 32<<10:
 				t.Errorf("%+v: sub-chunk states take %d bytes", s, g.sub*g.groups*scanNS*32*4)
-			case g.smemBwd > 128<<10 || g.smemFwd > 64<<10:
+			case g.smemBwd > 128<<10 || g.smemFwd > 128<<10:
 				t.Errorf("%+v: shared memory %d (forward), %d (backward)", s, g.smemFwd, g.smemBwd)
 			case g.blocks != 2:
 				t.Errorf("%+v: %d channel blocks", s, g.blocks)

@@ -13,7 +13,7 @@ import (
 const (
 	scanNS       = 4
 	scanT        = 8
-	scanTF       = 16
+	scanTF       = 32
 	scanMaxState = 64
 )
 
@@ -72,8 +72,8 @@ func scanGeometry(s scan.Shape) (scanGeom, error) {
 	}
 	g := scanGeom{groups: ceilDiv(s.State, scanNS), blocks: ceilDiv(s.Channels, 32)}
 	np := g.groups * scanNS
-	g.sub = 16
-	for g.sub > 2 && g.sub*np*32*4 > 32<<10 {
+	g.sub = 16 // at least scanTF/scanT = 4, so that segments are whole forward tiles
+	for g.sub > scanTF/scanT && g.sub*np*32*4 > 32<<10 {
 		g.sub /= 2
 	}
 	g.seg = scanT * g.sub

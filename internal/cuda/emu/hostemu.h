@@ -54,6 +54,8 @@ inline double __ddiv_rn(double a, double b) { return a / b; }
 inline double __dsqrt_rn(double a) { return std::sqrt(a); }
 inline float __double2float_rn(double a) { return float(a); }
 inline float ex2(float x) { return std::exp2(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __fdividef(float a, float b) { return a / b; }
 
 void __syncthreads();
 double emu_shfl(double v, int src_lane);

@@ -35,12 +35,6 @@ __device__ __forceinline__ unsigned dyn_smem_bytes() {
 
 #define LOG2E 1.4426950408889634f
 
-// softplus(x) = ln(1 + e^x), x itself above 20 (as torch and math32.Softplus); written with
-// e^{-|x|} so that nothing overflows and small results keep their precision.
-__device__ __forceinline__ float softplusf(float x) {
-  return x > 20.f ? x : fmaxf(x, 0.f) + log1pf(expf(-fabsf(x)));
-}
-
 // sigmoidf is σ(x) = 1/(1 + e^{-x}); e^{-x} = inf gives 0.
 __device__ __forceinline__ float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
 
