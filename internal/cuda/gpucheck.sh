@@ -10,7 +10,12 @@
 # TEST_BINARY (or $CUDA_TEST_BIN, or internal/cuda/cuda.test if present) is a test binary built on any
 # machine with   CGO_ENABLED=0 go test -c -o internal/cuda/cuda.test ./internal/cuda   so that the host
 # needs no Go toolchain, module cache or network. Without one the script builds it with the host's go.
-# Scan fixtures: $SCAN_FIXTURES_DIR, else shared/fixtures inside or beside the repository.
+# Scan fixtures: $SCAN_FIXTURES_DIR, else .gpu/fixtures or shared/fixtures inside the repository, or
+# shared/fixtures beside it. For a device call that carries .gpu (ignored by git), in the repository:
+#
+#   mkdir -p .gpu/fixtures && cp ../shared/fixtures/scan_*.safetensors .gpu/fixtures/
+#   CGO_ENABLED=0 go test -c -o .gpu/cuda.test ./internal/cuda
+#   (device) bash internal/cuda/gpucheck.sh .gpu/cuda.test
 # Logs go to $OUT (or ./gpucheck-out): host.log, tests.log, ptx.log, sanitizer.log, bench.log.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +34,7 @@ if [ -z "$bin" ]; then
 fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 if [ -z "${SCAN_FIXTURES_DIR:-}" ]; then
-	for d in "$repo/shared/fixtures" "$repo/../shared/fixtures"; do
+	for d in "$repo/.gpu/fixtures" "$repo/shared/fixtures" "$repo/../shared/fixtures"; do
 		if ls "$d"/scan_*.safetensors >/dev/null 2>&1; then export SCAN_FIXTURES_DIR=$d; break; fi
 	done
 fi
@@ -65,17 +70,18 @@ if [ -n "$san" ]; then
 	for tool in memcheck racecheck synccheck; do
 		timeout 45 "$san" --tool "$tool" "$bin" -test.count 1 \
 			-test.run 'CUDAScanMatchesReference/(1x1x1x1|2x37x5x3|2x260x70x17)|CUDAScanReset/1x64|CUDARMSNorm/37x100|CUDAConv1d/.Batch:2_Len:90|CUDACrossEntropy/50x7|CUDAEmbedding|CUDAAdamW.*/clip=1$' \
-			>"$out/san-$tool.log" 2>&1
+			>"$out/.san.log" 2>&1
 		rc=$?
-		cat "$out/san-$tool.log" >>"$out/sanitizer.log"
+		cat "$out/.san.log" >>"$out/sanitizer.log"
 		# "ERROR SUMMARY: 0 errors" (memcheck, synccheck) or "RACECHECK SUMMARY: 0 hazards displayed"
-		line=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$out/san-$tool.log" | tail -1 | sed 's/^========= //')
+		line=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$out/.san.log" | tail -1 | sed 's/^========= //')
 		if [ -z "$line" ]; then
-			line="did not run (exit $rc): $(grep -m1 -E 'Error|error|Unable' "$out/san-$tool.log" | cut -c1-80)"
+			line="did not run (exit $rc): $(grep -m1 -E 'Error|error|Unable' "$out/.san.log" | cut -c1-80)"
 		elif ! echo "$line" | grep -qE ': 0 (errors|hazards)'; then
 			san_fail=1
 		fi
-		if [ $rc -ne 0 ] && grep -q '^--- FAIL' "$out/san-$tool.log"; then san_fail=1; fi
+		if [ $rc -ne 0 ] && grep -q '^--- FAIL' "$out/.san.log"; then san_fail=1; fi
+		rm -f "$out/.san.log"
 		san_summary="$san_summary$tool: $line; "
 		echo "$tool: $line (exit $rc)"
 	done
