@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "80e70ca2bb5a1aa61847c6b4680fa8966efb9238e7cbf7190d8c7b00e20ab740"
+const SourceSHA256 = "002c0c2133acec517e251f5eed4526499dc8f20314ef416cabef2e8e3ce89351"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"

@@ -364,8 +364,8 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
         float y = 0.f;
 #pragma unroll
         for (int s = 0; s < NS; s++) {
-          ab[i][s] = ex2(dl * A2[s]);
-          hh[i + 1][s] = fmaf(ab[i][s], rs ? 0.f : hh[i][s], dlu * bb[s]);
+          ab[i][s] = rs ? 0.f : ex2(dl * A2[s]);  // a reset cuts h_{t-1} off: Ā·h_{t-1} → 0·h_{t-1}
+          hh[i + 1][s] = fmaf(ab[i][s], hh[i][s], dlu * bb[s]);
           y = fmaf(cc[s], hh[i + 1][s], y);
         }
         sy[(g * T + i) * 32 + lane] = y;
@@ -374,7 +374,6 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
 #pragma unroll
       for (int i = T - 1; i >= 0; i--) {
         const float dl = sdl[i * 32 + lane], dlu = sdu[i * 32 + lane], gh = sg[i * 32 + lane];
-        const bool rs = srs[i] != 0.f;
         const float4 bv = *reinterpret_cast<const float4*>(&sB[i * NP + g * NS]);
         const float4 cv = *reinterpret_cast<const float4*>(&sC[i * NP + g * NS]);
         const float bb[4] = {bv.x, bv.y, bv.z, bv.w}, cc[4] = {cv.x, cv.y, cv.z, cv.w};
@@ -382,15 +381,14 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
 #pragma unroll
         for (int s = 0; s < NS; s++) {
           const float lam = fmaf(cc[s], gh, mu[s]);
-          const float hp = rs ? 0.f : hh[i][s];
           v[s] = lam * dlu;               // dB
           v[s + 4] = gh * hh[i + 1][s];   // dC
           s1 = fmaf(lam, bb[s], s1);
-          const float ma = ab[i][s] * lam;
-          const float q = ma * hp;
+          const float ma = ab[i][s] * lam;  // μ_{t-1}: 0 across a reset, as Ā is
+          const float q = ma * hh[i][s];    // Ā·λ·h_{t-1}, 0 after a reset
           s2 = fmaf(Av[s], q, s2);
           dA[s] = fmaf(dl, q, dA[s]);
-          mu[s] = rs ? 0.f : ma;
+          mu[s] = ma;
         }
         ss1[(g * T + i) * 32 + lane] = s1;
         ss2[(g * T + i) * 32 + lane] = s2;
