@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -65,11 +66,19 @@ func copyBandwidth(b *testing.B, d *Device) float64 {
 //	(3·B·L·D), dB, dC (2·B·L·N), dA, dD, dbias
 //
 // in float32. The partial sums the kernels write and reread are counted in the time, not the floor.
+// The same number of elements as 16 × 1024 runs twice as many blocks: the difference shows how much
+// more parallelism would help.
 func BenchmarkCUDAScan(b *testing.B) {
 	d := gpu(b)
 	d.SyncEach = false
 	defer func() { d.SyncEach = true }()
-	s := scan.Shape{Batch: 8, Len: 2048, Channels: 1536, State: 16}
+	bw := copyBandwidth(b, d)
+	for _, s := range []scan.Shape{{Batch: 8, Len: 2048, Channels: 1536, State: 16}, {Batch: 16, Len: 1024, Channels: 1536, State: 16}} {
+		b.Run(fmt.Sprintf("%dx%dx%dx%d", s.Batch, s.Len, s.Channels, s.State), func(b *testing.B) { benchScan(b, d, s, bw) })
+	}
+}
+
+func benchScan(b *testing.B, d *Device, s scan.Shape, bw float64) {
 	r := rand.New(rand.NewPCG(1, 2))
 	c := scanCase{s: s, softplus: true, D: true, Z: true, bias: true}
 	x := randomScan(r, c)
@@ -86,7 +95,6 @@ func BenchmarkCUDAScan(b *testing.B) {
 		B: poisoned(b, d, rows), C: poisoned(b, d, rows), D: poisoned(b, d, s.Channels), DeltaBias: poisoned(b, d, s.Channels)}
 	fwd := func() error { return k.Forward(in, out, Buffer{}) }
 	bwd := func() error { return k.Backward(in, dout, Buffer{}, g) }
-	bw := copyBandwidth(b, d)
 	for range 3 {
 		if err := firstErr(fwd(), bwd(), d.Sync()); err != nil {
 			b.Fatal(err)
@@ -104,14 +112,16 @@ func BenchmarkCUDAScan(b *testing.B) {
 	fwdBytes := 4 * float64(3*tok+2*rows+params+tok+k.SavedBytes()/4)
 	bwdBytes := 4 * float64(4*tok+2*rows+params+k.SavedBytes()/4+3*tok+2*rows+params)
 	floor := (fwdBytes + bwdBytes) / bw * 1e3
+	elems := float64(tok) * float64(s.State)
 	b.ReportMetric(bw/1e9, "copy-GB/s")
 	b.ReportMetric(fms, "fwd-ms")
 	b.ReportMetric(bms, "bwd-ms")
 	b.ReportMetric((fwdBytes+bwdBytes)/1e6, "MB-moved")
 	b.ReportMetric(floor, "floor-ms")
+	b.ReportMetric((fms+bms)*1e6/elems, "ps/elem")
 	b.ReportMetric((fms+bms)/floor, "x-floor")
-	b.Logf("fwd %.3f ms (%.0f GB/s), bwd %.3f ms (%.0f GB/s); floor %.3f ms for %.0f MB at %.0f GB/s; fwd+bwd = %.2f× the floor (target ≤ 2)",
-		fms, fwdBytes/fms/1e6, bms, bwdBytes/bms/1e6, floor, (fwdBytes+bwdBytes)/1e6, bw/1e9, (fms+bms)/floor)
+	b.Logf("%v: fwd %.3f ms (%.0f GB/s), bwd %.3f ms (%.0f GB/s); floor %.3f ms for %.0f MB at %.0f GB/s; fwd+bwd = %.2f× the floor (target ≤ 2)",
+		s, fms, fwdBytes/fms/1e6, bms, bwdBytes/bms/1e6, floor, (fwdBytes+bwdBytes)/1e6, bw/1e9, (fms+bms)/floor)
 }
 
 // BenchmarkCUDAGemm measures cuBLAS's rate on 4096³ products in float32, TF32 and bf16 (the peaks

@@ -102,9 +102,9 @@ done
 awk '/rel L2/ { for (i = 1; i <= NF; i++) if ($i == "L2") { v = $(i+1) + 0; if (v > m) { m = v; w = $0 } } }
 	END { printf "worst rel L2 in tests:  %.3g  (%s)\n", m, substr(w, 1, 110) }' "$out/tests.log"
 echo "sanitizer:             $san_summary"
-awk '/^BenchmarkCUDAScan/ { for (i = 1; i <= NF; i++) m[$(i+1)] = $i
-	printf "scan 8x2048x1536x16:   fwd %s ms  bwd %s ms  floor %s ms (%s MB at %s GB/s copy)  => %s x floor (target <= 2)\n",
-		m["fwd-ms"], m["bwd-ms"], m["floor-ms"], m["MB-moved"], m["copy-GB/s"], m["x-floor"] }
+awk '/^BenchmarkCUDAScan\// { delete m; for (i = 1; i <= NF; i++) m[$(i+1)] = $i; split($1, a, "/"); sub(/-[0-9]+$/, "", a[2])
+	printf "scan %-17s fwd %s ms  bwd %s ms  floor %s ms (%s MB at %s GB/s copy)  => %s x floor (target <= 2), %s ps/elem\n",
+		a[2] ":", m["fwd-ms"], m["bwd-ms"], m["floor-ms"], m["MB-moved"], m["copy-GB/s"], m["x-floor"], m["ps/elem"] }
 	/^BenchmarkCUDAGemm\// { split($1, a, "/"); sub(/-[0-9]+$/, "", a[2]); g = g sprintf(" %s %s", a[2], $(NF-1)) }
 	END { if (g != "") print "cuBLAS 4096^3 TFLOP/s:" g }' "$out/bench.log"
 echo "exit codes: tests $tests_rc, ptx $ptx_rc, bench $bench_rc, sanitizer findings $san_fail; logs in $out"
