@@ -18,7 +18,8 @@
 //	Columns       y = x[:, lo:hi] and its zero-padded gradient                (kernels/elementwise.cu)
 //	Embedding     y_r = table[ids_r]; dtable_v = Σ_{r: ids_r = v} dy_r, rows in position order
 //	CrossEntropy  mean over counted rows of logsumexp(x_r) − x_{r,t_r}, targets −1 ignored (kernels/embed.cu)
-//	Linear        y = x·w[lo:hi]ᵀ + b[lo:hi] through cuBLAS (float32, TF32 or bf16 operands)
+//	Linear        y = x·w[lo:hi]ᵀ + b[lo:hi] through cuBLAS in float32 or TF32 (Device.SetMath);
+//	              Device.GemmBF16 multiplies bfloat16 operands with float32 sums
 //	AdamW         optim.AdamW's update and float64 gradient norm, operation for operation (kernels/adamw.cu)
 //
 // The backward derivations are comments beside the kernels.

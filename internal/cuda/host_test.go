@@ -71,6 +71,7 @@ func TestMissingLibrariesAreClearErrors(t *testing.T) {
 		t.Logf("Open(0): %v", err)
 		return
 	}
+	defer d.Close()
 	t.Logf("Open(0): %+v", d.Info())
 	if _, err := Open(1 << 20); err == nil {
 		t.Error("Open of a device that does not exist succeeded")
