@@ -1,0 +1,200 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+)
+
+// eltParams mirrors EltParams in kernels/elementwise.cu.
+type eltParams struct {
+	a, b, g, y, da, db, hsrc, hdst uint64
+	n                              int64
+	rows, cols, ld, lo             int32
+}
+
+// Add is the residual connection y = a + b of N elements. Inputs [a, b]; gradients [da, db], both
+// the upstream gradient (copied).
+type Add struct {
+	d   *Device
+	n   int
+	fwd kernel
+	p   eltParams
+}
+
+// NewAdd returns the sum of two vectors of n elements.
+func (d *Device) NewAdd(n int) (*Add, error) {
+	if n < 1 || n > sizeLimit {
+		return nil, fmt.Errorf("cuda: Add of %d elements", n)
+	}
+	return &Add{d: d, n: n, fwd: d.kernel("add_fwd")}, nil
+}
+
+// Forward writes y = in[0] + in[1].
+func (k *Add) Forward(in []Buffer, y Buffer) error {
+	if err := countArgs("Add", "inputs", in, 2); err != nil {
+		return err
+	}
+	if err := firstErr(need("Add", "a", in[0], k.n, 4, false), need("Add", "b", in[1], k.n, 4, false), need("Add", "y", y, k.n, 4, false)); err != nil {
+		return err
+	}
+	d := k.d
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	k.p = eltParams{a: in[0].ptr, b: in[1].ptr, y: y.ptr, n: int64(k.n)}
+	return d.launch(k.fwd.name, k.fwd.f, d.elems(k.n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+}
+
+// Backward copies dy into each non-nil gradient of din = [da, db].
+func (k *Add) Backward(_ []Buffer, dy Buffer, din []Buffer) error {
+	if err := firstErr(countArgs("Add", "gradients", din, 2), need("Add", "dy", dy, k.n, 4, false),
+		need("Add", "da", din[0], k.n, 4, true), need("Add", "db", din[1], k.n, 4, true)); err != nil {
+		return err
+	}
+	for _, g := range din {
+		if !g.Nil() {
+			if err := k.d.Copy(g, dy); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Gate is the SiLU gate y = x·silu(z) of N elements. Inputs [x, z]; gradients [dx, dz].
+type Gate struct {
+	d        *Device
+	n        int
+	fwd, bwd kernel
+	p        eltParams
+}
+
+// NewGate returns the gate over n elements.
+func (d *Device) NewGate(n int) (*Gate, error) {
+	if n < 1 || n > sizeLimit {
+		return nil, fmt.Errorf("cuda: Gate of %d elements", n)
+	}
+	return &Gate{d: d, n: n, fwd: d.kernel("gate_fwd"), bwd: d.kernel("gate_bwd")}, nil
+}
+
+// Forward writes y = x·silu(z).
+func (k *Gate) Forward(in []Buffer, y Buffer) error {
+	if err := countArgs("Gate", "inputs", in, 2); err != nil {
+		return err
+	}
+	if err := firstErr(need("Gate", "x", in[0], k.n, 4, false), need("Gate", "z", in[1], k.n, 4, false), need("Gate", "y", y, k.n, 4, false)); err != nil {
+		return err
+	}
+	d := k.d
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	k.p = eltParams{a: in[0].ptr, b: in[1].ptr, y: y.ptr, n: int64(k.n)}
+	return d.launch(k.fwd.name, k.fwd.f, d.elems(k.n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+}
+
+// Backward writes din = [dx, dz] (either may be nil).
+func (k *Gate) Backward(in []Buffer, dy Buffer, din []Buffer) error {
+	if err := firstErr(countArgs("Gate", "inputs", in, 2), countArgs("Gate", "gradients", din, 2)); err != nil {
+		return err
+	}
+	if err := firstErr(need("Gate", "x", in[0], k.n, 4, false), need("Gate", "z", in[1], k.n, 4, false), need("Gate", "dy", dy, k.n, 4, false),
+		need("Gate", "dx", din[0], k.n, 4, true), need("Gate", "dz", din[1], k.n, 4, true)); err != nil {
+		return err
+	}
+	d := k.d
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	k.p = eltParams{a: in[0].ptr, b: in[1].ptr, g: dy.ptr, da: din[0].ptr, db: din[1].ptr, n: int64(k.n)}
+	return d.launch(k.bwd.name, k.bwd.f, d.elems(k.n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+}
+
+// Columns is y = x[:, Lo:Hi] for x (Rows, Width): one product split into its parts. Input [x];
+// gradient [dx], g in columns Lo..Hi and zero elsewhere.
+type Columns struct {
+	d               *Device
+	rows, w, lo, hi int
+	fwd, bwd        kernel
+	p               eltParams
+}
+
+// NewColumns returns the column split of rows × width to columns [lo, hi).
+func (d *Device) NewColumns(rows, width, lo, hi int) (*Columns, error) {
+	if rows < 1 || width < 1 || lo < 0 || hi > width || lo >= hi || !fits(math.MaxInt32, rows, width) {
+		return nil, fmt.Errorf("cuda: Columns: columns [%d, %d) of %d × %d", lo, hi, rows, width)
+	}
+	return &Columns{d: d, rows: rows, w: width, lo: lo, hi: hi, fwd: d.kernel("columns_fwd"), bwd: d.kernel("columns_bwd")}, nil
+}
+
+// Forward writes y (rows, hi−lo).
+func (k *Columns) Forward(in []Buffer, y Buffer) error {
+	if err := countArgs("Columns", "inputs", in, 1); err != nil {
+		return err
+	}
+	n := k.rows * (k.hi - k.lo)
+	if err := firstErr(need("Columns", "x", in[0], k.rows*k.w, 4, false), need("Columns", "y", y, n, 4, false)); err != nil {
+		return err
+	}
+	d := k.d
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	k.p = eltParams{a: in[0].ptr, y: y.ptr, n: int64(n), rows: int32(k.rows), cols: int32(k.hi - k.lo), ld: int32(k.w), lo: int32(k.lo)}
+	return d.launch(k.fwd.name, k.fwd.f, d.elems(n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+}
+
+// Backward writes din = [dx] (rows, width).
+func (k *Columns) Backward(_ []Buffer, dy Buffer, din []Buffer) error {
+	if err := countArgs("Columns", "gradients", din, 1); err != nil {
+		return err
+	}
+	n := k.rows * k.w
+	if err := firstErr(need("Columns", "dy", dy, k.rows*(k.hi-k.lo), 4, false), need("Columns", "dx", din[0], n, 4, true)); err != nil {
+		return err
+	}
+	if din[0].Nil() {
+		return nil
+	}
+	d := k.d
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	k.p = eltParams{g: dy.ptr, da: din[0].ptr, n: int64(n), rows: int32(k.rows), cols: int32(k.hi - k.lo), ld: int32(k.w), lo: int32(k.lo)}
+	return d.launch(k.bwd.name, k.bwd.f, d.elems(n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+}
+
+// ToBF16 writes n bfloat16 values (round to nearest even) of the float32 src into dst.
+func (d *Device) ToBF16(dst, src Buffer, n int) error {
+	return d.convert("f32_to_bf16", eltParams{a: src.ptr, hdst: dst.ptr, n: int64(n)}, dst, bf16Bytes, src, float32Bytes, n)
+}
+
+// FromBF16 writes n float32 values of the bfloat16 src into dst.
+func (d *Device) FromBF16(dst, src Buffer, n int) error {
+	return d.convert("bf16_to_f32", eltParams{hsrc: src.ptr, y: dst.ptr, n: int64(n)}, dst, float32Bytes, src, bf16Bytes, n)
+}
+
+func (d *Device) convert(name string, p eltParams, dst Buffer, de int, src Buffer, se int, n int) error {
+	if n < 1 || n > sizeLimit || dst.Nil() || src.Nil() || dst.bytes < n*de || src.bytes < n*se {
+		return fmt.Errorf("cuda: %s of %d values: buffers of %d and %d bytes", name, n, src.bytes, dst.bytes)
+	}
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	k := d.kernel(name)
+	d.scratch = p
+	return d.launch(k.name, k.f, d.elems(n), dim3{x: threads}, 0, unsafe.Pointer(&d.scratch))
+}

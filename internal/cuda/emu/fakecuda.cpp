@@ -1,0 +1,371 @@
+// A stand-in for libcuda.so.1 that runs package cuda's kernels on the host (TestHostEmulator builds and runs it):
+// device memory is host memory, a launch runs every CUDA thread of each block as a host thread,
+// streams are synchronous, graphs replay recorded launches. It checks what the driver would refuse
+// (block sizes, shared memory above 48 KB without the attribute) and what a GPU would not show at
+// once: writes past the end of an allocation or of the dynamic shared memory (guard bytes), and
+// reads of memory nobody wrote (fresh memory and shared memory are filled with NaN bytes).
+#include <barrier>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "../kernels/mamba.cu"
+
+thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace {
+
+const unsigned char kGuard = 0xA5;
+const size_t kGuardBytes = 256;
+
+// Barrier counts the threads still running: a thread that returns from the kernel leaves it.
+struct Barrier {
+  std::mutex mu;
+  std::condition_variable cv;
+  int expected = 0, arrived = 0;
+  long gen = 0;
+  void reset(int n) {
+    expected = n;
+    arrived = 0;
+  }
+  void wait() {
+    std::unique_lock<std::mutex> l(mu);
+    long g = gen;
+    if (++arrived == expected) {
+      arrived = 0;
+      gen++;
+      cv.notify_all();
+      return;
+    }
+    cv.wait(l, [&] { return gen != g; });
+  }
+  void leave() {
+    std::unique_lock<std::mutex> l(mu);
+    expected--;
+    if (arrived > 0 && arrived == expected) {
+      arrived = 0;
+      gen++;
+      cv.notify_all();
+    }
+  }
+};
+
+struct Block {
+  Barrier bar;
+  Barrier warp[32];
+  double lanes[32][32];
+  std::vector<unsigned char> dyn;
+  size_t dynBytes = 0;
+  std::mutex smu;
+  std::map<int, std::vector<unsigned char>> stat;
+};
+
+thread_local Block* cur = nullptr;
+
+struct Kernel {
+  std::string name;
+  void (*run)(const void* params);
+  size_t paramBytes;
+  int maxShared = 48 << 10;
+};
+
+#define KERNEL(name)                                                                                   \
+  [] {                                                                                                 \
+    using P = std::remove_cv_t<std::remove_reference_t<decltype(*first_arg(name))>>;                  \
+    auto* k = new Kernel{#name, [](const void* p) { name(*static_cast<const P*>(p)); }, sizeof(P)}; \
+    return k;                                                                                          \
+  }()
+
+template <class P>
+P* first_arg(void (*)(P)) {
+  return nullptr;
+}
+
+std::map<std::string, Kernel*>& registry() {
+  static std::map<std::string, Kernel*> r = [] {
+    std::map<std::string, Kernel*> m;
+    for (Kernel* k : {KERNEL(scan_fwd), KERNEL(scan_bwd), KERNEL(scan_reduce_bc), KERNEL(scan_reduce_params),
+                      KERNEL(rmsnorm_fwd), KERNEL(rmsnorm_bwd_dx), KERNEL(colsum_partial), KERNEL(sum_parts),
+                      KERNEL(conv_fwd), KERNEL(conv_bwd_dc), KERNEL(conv_bwd_dx), KERNEL(conv_bwd_dw_part),
+                      KERNEL(add_fwd), KERNEL(gate_fwd), KERNEL(gate_bwd), KERNEL(columns_fwd), KERNEL(columns_bwd),
+                      KERNEL(bias_add), KERNEL(f32_to_bf16), KERNEL(bf16_to_f32), KERNEL(embed_fwd),
+                      KERNEL(embed_bwd), KERNEL(ce_fwd), KERNEL(ce_sum), KERNEL(ce_bwd), KERNEL(gradnorm_part),
+                      KERNEL(gradnorm_finish), KERNEL(adamw_step)})
+      m[k->name] = k;
+    return m;
+  }();
+  return r;
+}
+
+// Allocations, with guard bytes after each.
+std::mutex allocMu;
+std::map<uintptr_t, size_t> allocs;
+
+void checkGuards(const char* when) {
+  std::lock_guard<std::mutex> l(allocMu);
+  for (auto& [p, n] : allocs) {
+    const unsigned char* g = reinterpret_cast<const unsigned char*>(p) + n;
+    for (size_t i = 0; i < kGuardBytes; i++)
+      if (g[i] != kGuard) {
+        std::fprintf(stderr, "fakecuda: %s: write past the end of an allocation of %zu bytes at %#lx (+%zu)\n", when, n,
+                     (unsigned long)p, i);
+        std::abort();
+      }
+  }
+}
+
+void runLaunch(Kernel* k, dim3 grid, dim3 block, size_t smem, const std::vector<unsigned char>& params) {
+  const int n = int(block.x * block.y * block.z);
+  Block b;
+  std::barrier start(n), end(n);
+  auto body = [&](int t) {
+    cur = &b;
+    blockDim = block;
+    gridDim = grid;
+    threadIdx = dim3{unsigned(t % block.x), unsigned(t / block.x % block.y), unsigned(t / (block.x * block.y))};
+    for (unsigned z = 0; z < grid.z; z++)
+      for (unsigned y = 0; y < grid.y; y++)
+        for (unsigned x = 0; x < grid.x; x++) {
+          if (t == 0) {
+            b.bar.reset(n);
+            for (int w = 0; w < 32; w++) b.warp[w].reset(std::max(0, std::min(32, n - 32 * w)));
+            b.dyn.assign(smem + kGuardBytes, 0xff);
+            std::fill(b.dyn.begin() + smem, b.dyn.end(), kGuard);
+            b.dynBytes = smem;
+            b.stat.clear();
+          }
+          start.arrive_and_wait();
+          blockIdx = dim3{x, y, z};
+          k->run(params.data());
+          b.bar.leave();
+          b.warp[t / 32].leave();
+          end.arrive_and_wait();
+          if (t == 0)
+            for (size_t i = smem; i < smem + kGuardBytes; i++)
+              if (b.dyn[i] != kGuard) {
+                std::fprintf(stderr, "fakecuda: %s wrote past its %zu bytes of dynamic shared memory\n", k->name.c_str(), smem);
+                std::abort();
+              }
+        }
+  };
+  std::vector<std::thread> ts;
+  for (int t = 1; t < n; t++) ts.emplace_back(body, t);
+  body(0);
+  for (auto& th : ts) th.join();
+  checkGuards(k->name.c_str());
+}
+
+struct Op {
+  Kernel* k = nullptr;  // a launch, or a memset when null
+  dim3 grid, block;
+  size_t smem = 0;
+  std::vector<unsigned char> params;
+  unsigned char* dst = nullptr;
+  unsigned value = 0;
+  size_t count = 0, width = 0;
+};
+
+bool capturing = false;
+std::vector<Op> captured;
+
+void memsetOp(const Op& o) {
+  for (size_t i = 0; i < o.count; i++) std::memcpy(o.dst + i * o.width, &o.value, o.width);
+}
+
+const std::map<int, std::pair<const char*, const char*>> errorNames = {
+    {0, {"CUDA_SUCCESS", "no error"}},
+    {1, {"CUDA_ERROR_INVALID_VALUE", "invalid argument"}},
+    {2, {"CUDA_ERROR_OUT_OF_MEMORY", "out of memory"}},
+    {100, {"CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"}},
+    {500, {"CUDA_ERROR_NOT_FOUND", "named symbol not found"}},
+    {901, {"CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", "operation not permitted when stream is capturing"}},
+};
+
+}  // namespace
+
+void __syncthreads() { cur->bar.wait(); }
+
+double emu_shfl(double v, int src) {
+  const int lane = int(threadIdx.x & 31), w = int(threadIdx.x >> 5);
+  cur->lanes[w][lane] = v;
+  cur->warp[w].wait();
+  double r = cur->lanes[w][src];
+  cur->warp[w].wait();
+  return r;
+}
+
+unsigned dyn_smem_bytes() { return unsigned(cur->dynBytes); }
+char* emu_dyn_smem() { return reinterpret_cast<char*>(cur->dyn.data()); }
+
+char* emu_static_smem(size_t bytes, int id) {
+  std::lock_guard<std::mutex> l(cur->smu);
+  auto& v = cur->stat[id];
+  if (v.empty()) v.assign(bytes, 0xff);
+  return reinterpret_cast<char*>(v.data());
+}
+
+void __trap() {
+  std::fprintf(stderr, "fakecuda: __trap in a kernel\n");
+  std::abort();
+}
+
+extern "C" {
+typedef int CUresult;
+
+CUresult cuInit(unsigned) { return 0; }
+CUresult cuDriverGetVersion(int* v) { *v = 13000; return 0; }
+CUresult cuDeviceGetCount(int* n) { *n = 1; return 0; }
+CUresult cuDeviceGet(int* d, int ord) { *d = ord; return ord == 0 ? 0 : 1; }
+CUresult cuDeviceGetName(char* s, int len, int) { std::snprintf(s, len, "host emulator"); return 0; }
+CUresult cuDeviceGetAttribute(int* v, int attr, int) {
+  switch (attr) {
+    case 16: *v = 1; break;            // multiprocessors
+    case 75: *v = 9; break;            // compute capability
+    case 76: *v = 0; break;
+    case 97: *v = 227 << 10; break;    // shared memory per block, opt-in
+    case 38: *v = 50 << 20; break;     // L2
+    case 36: *v = 2619000; break;      // memory clock, kHz
+    case 37: *v = 6144; break;         // bus width
+    default: *v = 0;
+  }
+  return 0;
+}
+CUresult cuDeviceTotalMem_v2(size_t* n, int) { *n = size_t(8) << 30; return 0; }
+CUresult cuDevicePrimaryCtxRetain(void** c, int) { *c = reinterpret_cast<void*>(0x1); return 0; }
+CUresult cuDevicePrimaryCtxRelease_v2(int) { return 0; }
+CUresult cuCtxSetCurrent(void*) { return 0; }
+CUresult cuCtxSynchronize() { return 0; }
+CUresult cuMemAlloc_v2(uintptr_t* p, size_t n) {
+  if (n == 0) return 1;
+  void* m = std::aligned_alloc(256, (n + kGuardBytes + 255) / 256 * 256);
+  if (!m) return 2;
+  std::memset(m, 0xff, n);
+  std::memset(static_cast<char*>(m) + n, kGuard, kGuardBytes);
+  std::lock_guard<std::mutex> l(allocMu);
+  *p = reinterpret_cast<uintptr_t>(m);
+  allocs[*p] = n;
+  return 0;
+}
+CUresult cuMemFree_v2(uintptr_t p) {
+  checkGuards("cuMemFree");
+  std::lock_guard<std::mutex> l(allocMu);
+  if (!allocs.erase(p)) return 1;
+  std::free(reinterpret_cast<void*>(p));
+  return 0;
+}
+CUresult cuMemGetInfo_v2(size_t* f, size_t* t) { *f = *t = size_t(8) << 30; return 0; }
+static CUresult memsetN(uintptr_t p, unsigned v, size_t n, size_t w) {
+  Op o;
+  o.dst = reinterpret_cast<unsigned char*>(p);
+  o.value = v;
+  o.count = n;
+  o.width = w;
+  if (capturing) captured.push_back(o);
+  else memsetOp(o);
+  return 0;
+}
+CUresult cuMemsetD32Async(uintptr_t p, unsigned v, size_t n, void*) { return memsetN(p, v, n, 4); }
+CUresult cuMemsetD8Async(uintptr_t p, unsigned char v, size_t n, void*) { return memsetN(p, v, n, 1); }
+CUresult cuMemcpyHtoDAsync_v2(uintptr_t d, const void* s, size_t n, void*) {
+  if (capturing) return 901;
+  std::memcpy(reinterpret_cast<void*>(d), s, n);
+  return 0;
+}
+CUresult cuMemcpyDtoHAsync_v2(void* d, uintptr_t s, size_t n, void*) {
+  if (capturing) return 901;
+  std::memcpy(d, reinterpret_cast<void*>(s), n);
+  return 0;
+}
+CUresult cuMemcpyDtoDAsync_v2(uintptr_t d, uintptr_t s, size_t n, void*) {
+  if (capturing) return 901;
+  std::memmove(reinterpret_cast<void*>(d), reinterpret_cast<void*>(s), n);
+  return 0;
+}
+CUresult cuStreamCreate(void** s, unsigned) { *s = reinterpret_cast<void*>(0x2); return 0; }
+CUresult cuStreamDestroy_v2(void*) { return 0; }
+CUresult cuStreamSynchronize(void*) { return capturing ? 901 : 0; }
+CUresult cuModuleLoadData(void** m, const void*) { *m = reinterpret_cast<void*>(0x3); return 0; }
+CUresult cuModuleUnload(void*) { return 0; }
+CUresult cuModuleGetFunction(void** f, void*, const char* name) {
+  auto it = registry().find(name);
+  if (it == registry().end()) return 500;
+  *f = it->second;
+  return 0;
+}
+CUresult cuFuncSetAttribute(void* f, int attr, int v) {
+  if (attr != 8 || v > (227 << 10)) return 1;
+  static_cast<Kernel*>(f)->maxShared = v;
+  return 0;
+}
+CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned smem,
+                        void*, void** params, void** extra) {
+  Kernel* k = static_cast<Kernel*>(f);
+  if (extra || !params || bx * by * bz == 0 || bx * by * bz > 1024 || gx == 0 || gy == 0 || gz == 0 || gy > 65535 ||
+      gz > 65535 || int(smem) > k->maxShared) {
+    std::fprintf(stderr, "fakecuda: %s: launch refused: grid %u,%u,%u block %u,%u,%u smem %u (allowed %d)\n", k->name.c_str(),
+                 gx, gy, gz, bx, by, bz, smem, k->maxShared);
+    return 1;
+  }
+  Op o;
+  o.k = k;
+  o.grid = dim3{gx, gy, gz};
+  o.block = dim3{bx, by, bz};
+  o.smem = smem;
+  const unsigned char* p = static_cast<const unsigned char*>(params[0]);
+  o.params.assign(p, p + k->paramBytes);
+  if (capturing) captured.push_back(o);
+  else runLaunch(k, o.grid, o.block, o.smem, o.params);
+  return 0;
+}
+CUresult cuEventCreate(void** e, unsigned) { *e = new double(0); return 0; }
+CUresult cuEventRecord(void* e, void*) {
+  *static_cast<double*>(e) = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return 0;
+}
+CUresult cuEventSynchronize(void*) { return 0; }
+CUresult cuEventElapsedTime(float* ms, void* a, void* b) {
+  *ms = float(*static_cast<double*>(b) - *static_cast<double*>(a));
+  return 0;
+}
+CUresult cuEventDestroy_v2(void* e) { delete static_cast<double*>(e); return 0; }
+CUresult cuGetErrorName(CUresult r, const char** s) {
+  auto it = errorNames.find(r);
+  if (it == errorNames.end()) return 1;
+  *s = it->second.first;
+  return 0;
+}
+CUresult cuGetErrorString(CUresult r, const char** s) {
+  auto it = errorNames.find(r);
+  if (it == errorNames.end()) return 1;
+  *s = it->second.second;
+  return 0;
+}
+CUresult cuStreamBeginCapture_v2(void*, int) {
+  if (capturing) return 1;
+  capturing = true;
+  captured.clear();
+  return 0;
+}
+CUresult cuStreamEndCapture(void*, void** g) {
+  if (!capturing) return 1;
+  capturing = false;
+  *g = new std::vector<Op>(captured);
+  return 0;
+}
+CUresult cuGraphInstantiateWithFlags(void** e, void* g, unsigned long long) { *e = g; return 0; }
+CUresult cuGraphLaunch(void* e, void*) {
+  for (const Op& o : *static_cast<std::vector<Op>*>(e)) {
+    if (o.k) runLaunch(o.k, o.grid, o.block, o.smem, o.params);
+    else memsetOp(o);
+  }
+  return 0;
+}
+CUresult cuGraphExecDestroy(void*) { return 0; }
+CUresult cuGraphDestroy(void* g) { delete static_cast<std::vector<Op>*>(g); return 0; }
+}

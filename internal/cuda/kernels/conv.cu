@@ -1,0 +1,109 @@
+// Causal depthwise convolution over time, token-major x (batch, len, ch), w (ch, K), bias (ch):
+//   c[b,t,d] = bias_d + Σ_{k<K} w[d,k]·x[b, t−(K−1)+k, d]   (x = 0 before t = 0, and before a reset)
+//   y = silu(c) = c·σ(c) with SiLU, else y = c
+// w[d,K−1] multiplies the current step (PyTorch's Conv1d, a cross-correlation, with K−1 steps of
+// left padding). With a reset mask, a step sees no input from before the last document start at or
+// before it. Backward, with dc = dy·σ(c)·(1 + c·(1−σ(c))) (dc = dy without SiLU):
+//   dx[b,s,d] = Σ_k dc[b, s+(K−1)−k, d]·w[d,k]   (terms past the end, or across a reset, dropped)
+//   dw[d,k]   = Σ_{b,t} dc[b,t,d]·x[b, t−(K−1)+k, d]       db_d = Σ_{b,t} dc[b,t,d]
+// dc goes through a scratch tensor; dw and db are per-time-block partials added in order by sum_parts.
+#include "common.cuh"
+
+#define CONV_KMAX 16
+#define CONV_STEPS 64
+
+struct ConvParams {
+  const float *x, *w, *bias, *dy;
+  const uint8_t* reset;
+  float *y, *dc, *dx, *partw, *partb;
+  int batch, len, ch, k, silu, pad;
+};
+static_assert(sizeof(ConvParams) == 104, "ConvParams layout (see conv.go)");
+
+// first_input returns the first time step that t may read: its document's start with a reset mask.
+__device__ __forceinline__ int first_input(const ConvParams& p, int b, int t) {
+  int lo = max(0, t - (p.k - 1));
+  if (p.reset)
+    for (int s = t; s > lo; s--)
+      if (p.reset[(size_t)b * p.len + s]) return s;
+  return lo;
+}
+
+__device__ __forceinline__ float conv_pre(const ConvParams& p, int b, int t, int d) {
+  float c = p.bias ? p.bias[d] : 0.f;
+  const int lo = first_input(p, b, t);
+  for (int j = lo - t + p.k - 1; j < p.k; j++)
+    c = fmaf(p.w[d * p.k + j], p.x[((size_t)b * p.len + t - (p.k - 1) + j) * p.ch + d], c);
+  return c;
+}
+
+// One thread per (b, t, d); grid-stride.
+extern "C" __global__ void conv_fwd(const ConvParams p) {
+  const long long n = (long long)p.batch * p.len * p.ch;
+  for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
+    const int d = e % p.ch;
+    const long long bt = e / p.ch;
+    const int t = bt % p.len, b = bt / p.len;
+    float c = conv_pre(p, b, t, d);
+    if (p.silu) c = c * sigmoidf(c);
+    p.y[e] = c;
+  }
+}
+
+// dc = ∂L/∂c into p.dc; one thread per element.
+extern "C" __global__ void conv_bwd_dc(const ConvParams p) {
+  const long long n = (long long)p.batch * p.len * p.ch;
+  for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
+    float g = p.dy[e];
+    if (p.silu) {
+      const int d = e % p.ch;
+      const long long bt = e / p.ch;
+      const float c = conv_pre(p, bt / p.len, bt % p.len, d);
+      const float s = sigmoidf(c);
+      g = g * s * (1.f + c * (1.f - s));
+    }
+    p.dc[e] = g;
+  }
+}
+
+// dx from dc; one thread per element.
+extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
+  const long long n = (long long)p.batch * p.len * p.ch;
+  for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
+    const int d = e % p.ch;
+    const long long bt = e / p.ch;
+    const int s = bt % p.len, b = bt / p.len;
+    float acc = 0.f;
+    for (int j = p.k - 1; j >= 0; j--) {
+      const int t = s + (p.k - 1) - j;  // the step whose window puts x_s at tap j
+      if (t >= p.len) continue;
+      if (first_input(p, b, t) > s) break;  // t is past a reset after s, and so is every later t
+      acc = fmaf(p.dc[((size_t)b * p.len + t) * p.ch + d], p.w[d * p.k + j], acc);
+    }
+    p.dx[e] = acc;
+  }
+}
+
+// Partials of dw and db over blocks of CONV_STEPS steps of one sequence: grid (ceil(ch/128),
+// batch·ceil(len/CONV_STEPS)), block 128; partw[blk, d·K + j], partb[blk, d].
+extern "C" __global__ void conv_bwd_dw_part(const ConvParams p) {
+  const int d = blockIdx.x * blockDim.x + threadIdx.x;
+  if (d >= p.ch) return;
+  const int per = (p.len + CONV_STEPS - 1) / CONV_STEPS;
+  const int blk = blockIdx.y, b = blk / per, t0 = (blk % per) * CONV_STEPS, t1 = min(p.len, t0 + CONV_STEPS);
+  float acc[CONV_KMAX], db = 0.f;
+#pragma unroll
+  for (int j = 0; j < CONV_KMAX; j++) acc[j] = 0.f;
+  for (int t = t0; t < t1; t++) {
+    const float dc = p.dc[((size_t)b * p.len + t) * p.ch + d];
+    db += dc;
+    const int lo = first_input(p, b, t) - t + p.k - 1;
+#pragma unroll
+    for (int j = 0; j < CONV_KMAX; j++)
+      if (j >= lo && j < p.k) acc[j] = fmaf(dc, p.x[((size_t)b * p.len + t - (p.k - 1) + j) * p.ch + d], acc[j]);
+  }
+#pragma unroll
+  for (int j = 0; j < CONV_KMAX; j++)
+    if (j < p.k) p.partw[((size_t)blk * p.ch + d) * p.k + j] = acc[j];
+  p.partb[(size_t)blk * p.ch + d] = db;
+}
