@@ -1,8 +1,11 @@
 package layers
 
 import (
+	"math"
 	"slices"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // decodeAll feeds ids (batch, L) to a fresh decoder one Step at a time and
@@ -46,7 +49,7 @@ func lastRows[T float32 | float64](x []T, batch, L, V int) []T {
 func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []float64, tol float64) {
 	t.Helper()
 	V := m.cfg.PaddedVocab()
-	if e := relL2(decodeAll(t, m, ids, batch, L), want); e > tol {
+	if e := testutil.RelL2(decodeAll(t, m, ids, batch, L), want); !testutil.Within(e, tol) {
 		t.Errorf("step-by-step logits: relative L2 error %.3g > %.g", e, tol)
 	} else {
 		t.Logf("step-by-step logits: relative L2 error %.3g", e)
@@ -59,7 +62,7 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := relL2(got, lastRows(want, batch, L, V)); e > tol {
+	if e := testutil.RelL2(got, lastRows(want, batch, L, V)); !testutil.Within(e, tol) {
 		t.Errorf("prefill logits: relative L2 error %.3g > %.g", e, tol)
 	}
 	// Chunks: prefix of p tokens, then q more through a second prefill, then steps.
@@ -86,7 +89,7 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 			t.Fatal(err)
 		}
 	}
-	if e := relL2(got, lastRows(want, batch, L, V)); e > tol {
+	if e := testutil.RelL2(got, lastRows(want, batch, L, V)); !testutil.Within(e, tol) {
 		t.Errorf("prefill+prefill+step logits: relative L2 error %.3g > %.g", e, tol)
 	}
 	if d.Pos() != L {
@@ -100,11 +103,11 @@ func TestFixtureDecode(t *testing.T) {
 		t.Run(fx.name, func(t *testing.T) {
 			V := m.cfg.PaddedVocab()
 			ref := newRef64(m).forward(fx.ids, fx.batch, fx.seqLen)
-			if e := relL2(ref, fx.logits); e > 1e-5 {
+			if e := testutil.RelL2(ref, fx.logits); !testutil.Within(e, 1e-5) {
 				t.Errorf("float64 reference logits: relative L2 error %.3g vs transformers", e)
 			}
 			loss := crossEntropy64(ref, shiftedTargets(fx.ids, fx.batch, fx.seqLen), V)
-			if d := loss - fx.loss; d > 1e-6 || d < -1e-6 {
+			if d := math.Abs(loss - fx.loss); !testutil.Within(d, 1e-6) {
 				t.Errorf("float64 reference loss %.8f, transformers %.8f", loss, fx.loss)
 			}
 			checkDecoder(t, m, fx.ids, fx.batch, fx.seqLen, fx.logits, 1e-4)

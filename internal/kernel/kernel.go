@@ -1,0 +1,150 @@
+package kernel
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mambago/mamba/internal/parallel"
+)
+
+// Spec is one op instance: what it computes, its fixed shapes and every
+// parameter that changes the math. Specs are plain values that name no
+// backend; a backend turns one into a Kernel.
+type Spec interface {
+	// String names the op and every parameter, e.g. RMSNorm{rows=8,dim=4,eps=1e-05}.
+	String() string
+	// Inputs lists the shape of every input, in order.
+	Inputs() [][]int
+	// Output is the shape of the output; empty for a scalar.
+	Output() []int
+	// Validate reports a spec no kernel can run: a size below its minimum,
+	// sizes whose element counts overflow, inconsistent options.
+	Validate() error
+}
+
+// Kernel computes one Spec on buffers of type B ([]float32 on the CPU).
+//
+// Forward writes out and keeps, inside the kernel and never in out, what
+// Backward needs. Backward runs after Forward on the same inputs and
+// overwrites din[i] with d(loss)/d(input i), given dout = d(loss)/d(out); it
+// skips nil entries of din. Shapes were checked when the kernel was built, so
+// neither can fail. A kernel is reused step after step and is not safe for
+// concurrent use.
+type Kernel[B any] interface {
+	Forward(in []B, out B)
+	Backward(in []B, dout B, din []B)
+}
+
+// Backend builds kernels over buffers of type B.
+type Backend[B any] interface {
+	Name() string
+	New(Spec) (Kernel[B], error)
+}
+
+// CPU is the fast float32 backend: kernels parallel over blocks fixed by the
+// shape (bitwise the same results for any GOMAXPROCS), products through the
+// tiled sgemm.
+type CPU struct{}
+
+// Reference is the float64 backend: plain loops written from the
+// definitions, which the tests check CPU against.
+type Reference struct{}
+
+// cpuSpec and refSpec are implemented by every spec of this package.
+type cpuSpec interface{ cpu() Kernel[[]float32] }
+type refSpec interface{ ref() Kernel[[]float64] }
+
+func (CPU) Name() string { return "cpu" }
+
+// New validates s and returns its float32 kernel.
+func (CPU) New(s Spec) (Kernel[[]float32], error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if c, ok := s.(cpuSpec); ok {
+		return c.cpu(), nil
+	}
+	return nil, fmt.Errorf("kernel: the cpu backend has no kernel for %s", s)
+}
+
+func (Reference) Name() string { return "reference" }
+
+// New validates s and returns its float64 reference kernel.
+func (Reference) New(s Spec) (Kernel[[]float64], error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if r, ok := s.(refSpec); ok {
+		return r.ref(), nil
+	}
+	return nil, fmt.Errorf("kernel: the reference backend has no kernel for %s", s)
+}
+
+// Size is the number of elements of a shape (1 for a scalar).
+func Size(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// MaxElems bounds the element count of every buffer a spec describes: 2^31,
+// so that counts fit the 32-bit integers of BLAS and of device kernels.
+const MaxElems = 1 << 31
+
+// validate returns an error naming the op of s unless every size (named by
+// the comma-separated names) is in [1, MaxElems] and every input and output
+// of s has at most MaxElems elements.
+func validate(s Spec, names string, sizes ...int) error {
+	op, _, _ := strings.Cut(s.String(), "{")
+	for i, name := range strings.Split(names, ",")[:len(sizes)] {
+		if sizes[i] < 1 || sizes[i] > MaxElems {
+			return fmt.Errorf("kernel: %s: %s = %d, want 1 to %d", op, name, sizes[i], MaxElems)
+		}
+	}
+	for _, shape := range append(s.Inputs(), s.Output()) {
+		p := 1
+		for _, d := range shape {
+			if d < 1 || p > MaxElems/d {
+				return fmt.Errorf("kernel: %s: a buffer of shape %v is empty or exceeds %d elements", op, shape, MaxElems)
+			}
+			p *= d
+		}
+	}
+	return nil
+}
+
+// items adapts a function to parallel.Body; a kernel keeps its bodies as
+// method values made once, so running a loop allocates nothing.
+type items func(w, i int)
+
+func (f items) Item(w, i int) { f(w, i) }
+
+// blocks returns the number of blocks of bs elements that cover n.
+func blocks(n, bs int) int { return (n + bs - 1) / bs }
+
+// span returns block i of bs elements of [0, n).
+func span(i, bs, n int) (lo, hi int) { return i * bs, min(n, (i+1)*bs) }
+
+// sumBlocks sets dst[j] = Σ_b parts[b·len(dst)+j], adding the blocks in order.
+func sumBlocks[T float32 | float64](dst, parts []T) {
+	n := len(dst)
+	copy(dst, parts[:n])
+	for b := n; b+n <= len(parts); b += n {
+		for j, v := range parts[b : b+n] {
+			dst[j] += v
+		}
+	}
+}
+
+// grow returns buf resized to n elements, reallocating only when it is too small.
+func grow[T any](buf []T, n int) []T {
+	if cap(buf) < n {
+		return make([]T, n)
+	}
+	return buf[:n]
+}
+
+// run runs f over n items on up to GOMAXPROCS workers with the kernel's job.
+func run(job *parallel.Job, f items, n int) { job.Run(f, n, 0) }
