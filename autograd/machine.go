@@ -112,7 +112,7 @@ type Profile struct {
 type ProfileEntry struct {
 	Name  string // e.g. "Linear", "Linear backward", "Add (gradient sums)"
 	Time  time.Duration
-	Calls int
+	Calls int // kernel runs (a backward counts once, not once per input)
 }
 
 // NewProfile returns an empty profile.
@@ -351,8 +351,12 @@ func (m *machine[T]) runAll() error {
 	for i := range m.steps {
 		s := &m.steps[i]
 		var start time.Time
+		runs := 0
 		if s.prof >= 0 {
 			start = time.Now()
+			if s.kind == stepGrad {
+				runs = s.grad.c.runs
+			}
 		}
 		if err := m.step(s); err != nil {
 			return err
@@ -360,7 +364,9 @@ func (m *machine[T]) runAll() error {
 		if s.prof >= 0 {
 			e := &m.prof.entries[s.prof]
 			e.Time += time.Since(start)
-			e.Calls++
+			if s.kind != stepGrad || s.grad.c.runs != runs {
+				e.Calls++ // a gradient step counts when it ran its op's backward
+			}
 		}
 	}
 	return nil

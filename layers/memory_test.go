@@ -87,3 +87,23 @@ func TestActivationMemory(t *testing.T) {
 		t.Errorf("live heap %.0f bytes per token per layer exceeds 64 floats per d_inner channel", perLayer)
 	}
 }
+
+// TestTrainingBytes: the estimate covers the live heap after a step (what a
+// training step keeps) and is not more than twice it.
+func TestTrainingBytes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures the heap of two trainers: skipped with -short")
+	}
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.DState, c.NLayer = 64, 64, 16, 3
+	batch, L := 2, 256
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	live := float64(heapAfterStep(t, c, batch, L)) - float64(before.HeapAlloc)
+	est := c.TrainingBytes(batch, L)
+	t.Logf("estimate %.0f bytes, live heap after a step %.0f bytes (without an optimizer)", est, live)
+	if !(est >= live && est <= 2*live) {
+		t.Errorf("TrainingBytes %.0f, live heap %.0f: want the estimate in [live, 2·live]", est, live)
+	}
+}

@@ -270,3 +270,30 @@ func TestTrainerDegenerateShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestStepAllocs: once warm, a training step allocates nothing, whatever
+// GOMAXPROCS is.
+func TestStepAllocs(t *testing.T) {
+	for _, v := range variants {
+		m := variantModel(t, v.edit)
+		batch, L := 2, 40
+		tr, err := m.Compile(batch, L)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := randomIDs(batch*L, m.cfg.VocabSize, 1)
+		tg := randomTargets(batch*L, m.cfg.VocabSize, 2)
+		for _, procs := range []int{1, 3} {
+			old := runtime.GOMAXPROCS(procs)
+			for range 2 {
+				if _, err := tr.Step(ids, tg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if a := testing.AllocsPerRun(3, func() { tr.Step(ids, tg) }); a != 0 {
+				t.Errorf("%s, GOMAXPROCS %d: %v allocations per step", v.name, procs, a)
+			}
+			runtime.GOMAXPROCS(old)
+		}
+	}
+}

@@ -7,6 +7,7 @@
 //	go run ./cmd/train eval --checkpoint runs/text
 //	go run ./cmd/train generate --checkpoint runs/text --prompt "The " --tokenizer bytes --tokens 200
 //	go run ./cmd/train prepare --modality text --out data/cache/text-bytes --tokenizer bytes
+//	go run ./cmd/train bench --config configs/bench.json          # tokens/s, MFU, per-op times, generation
 //
 // Exit status: 0 success, 1 training failed, 2 bad input (flags, config, data,
 // checkpoint, output directory), 130 interrupted (after a final checkpoint).
@@ -26,8 +27,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/mambago/mamba/autograd"
 	"github.com/mambago/mamba/configs"
+	"github.com/mambago/mamba/internal/kernel"
 	"github.com/mambago/mamba/train"
 )
 
@@ -50,11 +51,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "train":
-		err = runTrain(args, stdout)
+		err = runTrain(args, stdout, stderr)
 	case "eval":
 		err = runEval(args, stdout)
 	case "generate":
 		err = runGenerate(args, stdout)
+	case "bench":
+		err = runBench(args, stdout)
 	case "prepare":
 		if err = runPrepare(args, stdout, stderr); err != nil {
 			err = usageError{err}
@@ -63,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, trainUsage)
 		return 0
 	default:
-		err = usagef("unknown command %q (want train, eval, generate, prepare or help)", cmd)
+		err = usagef("unknown command %q (want train, eval, generate, bench, prepare or help)", cmd)
 	}
 	if err == nil || errors.Is(err, pflag.ErrHelp) {
 		return 0
@@ -90,6 +93,7 @@ Usage:
   train [train] [--config FILE] [--set key=value]... [--out DIR] [--resume] [--init-from DIR]
   train eval --checkpoint DIR [--set key=value]...
   train generate --checkpoint DIR (--prompt TEXT --tokenizer NAME | --prompt-ids 1,2,3) [--tokens N]
+  train bench [--config FILE] [--d-model N ...] [--steps N] [--json]   (see: train bench --help)
   train prepare --modality text|dna|audio --out DIR [...]   (see: train prepare --help)
 
 With no arguments, train runs configs/quickstart.json: a small Mamba learns the
@@ -136,7 +140,7 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	return nil
 }
 
-func runTrain(args []string, stdout io.Writer) error {
+func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", trainUsage, stdout)
 	config := fs.String("config", "", "run config JSON file (default: the built-in configs/quickstart.json)")
 	sets := fs.StringArray("set", nil, "override a config key, e.g. --set optim.lr=1e-3 (repeatable; the value is JSON or a bare string)")
@@ -181,9 +185,12 @@ func runTrain(args []string, stdout io.Writer) error {
 		<-ctx.Done()
 		stop()
 	}()
-	blas := "blas: " + autograd.UseBLAS()
+	blas := kernel.BLAS()
+	if blas.Warning != "" {
+		fmt.Fprintln(stderr, "train: "+blas.Warning)
+	}
 	_, err = train.Run(ctx, cfg, train.Options{Out: *out, Resume: *resume, InitFrom: *initFrom,
-		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{blas}})
+		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String()}})
 	return err
 }
 

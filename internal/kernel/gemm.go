@@ -105,8 +105,13 @@ type tileCall struct {
 }
 
 func newProduct(transA, transB bool, m, n, k, lda, ldb, ldc int, prep func(i0, i1, j0, j1 int)) *product {
-	p := &product{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, prep: prep}
-	p.tm, p.tn = tileSizes(m, n, k)
+	tm, tn := tileSizes(m, n, k)
+	return newTiledProduct(transA, transB, m, n, k, lda, ldb, ldc, tm, tn, prep)
+}
+
+// newTiledProduct is newProduct with the given tile sides.
+func newTiledProduct(transA, transB bool, m, n, k, lda, ldb, ldc, tm, tn int, prep func(i0, i1, j0, j1 int)) *product {
+	p := &product{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, tm: tm, tn: tn, prep: prep}
 	if loadedBLAS().sgemm != 0 {
 		p.calls = make([]*tileCall, p.tiles())
 		for t := range p.calls {
