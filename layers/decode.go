@@ -2,8 +2,10 @@ package layers
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/mambago/mamba/internal/kernel"
+	"github.com/mambago/mamba/internal/parallel"
 	"github.com/mambago/mamba/scan"
 )
 
@@ -13,23 +15,31 @@ import (
 // position. It computes with the kernels of the training graph (package
 // internal/kernel: RMSNorm, the causal conv continued from its state, the
 // products, A = −exp(A_log)) and the scan of package scan, so training and
-// generation share their numerics. Prefill pushes a whole chunk of tokens
-// through the parallel scan and hands its final state on; Step advances
-// every row by one token, a scan of length 1 started from that state.
+// generation share their numerics.
+//
+// Prefill pushes a whole chunk of tokens through the training graph's
+// kernels, the parallel (chunked) scan included, and hands its final state
+// on. Step advances every row by one token: each block in four short phases
+// over blocks of channels (or of weight rows) on a persistent team of
+// goroutines, every output one dot product (see stepper), a scan of length 1
+// started from the state.
 //
 // A Decoder reads the model's parameters when it runs and caches
-// A = −exp(A_log) at Reset: call Reset after changing the parameters. It is
-// not safe for concurrent use.
+// A = −exp(A_log) and the transposed conv weights at Reset: call Reset after
+// changing the parameters. It is not safe for concurrent use. Close stops
+// its goroutines (they also stop when the Decoder is garbage collected).
 type Decoder struct {
-	m     *Model
-	batch int
-	pos   int
-	conv  [][]float32 // per block: (batch·(K−1), E), oldest input first
-	next  []float32   // (batch·(K−1), E): the conv's next state, swapped with conv[l]
-	ssm   [][]float32 // per block: (batch, E, N)
-	spare []float32   // (batch, E, N): the scan's next state, swapped with ssm[l]
-	a     [][]float32 // per block: (E, N), −exp(A_log)
-	one   *run        // Step's kernels and buffers: one token per row
+	m      *Model
+	batch  int
+	pos    int
+	conv   [][]float32 // per block: (batch·(K−1), E), oldest input first
+	next   []float32   // (batch·(K−1), E): the conv's next state, swapped with conv[l]
+	ssm    [][]float32 // per block: the SSM state, (batch, E, N), or the step's layout (stepper.toBlocks) when blocks is set
+	spare  []float32   // the scan's next state, swapped with ssm[l]
+	blocks bool        // ssm is in the step's layout
+	a      [][]float32 // per block: (E, N), −exp(A_log)
+	step   *stepper
+	last   *run // the kernels and buffers of the last Prefill
 }
 
 // run holds the kernels and activations of a pass over L tokens per row. The
@@ -102,11 +112,34 @@ func (m *Model) NewDecoder(batch int) (*Decoder, error) {
 		d.a = append(d.a, make([]float32, E*N))
 	}
 	var err error
-	if d.one, err = d.newRun(1); err != nil {
+	if d.step, err = newStepper(d); err != nil {
 		return nil, err
 	}
+	runtime.AddCleanup(d, func(t *parallel.Team) { t.Close() }, d.step.team)
 	d.Reset()
 	return d, nil
+}
+
+// Close stops the goroutines of Step. The Decoder must not be used afterwards.
+func (d *Decoder) Close() { d.step.team.Close() }
+
+// layout puts the SSM states in the step's layout (blocks) or the scan's.
+func (d *Decoder) layout(blocks bool) {
+	if d.blocks == blocks {
+		return
+	}
+	d.blocks = blocks
+	if d.batch == 1 { // the layouts coincide
+		return
+	}
+	for l := range d.ssm {
+		if blocks {
+			d.step.toBlocks(d.spare, d.ssm[l])
+		} else {
+			d.step.toScan(d.spare, d.ssm[l])
+		}
+		d.ssm[l], d.spare = d.spare, d.ssm[l]
+	}
 }
 
 // Reset returns every row to position 0 (zero states) and re-reads A_log.
@@ -117,6 +150,7 @@ func (d *Decoder) Reset() {
 		clear(d.ssm[l])
 		kernel.NegExp(d.a[l], b.aLog.Value)
 	}
+	d.step.reset()
 }
 
 // Pos is the number of tokens consumed since the last Reset.
@@ -144,7 +178,13 @@ func (d *Decoder) Step(tokens []int32) ([]float32, error) {
 	if err := d.checkIDs(tokens, d.batch); err != nil {
 		return nil, err
 	}
-	return d.forward(d.one, tokens)
+	d.layout(true)
+	logits, err := d.step.step(tokens)
+	if err != nil {
+		return nil, err
+	}
+	d.pos++
+	return logits, nil
 }
 
 // Prefill feeds L tokens per row (tokens is (Batch, L), row-major) through
@@ -160,14 +200,15 @@ func (d *Decoder) Prefill(tokens []int32, L int) ([]float32, error) {
 	if err := d.checkIDs(tokens, d.batch*L); err != nil {
 		return nil, err
 	}
-	r := d.one
-	if L > 1 {
-		var err error
-		if r, err = d.newRun(L); err != nil {
+	if d.last == nil || d.last.L != L {
+		r, err := d.newRun(L)
+		if err != nil {
 			return nil, err
 		}
+		d.last = r
 	}
-	return d.forward(r, tokens)
+	d.layout(false)
+	return d.forward(d.last, tokens)
 }
 
 // with sets r.args to the given buffers, dropping nil ones (absent optional

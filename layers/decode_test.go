@@ -2,6 +2,7 @@ package layers
 
 import (
 	"math"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -119,5 +120,38 @@ func TestFixtureDecode(t *testing.T) {
 				t.Errorf("greedy generation\n got %v\nwant %v", got, want)
 			}
 		})
+	}
+}
+
+// TestDecoderStepDeterministic: the one-token step gives bitwise the same logits
+// whatever the size of its team (GOMAXPROCS when the decoder is made), over
+// several blocks of channels, with batch 1 and 3.
+func TestDecoderStepDeterministic(t *testing.T) {
+	m := variantModel(t, func(c *Config) { c.DModel, c.DState, c.Bias = 64, 8, true })
+	for _, batch := range []int{1, 3} {
+		ids := randomIDs(batch*6, m.cfg.VocabSize, 4)
+		var got [2][]float32
+		for i, procs := range []int{1, 4} {
+			old := runtime.GOMAXPROCS(procs)
+			d, err := m.NewDecoder(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Prefill(ids[:batch*2], 2); err != nil {
+				t.Fatal(err)
+			}
+			for s := 2; s < 6; s++ {
+				logits, err := d.Step(ids[batch*s : batch*(s+1)])
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[i] = append(got[i], logits...)
+			}
+			d.Close()
+			runtime.GOMAXPROCS(old)
+		}
+		if !slices.Equal(got[0], got[1]) {
+			t.Errorf("batch %d: logits differ between teams of 1 and 4", batch)
+		}
 	}
 }

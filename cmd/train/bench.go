@@ -253,6 +253,7 @@ func decodeRate(m *layers.Model, batch int, rng *rand.Rand) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	defer d.Close()
 	V := m.Config().VocabSize
 	tok := make([]int32, batch*16)
 	for i := range tok {

@@ -115,11 +115,8 @@ func validate(s Spec, names string, sizes ...int) error {
 	return nil
 }
 
-// items adapts a function to parallel.Body; a kernel keeps its bodies as
-// method values made once, so running a loop allocates nothing.
-type items func(w, i int)
-
-func (f items) Item(w, i int) { f(w, i) }
+// items is a kernel's loop body, a method value made once (parallel.BodyFunc).
+type items = parallel.BodyFunc
 
 // blocks returns the number of blocks of bs elements that cover n.
 func blocks(n, bs int) int { return (n + bs - 1) / bs }

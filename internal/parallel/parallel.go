@@ -20,6 +20,13 @@ import (
 // slot w, with 0 ≤ w < the slot count of the call (see Workers).
 type Body interface{ Item(w, i int) }
 
+// BodyFunc is a function as a Body. Converting one to a Body allocates nothing, so a kernel
+// keeps its loop bodies as method values made once (f := k.item) and runs them hot.
+type BodyFunc func(w, i int)
+
+// Item calls f(w, i).
+func (f BodyFunc) Item(w, i int) { f(w, i) }
+
 // Job runs loops. Its zero value is ready; keep one per kernel (or use Run, which pools
 // them). A Job runs one loop at a time.
 type Job struct {
