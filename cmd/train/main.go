@@ -55,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "eval":
 		err = runEval(args, stdout)
 	case "generate":
-		err = runGenerate(args, stdout)
+		err = runGenerate(args, stdout, stderr)
 	case "bench":
 		err = runBench(args, stdout)
 	case "prepare":
