@@ -297,19 +297,23 @@ func (op *fusedOp[T]) DiffWRT(n int) []bool {
 
 // SymDiff returns one gradient node per input. The nodes share one gradCache,
 // so the first of them to run in a step runs the backward kernel once and the
-// others return its results.
+// others return its results. An input whose gradient is the output's
+// (kernel.PassThrough) gets the upstream gradient node itself.
 func (op *fusedOp[T]) SymDiff(inputs gorgonia.Nodes, output, grad *gorgonia.Node) (gorgonia.Nodes, error) {
 	if len(inputs) != len(op.in) {
 		return nil, fmt.Errorf("autograd: %s: SymDiff got %d inputs, want %d", op.name, len(inputs), len(op.in))
 	}
 	op.grads++
 	c := &gradCache[T]{op: op, gen: op.grads, din: make([][]T, len(inputs)), vals: make([]gorgonia.Value, len(inputs)), args: make([][]T, len(inputs))}
-	for i, s := range op.in {
-		c.din[i], c.vals[i] = newValue[T](s)
-	}
 	nodes := append(append(gorgonia.Nodes{}, inputs...), grad)
 	ret := make(gorgonia.Nodes, len(inputs))
+	pass, _ := op.spec.(kernel.PassThrough)
 	for i := range inputs {
+		if pass != nil && pass.PassThrough(i) {
+			ret[i] = grad // its din entry stays nil: the kernel skips it
+			continue
+		}
+		c.din[i], c.vals[i] = newValue[T](op.in[i])
 		n, err := gorgonia.ApplyOp(&gradOp[T]{c: c, which: i}, nodes...)
 		if err != nil {
 			return nil, fmt.Errorf("autograd: %s: gradient %d: %w", op.name, i, err)

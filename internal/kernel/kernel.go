@@ -35,6 +35,12 @@ type Kernel[B any] interface {
 	Backward(in []B, dout B, din []B)
 }
 
+// PassThrough is implemented by specs with an input whose gradient is the
+// output's gradient itself (a residual input, either input of Add): a graph
+// hands the upstream gradient on for it instead of asking Backward for a
+// copy (Backward still fills the input's entry of din if given one).
+type PassThrough interface{ PassThrough(i int) bool }
+
 // Backend builds kernels over buffers of type B.
 type Backend[B any] interface {
 	Name() string

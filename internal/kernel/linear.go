@@ -41,6 +41,9 @@ func (s Linear) Inputs() [][]int {
 
 func (s Linear) Output() []int { return []int{s.Rows, s.Hi - s.Lo} }
 
+// PassThrough reports whether input i is the residual, whose gradient is the output's.
+func (s Linear) PassThrough(i int) bool { return s.Residual && i == len(s.Inputs())-1 }
+
 func (s Linear) Validate() error {
 	if s.Lo < 0 || s.Hi > s.Out || s.Lo >= s.Hi {
 		return fmt.Errorf("kernel: Linear: rows [%d, %d) of a weight with %d rows are not defined", s.Lo, s.Hi, s.Out)
