@@ -78,10 +78,10 @@ func cut(s string) (string, string, bool) {
 	return s, "", false
 }
 
-// BenchmarkSgemm is the product of the bench model's in_proj, (4096, 256) ·
-// (256, 512)ᵀ, as one BLAS call and cut into tiles, on one core and on all:
-// on one core the difference is the cost of the tiles (each repacks its
-// parts of A and B).
+// BenchmarkSgemm runs products of the bench model's shapes (in_proj forward,
+// its weight gradient, out_proj forward) as one BLAS call and cut into items
+// (productCut), on one core and on all: on one core the difference is the
+// cost of the cut (repacking, the sum of the chunks).
 func BenchmarkSgemm(b *testing.B) {
 	if BLAS().Lib != "openblas" {
 		b.Skip("OpenBLAS is not installed")
@@ -92,20 +92,19 @@ func BenchmarkSgemm(b *testing.B) {
 		a := testutil.Convert[float32](testutil.Normals(r, m*k, 1))
 		bm := testutil.Convert[float32](testutil.Normals(r, k*n, 1))
 		c := make([]float32, m*n)
-		tm, tn := tileSizes(m, n, k)
 		for _, procs := range []int{1, runtime.GOMAXPROCS(0)} {
-			for _, tiled := range []bool{false, true} {
-				p := newTiledProduct(false, false, m, n, k, k, n, n, m, n, nil)
-				if tiled {
-					p = newTiledProduct(false, false, m, n, k, k, n, n, tm, tn, nil)
+			for _, cut := range []bool{false, true} {
+				p := newCutProduct(false, false, m, n, k, k, n, n, m, n, k, nil)
+				if cut {
+					p = newProduct(false, false, m, n, k, k, n, n, nil)
 				}
 				p.set(a, bm, c)
-				ts := newTasks(productTask(p))
-				b.Run(fmt.Sprintf("%dx%dx%d/procs=%d/tiles=%d", m, n, k, procs, p.tiles()), func(b *testing.B) {
+				ts, sums := newTasks(productTask(p)), newTasks(reduceTask(p))
+				b.Run(fmt.Sprintf("%dx%dx%d/procs=%d/items=%d", m, n, k, procs, p.items()), func(b *testing.B) {
 					defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 					b.ReportAllocs()
 					for b.Loop() {
-						ts.run()
+						runProducts(ts, sums, p)
 					}
 					b.ReportMetric(2*float64(m*n*k)*float64(b.N)/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
 				})

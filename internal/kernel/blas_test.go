@@ -107,7 +107,7 @@ func TestProductMatchesGonum(t *testing.T) {
 		t.Skip("OpenBLAS is not installed: install libopenblas0 to run this test (CI does)")
 	}
 	r := rand.New(rand.NewPCG(21, 22))
-	for _, sh := range [][3]int{{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {300, 90, 80}, {90, 300, 80}, {700, 64, 300}} {
+	for _, sh := range [][3]int{{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {300, 90, 80}, {90, 300, 80}, {700, 64, 300}, {80, 90, 5000}} {
 		m, n, k := sh[0], sh[1], sh[2]
 		for _, ta := range []bool{false, true} {
 			for _, tb := range []bool{false, true} {
@@ -129,7 +129,7 @@ func TestProductMatchesGonum(t *testing.T) {
 					}
 					got[i] = make([]float32, m*(n+3))
 					p.set(a, b, got[i])
-					newTasks(productTask(p)).run()
+					runProducts(newTasks(productTask(p)), newTasks(reduceTask(p)), p)
 				}
 				testutil.Close(t, "tiled sgemm, OpenBLAS vs gonum", got[0], got[1], 1e-6)
 			}
@@ -137,21 +137,25 @@ func TestProductMatchesGonum(t *testing.T) {
 	}
 }
 
-// TestTileSizes: large products are cut into 64 to 127 tiles whose sides
-// are multiples of 16, small ones stay one call.
-func TestTileSizes(t *testing.T) {
-	for _, c := range []struct{ m, n, k, tiles int }{
-		{4096, 512, 256, 64}, // in_proj of the bench model, one half
-		{512, 256, 4096, 64}, // its weight gradient
-		{4096, 48, 512, 64},  // x_proj
-		{16, 16, 16, 1},
-		{48, 512, 4096, 96},
-		{1, 1 << 20, 1, 4},
+// TestProductCut: large products are cut into 32 to 63 items (or as many as
+// their size allows), k first into chunks of at least 512, then C into
+// tiles whose sides are multiples of 16; small ones stay one call.
+func TestProductCut(t *testing.T) {
+	for _, c := range []struct{ m, n, k, items, chunks int }{
+		{4096, 512, 256, 32, 1}, // in_proj of the bench model, one half
+		{512, 256, 4096, 32, 8}, // its weight gradient
+		{4096, 48, 512, 32, 1},  // x_proj
+		{48, 512, 4096, 32, 8},  // its weight gradient
+		{16, 16, 16, 1, 1},
+		{1, 1 << 20, 1, 4, 1},
+		{64, 64, 1 << 16, 32, 32},
+		{4096, 4096, 4096, 32, 8},
 	} {
-		tm, tn := tileSizes(c.m, c.n, c.k)
-		got := blocks(c.m, tm) * blocks(c.n, tn)
-		if got != c.tiles || (tm != c.m && tm%tileMin != 0) || (tn != c.n && tn%tileMin != 0) {
-			t.Errorf("%d×%d×%d: tiles %d×%d (%d), want %d tiles with sides multiples of %d", c.m, c.n, c.k, tm, tn, got, c.tiles, tileMin)
+		tm, tn, kc := productCut(c.m, c.n, c.k)
+		p := newCutProduct(false, false, c.m, c.n, c.k, c.k, c.n, c.n, tm, tn, kc, nil)
+		side := func(s, full int) bool { return s == full || s%16 == 0 }
+		if p.items() != c.items || p.chunks() != c.chunks || !side(tm, c.m) || !side(tn, c.n) || !side(kc, c.k) {
+			t.Errorf("%d×%d×%d: tiles %d×%d, chunks of %d: %d items in %d chunks, want %d in %d", c.m, c.n, c.k, tm, tn, kc, p.items(), p.chunks(), c.items, c.chunks)
 		}
 	}
 }

@@ -74,22 +74,24 @@ func (s Linear) cpu() Kernel[[]float32] {
 		prep = k.prep
 	}
 	k.fwd = newProduct(false, true, s.Rows, n, s.In, s.In, s.In, n, prep)
-	k.fwdTasks = newTasks(productTask(k.fwd))
+	k.fwdTasks, k.fwdSums = newTasks(productTask(k.fwd)), newTasks(reduceTask(k.fwd))
 	k.dw = newProduct(true, false, n, s.In, s.Rows, n, s.In, s.In, nil)
 	k.dx = newProduct(false, false, s.Rows, s.In, n, n, s.In, s.In, nil)
 	k.bwdTasks = newTasks(productTask(k.dw), productTask(k.dx),
 		task{blocks(n, linBiasCols), k.biasItem}, task{blocks(s.Rows, copyRows), k.residualItem})
+	k.bwdSums = newTasks(reduceTask(k.dw), reduceTask(k.dx))
 	return k
 }
 
 // linear32 is the float32 kernel: tiled products, and in the backward the
 // tiles of dw and dx, the bias sums and the residual copy as one parallel loop.
 type linear32 struct {
-	s                  Linear
-	fwd, dw, dx        *product
-	fwdTasks, bwdTasks *tasks
-	bias, r, y         []float32 // forward operands, for prep
-	dy, dbias, dr      []float32 // backward operands
+	s                 Linear
+	fwd, dw, dx       *product
+	fwdTasks, fwdSums *tasks
+	bwdTasks, bwdSums *tasks
+	bias, r, y        []float32 // forward operands, for prep
+	dy, dbias, dr     []float32 // backward operands
 }
 
 // prep fills a tile of y with the residual and the bias before the product
@@ -116,7 +118,7 @@ func (k *linear32) Forward(in [][]float32, y []float32) {
 	x, w, b, r := linearSplit(k.s, in)
 	k.bias, k.r, k.y = b, r, y
 	k.fwd.set(x, w[k.s.Lo*k.s.In:], y)
-	k.fwdTasks.run()
+	runProducts(k.fwdTasks, k.fwdSums, k.fwd)
 	k.bias, k.r, k.y = nil, nil, nil
 }
 
@@ -125,17 +127,22 @@ func (k *linear32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	x, w, _, _ := linearSplit(s, in)
 	dx, dw, db, dr := linearSplit(s, din)
 	n := s.Hi - s.Lo
-	t := k.bwdTasks.list
-	t[0].n, t[1].n, t[2].n, t[3].n = 0, 0, 0, 0
+	t, sums := k.bwdTasks.list, k.bwdSums.list
+	t[0].n, t[1].n, t[2].n, t[3].n, sums[0].n, sums[1].n = 0, 0, 0, 0, 0, 0
+	pw, px := k.dw, k.dx
 	if dw != nil {
 		clear(dw[:s.Lo*s.In])
 		clear(dw[s.Hi*s.In:])
-		k.dw.set(dy, x, dw[s.Lo*s.In:])
-		t[0].n = k.dw.tiles()
+		pw.set(dy, x, dw[s.Lo*s.In:])
+		t[0].n, sums[0].n = pw.items(), pw.reduceItems()
+	} else {
+		pw = nil
 	}
 	if dx != nil {
-		k.dx.set(dy, w[s.Lo*s.In:], dx)
-		t[1].n = k.dx.tiles()
+		px.set(dy, w[s.Lo*s.In:], dx)
+		t[1].n, sums[1].n = px.items(), px.reduceItems()
+	} else {
+		px = nil
 	}
 	if db != nil {
 		clear(db[:s.Lo])
@@ -146,7 +153,7 @@ func (k *linear32) Backward(in [][]float32, dy []float32, din [][]float32) {
 		t[3].n = blocks(s.Rows, copyRows)
 	}
 	k.dy, k.dbias, k.dr = dy, db, dr
-	k.bwdTasks.run()
+	runProducts(k.bwdTasks, k.bwdSums, pw, px)
 	k.dy, k.dbias, k.dr = nil, nil, nil
 }
 
