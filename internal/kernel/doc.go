@@ -49,11 +49,12 @@
 // Every CPU kernel cuts its work into items fixed by the shape, never by the
 // number of cores, runs them with package parallel and adds partial sums in
 // item order, so results are bitwise the same for every GOMAXPROCS. Products
-// are cut into tiles of C (tileSizes: up to 64 tiles of at least 2^18
-// multiply-adds, halving the longer side); each tile is one single-threaded
-// BLAS call, so its sums over k never split. A kernel's backward runs the
-// tiles of all its products and its small loops (bias sums, copies) as one
-// parallel loop. Once built, kernels allocate nothing.
+// are cut into about 32 items fixed by their shape (productCut): k into
+// chunks of at least 512 first (weight gradients, whose k is the token
+// count), then C into tiles; each item is one single-threaded BLAS call, and
+// the chunks' products are added to C in chunk order afterwards. A kernel's
+// backward runs the items of all its products and its small loops (bias
+// sums, copies) as one parallel loop. Once built, kernels allocate nothing.
 //
 // # BLAS
 //
