@@ -26,17 +26,18 @@ import (
 type stepper struct {
 	d     *Decoder
 	team  *parallel.Team
-	blk   int         // channels per block of phases A and B
+	blkA  int         // channels per block of phase A
+	blk   int         // channels per block of phase B, of the scan and of its state
 	wt    [][]float32 // per layer: conv weights transposed to (K, E)
 	scans []*scan.Fast
 
-	h, n, x, u, y   []float32 // (B, D), (B, D), (B, E), (B, E), (B, E)
-	delta, bs, cs   []float32 // (B, R), (B, N), (B, N)
-	ub, zb, dtb, yb []float32 // per block, (B, blk) each: the scan's inputs and output
-	logits          []float32 // (B, V)
-	phase, layer    int
-	errs            []error // per block: the scan's error, if any
-	body            parallel.BodyFunc
+	h, n, x, z, u, y []float32 // (B, D), (B, D), then (B, E) each
+	delta, bs, cs    []float32 // (B, R), (B, N), (B, N)
+	ub, zb, dtb, yb  []float32 // per block of phase B, (B, blk) each: the scan's inputs and output
+	logits           []float32 // (B, V)
+	phase, layer     int
+	errs             []error // per block: the scan's error, if any
+	body             parallel.BodyFunc
 }
 
 // Phases of a step.
@@ -56,14 +57,17 @@ const (
 	stepVocab   = 16
 )
 
-// stepBlock is the number of channels in one block of phases A and B: E/48
-// rounded up to a multiple of 32, so a wide model has about 48 blocks.
-func stepBlock(e int) int { return max(32, (e/48+31)/32*32) }
+// stepBlocks returns the channels in one block of phase A, E/48 rounded up to
+// a multiple of 32 (a wide model has about 48 blocks of dot products), and
+// of phase B, E/16 rounded up to a multiple of 32, at least 64 (a scan call
+// has a fixed cost).
+func stepBlocks(e int) (a, b int) { return max(32, (e/48+31)/32*32), max(64, (e/16+31)/32*32) }
 
 func newStepper(d *Decoder) (*stepper, error) {
 	cfg := d.m.cfg
 	B, D, E, N, K, R, V := d.batch, cfg.DModel, cfg.DInner(), cfg.DState, cfg.DConv, cfg.Rank(), cfg.PaddedVocab()
-	s := &stepper{d: d, team: parallel.NewTeam(0), blk: stepBlock(E)}
+	s := &stepper{d: d, team: parallel.NewTeam(0)}
+	s.blkA, s.blk = stepBlocks(E)
 	for c0 := 0; c0 < E; c0 += s.blk {
 		k, err := scan.New(scan.Shape{Batch: B, Len: 1, Channels: min(E, c0+s.blk) - c0, State: N}, scan.Options{Softplus: true, Workers: 1})
 		if err != nil {
@@ -73,7 +77,7 @@ func newStepper(d *Decoder) (*stepper, error) {
 		s.scans = append(s.scans, k)
 	}
 	f := func(n int) []float32 { return make([]float32, n) }
-	s.h, s.n, s.x, s.u, s.y = f(B*D), f(B*D), f(B*E), f(B*E), f(B*E)
+	s.h, s.n, s.x, s.z, s.u, s.y = f(B*D), f(B*D), f(B*E), f(B*E), f(B*E), f(B*E)
 	s.delta, s.bs, s.cs = f(B*R), f(B*N), f(B*N)
 	s.ub, s.zb, s.dtb, s.yb = f(B*E), f(B*E), f(B*E), f(B*E)
 	s.logits = f(B * V)
@@ -94,7 +98,7 @@ func (s *stepper) reset() {
 	}
 }
 
-// blockOf returns the channels [c0, c1) of block i.
+// blockOf returns the channels [c0, c1) of block i of phase B.
 func (s *stepper) blockOf(i int) (c0, c1 int) {
 	E := s.d.m.cfg.DInner()
 	return i * s.blk, min(E, (i+1)*s.blk)
@@ -104,7 +108,7 @@ func (s *stepper) blockOf(i int) (c0, c1 int) {
 // logits, (B, V).
 func (s *stepper) step(ids []int32) ([]float32, error) {
 	d, cfg := s.d, s.d.m.cfg
-	B, D, N, R, V := d.batch, cfg.DModel, cfg.DState, cfg.Rank(), cfg.PaddedVocab()
+	B, D, E, N, R, V := d.batch, cfg.DModel, cfg.DInner(), cfg.DState, cfg.Rank(), cfg.PaddedVocab()
 	for i, t := range ids {
 		copy(s.h[i*D:(i+1)*D], d.m.emb.Value[int(t)*D:])
 	}
@@ -115,7 +119,7 @@ func (s *stepper) step(ids []int32) ([]float32, error) {
 		for r := 0; r < B; r++ {
 			kernel.RMSNormRow(s.n[r*D:(r+1)*D], s.h[r*D:(r+1)*D], b.norm.Value, eps)
 		}
-		s.run(phaseA, len(s.scans))
+		s.run(phaseA, (E+s.blkA-1)/s.blkA)
 		if b.xW != nil {
 			s.run(phaseX, (R+2*N+stepXRows-1)/stepXRows)
 		} else { // LTI: B and C are constants
@@ -165,9 +169,7 @@ func (s *stepper) inConv(i int) {
 	d, cfg := s.d, s.d.m.cfg
 	B, D, E, K := d.batch, cfg.DModel, cfg.DInner(), cfg.DConv
 	b := &d.m.blocks[s.layer]
-	c0, c1 := s.blockOf(i)
-	w := c1 - c0
-	zb := s.zb[B*c0 : B*c1]
+	c0, c1 := i*s.blkA, min(E, (i+1)*s.blkA)
 	for c := c0; c < c1; c++ {
 		wx, wz := b.inW.Value[c*D:(c+1)*D], b.inW.Value[(E+c)*D:(E+c+1)*D]
 		for r := 0; r < B; r++ {
@@ -177,18 +179,15 @@ func (s *stepper) inConv(i int) {
 				x += b.inB.Value[c]
 				z += b.inB.Value[E+c]
 			}
-			s.x[r*E+c] = x
-			zb[r*w+c-c0] = z
+			s.x[r*E+c], s.z[r*E+c] = x, z
 		}
 	}
 	var bias []float32
 	if b.convB != nil {
 		bias = b.convB.Value
 	}
-	ub := s.ub[B*c0 : B*c1]
 	for r := 0; r < B; r++ {
 		kernel.ConvStep(s.u[r*E:(r+1)*E], s.x[r*E:(r+1)*E], d.conv[s.layer][r*(K-1)*E:(r+1)*(K-1)*E], s.wt[s.layer], bias, E, K, c0, c1, true)
-		copy(ub[r*w:(r+1)*w], s.u[r*E+c0:])
 	}
 }
 
@@ -232,9 +231,13 @@ func (s *stepper) scanBlock(i int) {
 	} else { // LTI: δ = 0, so Δ = softplus(dt_proj.bias); B and C were set by step
 		clear(dtb)
 	}
-	yb := s.yb[B*c0 : B*c1]
-	in := scan.Inputs[float32]{U: s.ub[B*c0 : B*c1], Delta: dtb, A: d.a[s.layer][c0*N : c1*N], B: s.bs, C: s.cs,
-		D: b.d.Value[c0:c1], Z: s.zb[B*c0 : B*c1], DeltaBias: b.dtB.Value[c0:c1], H0: d.ssm[s.layer][B*c0*N : B*c1*N]}
+	ub, zb, yb := s.ub[B*c0:B*c1], s.zb[B*c0:B*c1], s.yb[B*c0:B*c1]
+	for r := 0; r < B; r++ {
+		copy(ub[r*w:(r+1)*w], s.u[r*E+c0:])
+		copy(zb[r*w:(r+1)*w], s.z[r*E+c0:])
+	}
+	in := scan.Inputs[float32]{U: ub, Delta: dtb, A: d.a[s.layer][c0*N : c1*N], B: s.bs, C: s.cs,
+		D: b.d.Value[c0:c1], Z: zb, DeltaBias: b.dtB.Value[c0:c1], H0: d.ssm[s.layer][B*c0*N : B*c1*N]}
 	s.errs[i] = s.scans[i].Forward(in, yb, d.spare[B*c0*N:B*c1*N])
 	for r := 0; r < B; r++ {
 		copy(s.y[r*E+c0:r*E+c1], yb[r*w:(r+1)*w])
