@@ -36,7 +36,8 @@
 //
 // Every forward op implements Forward (its kernel.Spec) and every gradient op
 // Gradient (the spec, the input and the forward op), so that an executor for
-// another device can walk a compiled graph and build its own kernels.
+// another device can walk a compiled graph and build its own kernels. Apply
+// puts any spec into a graph, such as one defined in another package.
 //
 // # Running a graph
 //

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -100,6 +101,20 @@ func shapeString(want []int) string {
 		}
 	}
 	return s + ")"
+}
+
+// Apply applies the op of any spec to its input nodes, in the order of
+// s.Inputs(): the kernel of the graph's dtype (float32: kernel.CPU, float64:
+// kernel.Reference) as a fused op with its gradients. It is how an op
+// defined outside this package (a spec implementing kernel.CPUSpec and
+// kernel.RefSpec) goes into a graph.
+func Apply(s kernel.Spec, inputs ...*gorgonia.Node) (*gorgonia.Node, error) {
+	op, _, _ := strings.Cut(s.String(), "{")
+	args := make([]arg, len(inputs))
+	for i, n := range inputs {
+		args[i] = arg{fmt.Sprintf("input %d", i), n, false}
+	}
+	return apply(op, s, args...)
 }
 
 // apply checks the present args against s (their shapes, in order, against

@@ -172,3 +172,25 @@ func TestIdsPerStep(t *testing.T) {
 		testutil.CloseAbs(t, "embedding", out, c.want, 0)
 	}
 }
+
+// TestApply: any spec goes into a graph through Apply, its inputs checked
+// against the spec.
+func TestApply(t *testing.T) {
+	g := gorgonia.NewGraph()
+	x := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(3, 4))
+	w := gorgonia.NewVector(g, tensor.Float64, gorgonia.WithShape(4))
+	s := kernel.RMSNorm{Rows: 3, Dim: 4, Eps: 1e-5}
+	n, err := Apply(s, x, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Op().(Forward).Spec(); got != s {
+		t.Errorf("spec %v, want %v", got, s)
+	}
+	if _, err := Apply(s, w, w); err == nil || !strings.Contains(err.Error(), "input 0 has shape (4), want (3, 4)") {
+		t.Errorf("Apply with a wrong shape: %v", err)
+	}
+	if _, err := Apply(s, x); err == nil {
+		t.Error("Apply with a missing input: no error")
+	}
+}

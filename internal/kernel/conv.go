@@ -116,7 +116,7 @@ func ConvStep(y, x, state, wt, bias []float32, channels, width, lo, hi int, silu
 // convSteps is the number of time steps in one parallel piece of the float32 kernel.
 const convSteps = 64
 
-func (s Conv1d) cpu() Kernel[[]float32] {
+func (s Conv1d) CPUKernel() Kernel[[]float32] {
 	k := &conv32{s: s, wt: make([]float32, s.Width*s.Channels)}
 	if s.SiLU {
 		k.sig = make([]float32, s.Batch*s.Len*s.Channels)
@@ -326,7 +326,7 @@ func (k *conv32) stateGrad(dst []float32) {
 	}
 }
 
-func (s Conv1d) ref() Kernel[[]float64] { return &convRef{s} }
+func (s Conv1d) ReferenceKernel() Kernel[[]float64] { return &convRef{s} }
 
 // convRef is the float64 reference: the definitions above, one element at a
 // time. It recomputes c in backward like the fast kernel.

@@ -52,7 +52,7 @@ func (s CrossEntropy) Ready() error { return s.Targets.Ready() }
 // ceRows is the number of rows in one parallel block of the float32 kernel.
 const ceRows = 16
 
-func (s CrossEntropy) cpu() Kernel[[]float32] {
+func (s CrossEntropy) CPUKernel() Kernel[[]float32] {
 	nb := blocks(s.rows(), ceRows)
 	k := &ce32{s: s, held: hold(s.Targets), lse: make([]float32, s.rows()), part: make([]float64, nb)}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
@@ -154,7 +154,7 @@ func (k *ce32) backwardItem(_, b int) {
 	}
 }
 
-func (s CrossEntropy) ref() Kernel[[]float64] {
+func (s CrossEntropy) ReferenceKernel() Kernel[[]float64] {
 	return &ceRef{s: s, held: hold(s.Targets), lse: make([]float64, s.rows())}
 }
 

@@ -37,8 +37,9 @@
 // Spec into a Kernel over its buffer type: CPU over []float32 (the fast
 // kernels), Reference over []float64 (plain loops written from the
 // definitions, which the tests check CPU against, and finite differences
-// check in turn). A device backend adds a third implementation of the same
-// specs. Kernel.Forward writes the output and keeps what Backward needs;
+// check in turn). An op defined in another package joins these backends by
+// implementing CPUSpec and RefSpec; a device backend adds a third
+// implementation of the same specs. Kernel.Forward writes the output and keeps what Backward needs;
 // Backward overwrites the input gradients it is given (nil ones are
 // skipped). Shapes are checked once, when the kernel is built, so neither
 // can fail. Token ids and targets, set outside the graph each step, live in

@@ -14,12 +14,12 @@ func (s Add) String() string  { return fmt.Sprintf("Add{shape=%v}", s.Shape) }
 func (s Add) Inputs() [][]int { return [][]int{s.Shape, s.Shape} }
 func (s Add) Output() []int   { return s.Shape }
 func (s Add) Validate() error { return validate(s, "") }
-func (s Add) cpu() Kernel[[]float32] {
+func (s Add) CPUKernel() Kernel[[]float32] {
 	k := &add32{n: Size(s.Shape)}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k
 }
-func (s Add) ref() Kernel[[]float64] { return addRef{} }
+func (s Add) ReferenceKernel() Kernel[[]float64] { return addRef{} }
 
 // elemBlock is the number of elements in one parallel block of the
 // elementwise float32 kernels.
@@ -98,12 +98,12 @@ func (s Columns) Validate() error {
 	return validate(s, "rows,width", s.Rows, s.Width)
 }
 
-func (s Columns) cpu() Kernel[[]float32] {
+func (s Columns) CPUKernel() Kernel[[]float32] {
 	k := &columns32{s: s}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k
 }
-func (s Columns) ref() Kernel[[]float64] { return columnsRef{s} }
+func (s Columns) ReferenceKernel() Kernel[[]float64] { return columnsRef{s} }
 
 // copyRows is the number of rows in one parallel block of Columns and Broadcast.
 const copyRows = 256
@@ -171,12 +171,12 @@ func (s Broadcast) Inputs() [][]int { return [][]int{{s.Cols}} }
 func (s Broadcast) Output() []int   { return []int{s.Rows, s.Cols} }
 func (s Broadcast) Validate() error { return validate(s, "rows,cols", s.Rows, s.Cols) }
 
-func (s Broadcast) cpu() Kernel[[]float32] {
+func (s Broadcast) CPUKernel() Kernel[[]float32] {
 	k := &broadcast32{s: s, part: make([]float32, blocks(s.Rows, copyRows)*s.Cols)}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k
 }
-func (s Broadcast) ref() Kernel[[]float64] { return broadcastRef{s} }
+func (s Broadcast) ReferenceKernel() Kernel[[]float64] { return broadcastRef{s} }
 
 // broadcast32 is the float32 kernel; its backward sums blocks of rows, then
 // the blocks in order.

@@ -51,7 +51,7 @@ const (
 	embedVocab = 8
 )
 
-func (s Embedding) cpu() Kernel[[]float32] {
+func (s Embedding) CPUKernel() Kernel[[]float32] {
 	k := &embed32{s: s, held: hold(s.IDs), order: make([]int32, s.IDs.Len()), start: make([]int32, s.Vocab+1)}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k
@@ -129,7 +129,7 @@ func (k *embed32) backwardItem(_, b int) {
 	}
 }
 
-func (s Embedding) ref() Kernel[[]float64] { return &embedRef{s: s, held: hold(s.IDs)} }
+func (s Embedding) ReferenceKernel() Kernel[[]float64] { return &embedRef{s: s, held: hold(s.IDs)} }
 
 // embedRef is the float64 reference.
 type embedRef struct {

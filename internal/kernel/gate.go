@@ -11,12 +11,12 @@ import (
 // and g: the Mamba block's output gate and the SwiGLU of a Transformer++.
 type Gate struct{ Rows, Cols int }
 
-func (s Gate) String() string         { return fmt.Sprintf("Gate{rows=%d,cols=%d}", s.Rows, s.Cols) }
-func (s Gate) Inputs() [][]int        { return [][]int{{s.Rows, s.Cols}, {s.Rows, s.Cols}} }
-func (s Gate) Output() []int          { return []int{s.Rows, s.Cols} }
-func (s Gate) Validate() error        { return validate(s, "rows,cols", s.Rows, s.Cols) }
-func (s Gate) elems() (n int)         { return s.Rows * s.Cols }
-func (s Gate) ref() Kernel[[]float64] { return gateRef{} }
+func (s Gate) String() string                     { return fmt.Sprintf("Gate{rows=%d,cols=%d}", s.Rows, s.Cols) }
+func (s Gate) Inputs() [][]int                    { return [][]int{{s.Rows, s.Cols}, {s.Rows, s.Cols}} }
+func (s Gate) Output() []int                      { return []int{s.Rows, s.Cols} }
+func (s Gate) Validate() error                    { return validate(s, "rows,cols", s.Rows, s.Cols) }
+func (s Gate) elems() (n int)                     { return s.Rows * s.Cols }
+func (s Gate) ReferenceKernel() Kernel[[]float64] { return gateRef{} }
 
 // GateRow writes out = a ⊙ silu(g) for one row: the float32 kernel's row,
 // which the decoder calls too. out may be a or g.
@@ -31,7 +31,7 @@ func GateRow(out, a, g []float32) {
 // gateBlock is the number of elements in one parallel block of the float32 kernel.
 const gateBlock = 1 << 14
 
-func (s Gate) cpu() Kernel[[]float32] {
+func (s Gate) CPUKernel() Kernel[[]float32] {
 	k := &gate32{s: s}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k

@@ -342,7 +342,7 @@ func runProducts(ts, sums *tasks, ps ...*product) {
 	}
 }
 
-func (s GEMM) cpu() Kernel[[]float32] {
+func (s GEMM) CPUKernel() Kernel[[]float32] {
 	lda, ldb := s.ld()
 	k := &gemm32{s: s, fwd: newProduct(s.TransA, s.TransB, s.M, s.N, s.K, lda, ldb, s.N, nil)}
 	k.fwdTasks, k.fwdSums = newTasks(productTask(k.fwd)), newTasks(reduceTask(k.fwd))
@@ -404,7 +404,7 @@ func (k *gemm32) Backward(in [][]float32, dc []float32, din [][]float32) {
 	runProducts(k.bwdTasks, k.bwdSums, da, db)
 }
 
-func (s GEMM) ref() Kernel[[]float64] { return gemmRef{s} }
+func (s GEMM) ReferenceKernel() Kernel[[]float64] { return gemmRef{s} }
 
 // gemmRef is the float64 reference: gonum's dgemm, one call per product.
 type gemmRef struct{ s GEMM }

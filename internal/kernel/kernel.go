@@ -56,9 +56,20 @@ type CPU struct{}
 // definitions, which the tests check CPU against.
 type Reference struct{}
 
-// cpuSpec and refSpec are implemented by every spec of this package.
-type cpuSpec interface{ cpu() Kernel[[]float32] }
-type refSpec interface{ ref() Kernel[[]float64] }
+// CPUSpec is a spec with a float32 CPU kernel, RefSpec one with a float64
+// reference kernel: every spec of this package is both, and a spec defined
+// elsewhere (another op's package) joins the CPU and Reference backends by
+// implementing them. The methods are called with a validated spec.
+type (
+	CPUSpec interface {
+		Spec
+		CPUKernel() Kernel[[]float32]
+	}
+	RefSpec interface {
+		Spec
+		ReferenceKernel() Kernel[[]float64]
+	}
+)
 
 func (CPU) Name() string { return "cpu" }
 
@@ -67,8 +78,8 @@ func (CPU) New(s Spec) (Kernel[[]float32], error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if c, ok := s.(cpuSpec); ok {
-		return c.cpu(), nil
+	if c, ok := s.(CPUSpec); ok {
+		return c.CPUKernel(), nil
 	}
 	return nil, fmt.Errorf("kernel: the cpu backend has no kernel for %s", s)
 }
@@ -80,8 +91,8 @@ func (Reference) New(s Spec) (Kernel[[]float64], error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if r, ok := s.(refSpec); ok {
-		return r.ref(), nil
+	if r, ok := s.(RefSpec); ok {
+		return r.ReferenceKernel(), nil
 	}
 	return nil, fmt.Errorf("kernel: the reference backend has no kernel for %s", s)
 }

@@ -66,7 +66,7 @@ func linearSplit[T float32 | float64](s Linear, in [][]T) (x, w, b, r []T) {
 // linBiasCols is the number of columns in one block of the bias gradient.
 const linBiasCols = 64
 
-func (s Linear) cpu() Kernel[[]float32] {
+func (s Linear) CPUKernel() Kernel[[]float32] {
 	n := s.Hi - s.Lo
 	k := &linear32{s: s}
 	var prep func(i0, i1, j0, j1 int)
@@ -176,7 +176,7 @@ func (k *linear32) residualItem(_, b int) {
 	copy(k.dr[lo*n:hi*n], k.dy[lo*n:])
 }
 
-func (s Linear) ref() Kernel[[]float64] { return linearRef{s} }
+func (s Linear) ReferenceKernel() Kernel[[]float64] { return linearRef{s} }
 
 // linearRef is the float64 reference: gonum's dgemm and plain loops.
 type linearRef struct{ s Linear }

@@ -43,7 +43,7 @@ func RMSNormRow(y, x, w []float32, eps float32) float32 {
 	return r
 }
 
-func (s RMSNorm) cpu() Kernel[[]float32] {
+func (s RMSNorm) CPUKernel() Kernel[[]float32] {
 	k := &rmsNorm32{s: s, eps: float32(s.Eps), rstd: make([]float32, s.Rows), part: make([]float32, blocks(s.Rows, rmsRows)*s.Dim)}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k
@@ -116,7 +116,9 @@ func (k *rmsNorm32) backwardItem(_, b int) {
 	}
 }
 
-func (s RMSNorm) ref() Kernel[[]float64] { return &rmsNormRef{s: s, rstd: make([]float64, s.Rows)} }
+func (s RMSNorm) ReferenceKernel() Kernel[[]float64] {
+	return &rmsNormRef{s: s, rstd: make([]float64, s.Rows)}
+}
 
 // rmsNormRef is the float64 reference: the same math, one row at a time.
 type rmsNormRef struct {

@@ -72,7 +72,7 @@ func NegExp(a, aLog []float32) {
 	}
 }
 
-func (s Scan) cpu() Kernel[[]float32] {
+func (s Scan) CPUKernel() Kernel[[]float32] {
 	k, err := scan.New(s.shape(), s.options())
 	if err != nil {
 		panic(fmt.Sprintf("kernel: %s passed Validate but scan.New failed: %v", s, err))
@@ -81,7 +81,7 @@ func (s Scan) cpu() Kernel[[]float32] {
 	return &scanKernel[float32]{s: s, k: k, a: make([]float32, n), da: make([]float32, n), negExp: NegExp}
 }
 
-func (s Scan) ref() Kernel[[]float64] {
+func (s Scan) ReferenceKernel() Kernel[[]float64] {
 	k, err := scan.NewReference(s.shape(), s.options())
 	if err != nil {
 		panic(fmt.Sprintf("kernel: %s passed Validate but scan.NewReference failed: %v", s, err))
