@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // func mulAddAVX2(dst, a, b *float32, n int)
