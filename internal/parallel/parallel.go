@@ -8,6 +8,9 @@
 // other item writes, and sums across items are reduced afterwards in item order. The
 // worker slot w passed to Item only selects scratch memory. Results are then bitwise the
 // same for every GOMAXPROCS.
+//
+// Team has the same contract for phases too short for a Job's goroutine wake-ups (a
+// decoder's one-token step): a fixed set of goroutines that spin between phases.
 package parallel
 
 import (
