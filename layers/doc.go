@@ -63,9 +63,17 @@
 //
 // A Decoder keeps, per block, the last K−1 conv inputs (K−1 × E) and the
 // SSM state (E × N) of every row: each token costs the same whatever its
-// position. It runs the kernels of the training graph. Prefill runs a chunk
-// of tokens through the parallel scan and hands its final state to Step;
-// Generate adds greedy, temperature, top-k and top-p sampling, seeded.
+// position. Prefill runs a chunk of tokens through the training graph's
+// kernels, the chunked parallel scan included, and hands its final state to
+// Step. Step runs each block in four short phases on a persistent team of
+// goroutines (parallel.Team): blocks of channels for in_proj and the conv
+// step, blocks of x_proj rows, blocks of channels for dt_proj and the scan
+// step, blocks of out_proj rows; every output is one dot product over a
+// weight row, read once per token, so nothing is reduced across blocks and
+// the logits do not depend on the number of cores. RMSNorm, the conv step,
+// SiLU and A = −exp(A_log) are the training kernels' own row functions.
+// Generate adds greedy, temperature, top-k and top-p sampling, seeded;
+// Close stops a decoder's goroutines.
 //
 // # Memory
 //
