@@ -274,6 +274,9 @@ func TestTrainerDegenerateShapes(t *testing.T) {
 // TestStepAllocs: once warm, a training step allocates nothing, whatever
 // GOMAXPROCS is.
 func TestStepAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool allocate at random")
+	}
 	for _, v := range variants {
 		m := variantModel(t, v.edit)
 		batch, L := 2, 40
