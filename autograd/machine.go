@@ -26,6 +26,7 @@ type Machine struct {
 	run     func() error
 	f32     func(n *gorgonia.Node) []float32
 	f64     func(n *gorgonia.Node) []float64
+	bind    func(n *gorgonia.Node, buf any) error
 	prof    func(p *Profile)
 	nfallbk int
 }
@@ -57,13 +58,13 @@ func NewMachine(g *gorgonia.ExprGraph, outputs ...*gorgonia.Node) (*Machine, err
 		if err != nil {
 			return nil, err
 		}
-		m.run, m.f32, m.prof, m.nfallbk = mm.runAll, mm.data, mm.setProfile, mm.fallbacks()
+		m.run, m.f32, m.bind, m.prof, m.nfallbk = mm.runAll, mm.data, mm.bindAny, mm.setProfile, mm.fallbacks()
 	case tensor.Float64:
 		mm, err := newMachine[float64](steps)
 		if err != nil {
 			return nil, err
 		}
-		m.run, m.f64, m.prof, m.nfallbk = mm.runAll, mm.data, mm.setProfile, mm.fallbacks()
+		m.run, m.f64, m.bind, m.prof, m.nfallbk = mm.runAll, mm.data, mm.bindAny, mm.setProfile, mm.fallbacks()
 	default:
 		return nil, fmt.Errorf("autograd: machine: dtype %v, want float32 or float64", outputs[0].Dtype())
 	}
@@ -90,6 +91,13 @@ func (m *Machine) Float64s(n *gorgonia.Node) []float64 {
 	}
 	return m.f64(n)
 }
+
+// Bind makes every later run write the value of node n into buf ([]float32
+// for a float32 graph, []float64 for a float64 one, of n's size) instead of
+// a buffer of the machine's: a parameter's gradient straight into the
+// optimizer's storage. n must be the gradient of a fused op's input or a
+// gradient sum, and nothing else may write buf.
+func (m *Machine) Bind(n *gorgonia.Node, buf any) error { return m.bind(n, buf) }
 
 // Plan lists the steps of a run in order.
 func (m *Machine) Plan() []Step { return m.steps }
@@ -313,6 +321,31 @@ func newKernel[T float](s kernel.Spec) (kernel.Kernel[[]T], error) {
 }
 
 func (m *machine[T]) fallbacks() int { return m.nfb }
+
+func (m *machine[T]) bindAny(n *gorgonia.Node, buf any) error {
+	b, ok := buf.([]T)
+	if !ok {
+		return fmt.Errorf("autograd: machine: Bind %v to a %T, want []%v", n, buf, dtypeOf[T]())
+	}
+	i, ok := m.index[n]
+	if !ok {
+		return fmt.Errorf("autograd: machine: Bind %v: the node is not in the plan", n)
+	}
+	s := &m.steps[i]
+	if len(b) != s.shape.TotalSize() {
+		return fmt.Errorf("autograd: machine: Bind %v of shape %v to %d elements", n, s.shape, len(b))
+	}
+	switch s.kind {
+	case stepGrad:
+		c, w := s.grad.c, s.grad.which
+		c.din[w], c.vals[w] = b, valueOver(b, s.shape)
+	case stepAdd:
+		s.buf, s.val = b, valueOver(b, s.shape)
+	default:
+		return fmt.Errorf("autograd: machine: Bind %v: only a gradient or a gradient sum can write elsewhere", n)
+	}
+	return nil
+}
 
 func (m *machine[T]) setProfile(p *Profile) {
 	m.prof = p

@@ -192,3 +192,44 @@ func TestMachineFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestMachineBind: a bound gradient is written into the caller's buffer, the
+// same values as unbound; nodes that are not gradients cannot be bound.
+func TestMachineBind(t *testing.T) {
+	g, in, loss, grads, _, _ := composedLM(t, tensor.Float32, 4)
+	m, err := NewMachine(g, append(gorgonia.Nodes{loss}, grads...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	var want [][]float32
+	for _, gn := range grads {
+		want = append(want, slices.Clone(m.Float32s(gn)))
+	}
+	bufs := make([][]float32, len(grads))
+	for i, gn := range grads {
+		bufs[i] = make([]float32, len(want[i]))
+		if err := m.Bind(gn, bufs[i]); err != nil {
+			t.Fatalf("gradient %d: %v", i, err)
+		}
+	}
+	if err := m.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range grads {
+		if !slices.Equal(bufs[i], want[i]) {
+			t.Errorf("bound gradient %d differs", i)
+		}
+	}
+	if err := m.Bind(loss, make([]float32, 1)); err == nil {
+		t.Error("binding the loss: no error")
+	}
+	if err := m.Bind(grads[0], make([]float32, 3)); err == nil {
+		t.Error("binding to a buffer of the wrong size: no error")
+	}
+	if err := m.Bind(in[0], make([]float64, size(in[0].Shape()))); err == nil {
+		t.Error("binding an input to a float64 buffer: no error")
+	}
+}

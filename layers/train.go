@@ -29,6 +29,7 @@ type graph struct {
 	ids, targets *autograd.Ids
 	params       gorgonia.Nodes // parallel to Model.params
 	grads        gorgonia.Nodes // d loss / d params, when built with gradients
+	bound        []bool         // the machine writes grads[i] straight into Param.Grad
 	loss, logits *gorgonia.Node
 	blocks       []gorgonia.Nodes // the activation nodes each block adds
 	vm           *autograd.Machine
@@ -61,7 +62,9 @@ func (t *Trainer) Step(inputs, targets []int32) (float64, error) {
 		return 0, fmt.Errorf("step: %w", err)
 	}
 	for i, p := range t.m.params {
-		copy(p.Grad, t.train.vm.Float32s(t.train.grads[i]))
+		if !t.train.bound[i] {
+			copy(p.Grad, t.train.vm.Float32s(t.train.grads[i]))
+		}
 	}
 	return loss, nil
 }
@@ -190,6 +193,14 @@ func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values6
 	}
 	if gr.vm, err = autograd.NewMachine(b.g, outputs...); err != nil {
 		return nil, err
+	}
+	if grads && dtype == tensor.Float32 {
+		// Gradients go straight into Param.Grad where the machine can write
+		// them there (not where one is another node's value).
+		gr.bound = make([]bool, len(m.params))
+		for i, p := range m.params {
+			gr.bound[i] = gr.vm.Bind(gr.grads[i], p.Grad) == nil
+		}
 	}
 	return gr, nil
 }

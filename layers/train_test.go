@@ -300,3 +300,20 @@ func TestStepAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestGradsBound: the training graph writes every gradient straight into
+// Param.Grad (no copy after the run).
+func TestGradsBound(t *testing.T) {
+	for _, v := range variants {
+		m := variantModel(t, v.edit)
+		tr, err := m.Compile(2, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range m.params {
+			if !tr.train.bound[i] {
+				t.Errorf("%s: the gradient of %s is copied after the run", v.name, p.Name)
+			}
+		}
+	}
+}
