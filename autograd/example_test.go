@@ -3,6 +3,7 @@ package autograd_test
 import (
 	"fmt"
 	"log"
+	"math"
 
 	"github.com/mambago/mamba/autograd"
 	"github.com/mambago/mamba/scan"
@@ -93,10 +94,10 @@ func ExampleSelectiveScan() {
 	}
 	u := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(batch*l, ch), gorgonia.WithName("u"))
 	delta := node("delta", []float64{0, 0, 0, 0, 0, 0}, batch*l, ch)
-	A := node("A", []float64{-1, -2}, ch, n)
+	aLog := node("aLog", []float64{0, math.Ln2}, ch, n) // A = −exp(aLog) = (−1, −2)
 	B := node("B", []float64{1, 1, 1}, batch*l, n)
 	C := node("C", []float64{1, 1, 1}, batch*l, n)
-	out, err := autograd.SelectiveScan(batch, u, delta, A, B, C, nil, nil, nil, scan.Options{Softplus: true})
+	out, err := autograd.SelectiveScan(batch, u, delta, aLog, B, C, nil, nil, nil, scan.Options{Softplus: true})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -55,3 +55,23 @@ func TestLadderSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchConfig: configs/bench.json is the benchmark model of the issue
+// that added it (vocabulary 256, d_model 256, 4 layers, batch 8 × 512).
+func TestBenchConfig(t *testing.T) {
+	raw, err := configs.FS.ReadFile("bench.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := train.ParseConfig(raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, d := c.Model, c.Data
+	if m.VocabSize != 256 || m.DModel != 256 || m.NLayer != 4 || m.DState != 16 || m.Expand != 2 || d.BatchSize != 8 || d.SeqLen != 512 {
+		t.Errorf("bench.json: model %+v, batch %d × %d", m, d.BatchSize, d.SeqLen)
+	}
+	if n := m.NumParams(); n != 1817856 {
+		t.Errorf("bench.json: %d parameters, want 1,817,856", n)
+	}
+}

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
-
 	"github.com/mambago/mamba/autograd"
 )
 
@@ -105,43 +102,4 @@ func BenchmarkDecodeAt(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkCopyOps runs the forward and gradient of the residual sum
-// (addOp) and of one column part of [δ | B | C] (columnsOp) at the
-// benchmark model's shapes (4096 tokens, d_model 256, x_proj width 48);
-// ns/elem is per element they write.
-func BenchmarkCopyOps(b *testing.B) {
-	const rows, d, w = 4096, 256, 48
-	g := gorgonia.NewGraph()
-	mat := func(r, c int) *gorgonia.Node {
-		return gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(r, c), gorgonia.WithInit(gorgonia.Gaussian(0, 1)))
-	}
-	h, y, dbc := mat(rows, d), mat(rows, d), mat(rows, w)
-	sum, err := add(h, y)
-	if err != nil {
-		b.Fatal(err)
-	}
-	part, err := columns(dbc, 16, 32)
-	if err != nil {
-		b.Fatal(err)
-	}
-	addF, colF := sum.Op().(*addOp), part.Op().(*columnsOp)
-	colG := *colF
-	colG.grad = true
-	hv, yv, dv, pv := h.Value(), y.Value(), dbc.Value(), tensor.New(tensor.WithShape(rows, 16), tensor.Of(tensor.Float32))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := addF.Do(hv, yv); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := colF.Do(dv); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := colG.Do(pv); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows*(d+16+w)), "ns/elem")
 }

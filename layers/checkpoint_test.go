@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mambago/mamba/data/safetensors"
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func smallModel(t *testing.T, edit func(*Config)) *Model {
@@ -51,7 +52,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				if q.Name != p.Name || !slices.Equal(q.Shape, p.Shape) || q.NoDecay != p.NoDecay {
 					t.Fatalf("%s: parameter %d is %s %v, want %s %v", tc.dtype, i, q.Name, q.Shape, p.Name, p.Shape)
 				}
-				if e := relL2(q.Value, p.Value); e > tc.tol {
+				if e := testutil.RelL2(q.Value, p.Value); !testutil.Within(e, tc.tol) {
 					t.Errorf("%s: %s relative error %.3g > %g", tc.dtype, p.Name, e, tc.tol)
 				}
 			}

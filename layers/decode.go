@@ -2,56 +2,97 @@ package layers
 
 import (
 	"fmt"
-	"math"
+	"runtime"
 
-	"gonum.org/v1/gonum/blas"
-	"gorgonia.org/gorgonia"
-
+	"github.com/mambago/mamba/internal/kernel"
+	"github.com/mambago/mamba/internal/parallel"
 	"github.com/mambago/mamba/scan"
 )
 
 // Decoder runs the model as a recurrence: per block a conv state (the last
-// K conv inputs of each channel) and an SSM state h (N values per channel),
-// so each new token costs the same time and memory whatever its position.
-// Prefill pushes a whole chunk of tokens through the parallel scan and hands
-// its final state on; Step advances every row by one token, a scan of
-// length 1 started from that state.
+// K−1 conv inputs of each channel) and an SSM state h (N values per
+// channel), so each new token costs the same time and memory whatever its
+// position. It computes with the kernels of the training graph (package
+// internal/kernel: RMSNorm, the causal conv continued from its state, the
+// products, A = −exp(A_log)) and the scan of package scan, so training and
+// generation share their numerics.
+//
+// Prefill pushes a whole chunk of tokens through the training graph's
+// kernels, the parallel (chunked) scan included, and hands its final state
+// on. Step advances every row by one token: each block in four short phases
+// over blocks of channels (or of weight rows) on a persistent team of
+// goroutines, every output one dot product (see stepper), a scan of length 1
+// started from the state.
 //
 // A Decoder reads the model's parameters when it runs and caches
-// A = −exp(A_log) at Reset: call Reset after changing the parameters. It is
-// not safe for concurrent use.
+// A = −exp(A_log) and the transposed conv weights at Reset: call Reset after
+// changing the parameters. It is not safe for concurrent use. Close stops
+// its goroutines (they also stop when the Decoder is garbage collected).
 type Decoder struct {
-	m     *Model
-	batch int
-	pos   int
-	conv  [][]float32 // per block: (batch, E, K), oldest input first
-	ssm   [][]float32 // per block: (batch, E, N)
-	spare []float32   // (batch, E, N): the scan's next state, swapped with ssm[l]
-	a     [][]float32 // per block: (E, N), −exp(A_log)
-	one   *run        // Step's buffers: one token per row
+	m      *Model
+	batch  int
+	pos    int
+	conv   [][]float32 // per block: (batch·(K−1), E), oldest input first
+	next   []float32   // (batch·(K−1), E): the conv's next state, swapped with conv[l]
+	ssm    [][]float32 // per block: the SSM state, (batch, E, N), or the step's layout (stepper.toBlocks) when blocks is set
+	spare  []float32   // the scan's next state, swapped with ssm[l]
+	blocks bool        // ssm is in the step's layout
+	a      [][]float32 // per block: (E, N), −exp(A_log)
+	step   *stepper
+	last   *run // the kernels and buffers of the last Prefill
 }
 
-// run holds the activations and scan buffers of a pass over rows tokens.
+// run holds the kernels and activations of a pass over L tokens per row. The
+// kernels are the training graph's, built for this shape; every block uses
+// the same ones.
 type run struct {
-	kern                                  *scan.Fast
-	h, n, xz, xc, dbl, dt, y, out, logits []float32
-	z, bs, cs                             []float32 // contiguous scan inputs: (rows, E), (rows, N), (rows, N)
+	L                             int
+	norm, normF                   kernel.Kernel[[]float32]
+	inX, inZ, conv, xProj, dtProj kernel.Kernel[[]float32]
+	outProj, head                 kernel.Kernel[[]float32]
+	scan                          *scan.Fast
+	h, h2, n, x, z, u, dbc        []float32
+	delta, dt, bs, cs, y          []float32
+	hf, logits                    []float32
+	args                          [][]float32
 }
 
 func (d *Decoder) newRun(L int) (*run, error) {
 	cfg := d.m.cfg
-	D, E, N, R, V := cfg.DModel, cfg.DInner(), cfg.DState, cfg.Rank(), cfg.PaddedVocab()
-	kern, err := scan.New(scan.Shape{Batch: d.batch, Len: L, Channels: E, State: N}, scan.Options{Softplus: true})
+	D, E, N, K, R, V := cfg.DModel, cfg.DInner(), cfg.DState, cfg.DConv, cfg.Rank(), cfg.PaddedVocab()
+	rows := d.batch * L
+	r := &run{L: L, args: make([][]float32, 0, 8)}
+	var err error
+	newK := func(s kernel.Spec) kernel.Kernel[[]float32] {
+		if err != nil {
+			return nil
+		}
+		var k kernel.Kernel[[]float32]
+		k, err = kernel.CPU{}.New(s)
+		return k
+	}
+	r.norm = newK(kernel.RMSNorm{Rows: rows, Dim: D, Eps: cfg.NormEps})
+	r.normF = newK(kernel.RMSNorm{Rows: d.batch, Dim: D, Eps: cfg.NormEps})
+	r.inX = newK(kernel.Linear{Rows: rows, In: D, Out: 2 * E, Lo: 0, Hi: E, Bias: cfg.Bias})
+	r.inZ = newK(kernel.Linear{Rows: rows, In: D, Out: 2 * E, Lo: E, Hi: 2 * E, Bias: cfg.Bias})
+	r.conv = newK(kernel.Conv1d{Batch: d.batch, Len: L, Channels: E, Width: K, Bias: cfg.ConvBias, SiLU: true, State: K > 1})
+	if cfg.Selective {
+		r.xProj = newK(kernel.Linear{Rows: rows, In: E, Out: R + 2*N, Lo: 0, Hi: R + 2*N})
+		r.dtProj = newK(kernel.Linear{Rows: rows, In: R, Out: E, Lo: 0, Hi: E})
+	}
+	r.outProj = newK(kernel.Linear{Rows: rows, In: E, Out: D, Lo: 0, Hi: D, Bias: cfg.Bias, Residual: true})
+	r.head = newK(kernel.Linear{Rows: d.batch, In: D, Out: V, Lo: 0, Hi: V})
 	if err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
-	rows := d.batch * L
+	if r.scan, err = scan.New(scan.Shape{Batch: d.batch, Len: L, Channels: E, State: N}, scan.Options{Softplus: true}); err != nil {
+		return nil, fmt.Errorf("decoder: %w", err)
+	}
 	f := func(n int) []float32 { return make([]float32, n) }
-	return &run{
-		kern: kern, h: f(rows * D), n: f(rows * D), xz: f(rows * 2 * E), xc: f(rows * E), dbl: f(rows * (R + 2*N)),
-		dt: f(rows * E), y: f(rows * E), out: f(rows * D), logits: f(d.batch * V),
-		z: f(rows * E), bs: f(rows * N), cs: f(rows * N),
-	}, nil
+	r.h, r.h2, r.n, r.x, r.z, r.u = f(rows*D), f(rows*D), f(rows*D), f(rows*E), f(rows*E), f(rows*E)
+	r.dbc, r.delta, r.dt, r.bs, r.cs, r.y = f(rows*(R+2*N)), f(rows*R), f(rows*E), f(rows*N), f(rows*N), f(rows*E)
+	r.hf, r.logits = f(d.batch*D), f(d.batch*V)
+	return r, nil
 }
 
 // NewDecoder returns a decoder for batch independent sequences, at position 0.
@@ -64,18 +105,41 @@ func (m *Model) NewDecoder(batch int) (*Decoder, error) {
 	}
 	cfg := m.cfg
 	E, N, K := cfg.DInner(), cfg.DState, cfg.DConv
-	d := &Decoder{m: m, batch: batch, spare: make([]float32, batch*E*N)}
+	d := &Decoder{m: m, batch: batch, spare: make([]float32, batch*E*N), next: make([]float32, batch*(K-1)*E)}
 	for range m.blocks {
-		d.conv = append(d.conv, make([]float32, batch*E*K))
+		d.conv = append(d.conv, make([]float32, batch*(K-1)*E))
 		d.ssm = append(d.ssm, make([]float32, batch*E*N))
 		d.a = append(d.a, make([]float32, E*N))
 	}
 	var err error
-	if d.one, err = d.newRun(1); err != nil {
+	if d.step, err = newStepper(d); err != nil {
 		return nil, err
 	}
+	runtime.AddCleanup(d, func(t *parallel.Team) { t.Close() }, d.step.team)
 	d.Reset()
 	return d, nil
+}
+
+// Close stops the goroutines of Step. The Decoder must not be used afterwards.
+func (d *Decoder) Close() { d.step.team.Close() }
+
+// layout puts the SSM states in the step's layout (blocks) or the scan's.
+func (d *Decoder) layout(blocks bool) {
+	if d.blocks == blocks {
+		return
+	}
+	d.blocks = blocks
+	if d.batch == 1 { // the layouts coincide
+		return
+	}
+	for l := range d.ssm {
+		if blocks {
+			d.step.toBlocks(d.spare, d.ssm[l])
+		} else {
+			d.step.toScan(d.spare, d.ssm[l])
+		}
+		d.ssm[l], d.spare = d.spare, d.ssm[l]
+	}
 }
 
 // Reset returns every row to position 0 (zero states) and re-reads A_log.
@@ -84,10 +148,9 @@ func (d *Decoder) Reset() {
 	for l, b := range d.m.blocks {
 		clear(d.conv[l])
 		clear(d.ssm[l])
-		for k, v := range b.aLog.Value {
-			d.a[l][k] = float32(-math.Exp(float64(v)))
-		}
+		kernel.NegExp(d.a[l], b.aLog.Value)
 	}
+	d.step.reset()
 }
 
 // Pos is the number of tokens consumed since the last Reset.
@@ -115,7 +178,13 @@ func (d *Decoder) Step(tokens []int32) ([]float32, error) {
 	if err := d.checkIDs(tokens, d.batch); err != nil {
 		return nil, err
 	}
-	return d.forward(d.one, tokens, 1)
+	d.layout(true)
+	logits, err := d.step.step(tokens)
+	if err != nil {
+		return nil, err
+	}
+	d.pos++
+	return logits, nil
 }
 
 // Prefill feeds L tokens per row (tokens is (Batch, L), row-major) through
@@ -125,145 +194,95 @@ func (d *Decoder) Prefill(tokens []int32, L int) ([]float32, error) {
 	if L < 1 {
 		return nil, fmt.Errorf("decoder: prefill length must be at least 1, got %d", L)
 	}
-	if tooLarge(d.batch, L, 2*d.m.cfg.DInner()) {
+	if tooLarge(d.batch, L, max(2*d.m.cfg.DInner(), d.m.cfg.DModel)) {
 		return nil, fmt.Errorf("decoder: prefill of %d×%d tokens is too large; split it into chunks", d.batch, L)
 	}
 	if err := d.checkIDs(tokens, d.batch*L); err != nil {
 		return nil, err
 	}
-	r := d.one
-	if L > 1 {
-		var err error
-		if r, err = d.newRun(L); err != nil {
+	if d.last == nil || d.last.L != L {
+		r, err := d.newRun(L)
+		if err != nil {
 			return nil, err
 		}
+		d.last = r
 	}
-	return d.forward(r, tokens, L)
+	d.layout(false)
+	return d.forward(d.last, tokens)
 }
 
-// forward advances every row by L tokens (ids (Batch, L)) and returns the
+// with sets r.args to the given buffers, dropping nil ones (absent optional
+// inputs), and returns it.
+func (r *run) with(bufs ...[]float32) [][]float32 {
+	r.args = r.args[:0]
+	for _, b := range bufs {
+		if b != nil {
+			r.args = append(r.args, b)
+		}
+	}
+	return r.args
+}
+
+func value(p *Param) []float32 {
+	if p == nil {
+		return nil
+	}
+	return p.Value
+}
+
+// forward advances every row by r.L tokens (ids (Batch, L)) and returns the
 // logits after the last one.
-func (d *Decoder) forward(r *run, ids []int32, L int) ([]float32, error) {
+func (d *Decoder) forward(r *run, ids []int32) ([]float32, error) {
 	cfg := d.m.cfg
-	D, E, N, R := cfg.DModel, cfg.DInner(), cfg.DState, cfg.Rank()
-	rows := d.batch * L
-	d.embed(r.h, ids)
+	D, E, N, K, R := cfg.DModel, cfg.DInner(), cfg.DState, cfg.DConv, cfg.Rank()
+	rows, L := d.batch*r.L, r.L
+	for i, t := range ids {
+		copy(r.h[i*D:(i+1)*D], d.m.emb.Value[int(t)*D:])
+	}
 	for l := range d.m.blocks {
 		b := &d.m.blocks[l]
-		rmsNorm(r.n, r.h, b.norm.Value, rows, D, cfg.NormEps)
-		mulT(r.xz, 2*E, r.n, D, b.inW.Value, rows, D, 2*E)
-		addBias(r.xz, b.inB, rows)
-		d.conv1d(b, d.conv[l], r.xz, r.xc, L)
-		if b.xW != nil {
-			mulT(r.dbl, R+2*N, r.xc, E, b.xW.Value, rows, E, R+2*N)
-			mulT(r.dt, E, r.dbl, R+2*N, b.dtW.Value, rows, R, E)
+		r.norm.Forward(r.with(r.h, b.norm.Value), r.n)
+		r.inX.Forward(r.with(r.n, b.inW.Value, value(b.inB)), r.x)
+		r.inZ.Forward(r.with(r.n, b.inW.Value, value(b.inB)), r.z)
+		var state []float32
+		if K > 1 {
+			state = d.conv[l]
 		}
-		for i := 0; i < rows; i++ {
-			copy(r.z[i*E:(i+1)*E], r.xz[i*2*E+E:(i+1)*2*E])
-			if b.xW != nil {
-				copy(r.bs[i*N:(i+1)*N], r.dbl[i*(R+2*N)+R:])
-				copy(r.cs[i*N:(i+1)*N], r.dbl[i*(R+2*N)+R+N:])
-			} else { // LTI: δ = 0, so Δ = softplus(dt_proj.bias); B, C constant
+		r.conv.Forward(r.with(r.x, b.convW.Value, value(b.convB), state), r.u)
+		if K > 1 {
+			kernel.ConvState(d.next, d.conv[l], r.x, d.batch, L, E, K)
+			d.conv[l], d.next = d.next, d.conv[l]
+		}
+		if b.xW != nil {
+			r.xProj.Forward(r.with(r.u, b.xW.Value), r.dbc)
+			for i := 0; i < rows; i++ {
+				row := r.dbc[i*(R+2*N):]
+				copy(r.delta[i*R:(i+1)*R], row)
+				copy(r.bs[i*N:(i+1)*N], row[R:])
+				copy(r.cs[i*N:(i+1)*N], row[R+N:])
+			}
+			r.dtProj.Forward(r.with(r.delta, b.dtW.Value), r.dt)
+		} else { // LTI: δ = 0, so Δ = softplus(dt_proj.bias); B, C constant
+			clear(r.dt)
+			for i := 0; i < rows; i++ {
 				copy(r.bs[i*N:(i+1)*N], b.bLTI.Value)
 				copy(r.cs[i*N:(i+1)*N], b.cLTI.Value)
 			}
 		}
-		in := scan.Inputs[float32]{U: r.xc, Delta: r.dt, A: d.a[l], B: r.bs, C: r.cs, D: b.d.Value, Z: r.z, DeltaBias: b.dtB.Value, H0: d.ssm[l]}
-		if err := r.kern.Forward(in, r.y, d.spare); err != nil {
+		in := scan.Inputs[float32]{U: r.u, Delta: r.dt, A: d.a[l], B: r.bs, C: r.cs, D: b.d.Value, Z: r.z, DeltaBias: b.dtB.Value, H0: d.ssm[l]}
+		if err := r.scan.Forward(in, r.y, d.spare); err != nil {
 			return nil, fmt.Errorf("decoder: block %d: %w", l, err)
 		}
 		d.ssm[l], d.spare = d.spare, d.ssm[l]
-		mulT(r.out, D, r.y, E, b.outW.Value, rows, E, D)
-		addBias(r.out, b.outB, rows)
-		for i := range r.h[:rows*D] {
-			r.h[i] += r.out[i]
-		}
+		r.outProj.Forward(r.with(r.y, b.outW.Value, value(b.outB), r.h), r.h2)
+		r.h, r.h2 = r.h2, r.h
 	}
 	d.pos += L
 	// Logits of each row's last token only.
-	V := cfg.PaddedVocab()
 	for i := 0; i < d.batch; i++ {
-		rmsNorm(r.n[i*D:(i+1)*D], r.h[((i+1)*L-1)*D:], d.m.normF.Value, 1, D, cfg.NormEps)
+		copy(r.hf[i*D:(i+1)*D], r.h[((i+1)*L-1)*D:])
 	}
-	mulT(r.logits, V, r.n, D, d.m.emb.Value, d.batch, D, V)
+	r.normF.Forward(r.with(r.hf, d.m.normF.Value), r.hf)
+	r.head.Forward(r.with(r.hf, d.m.emb.Value), r.logits)
 	return r.logits, nil
 }
-
-// conv1d is the causal depthwise convolution with SiLU of L new inputs per
-// row (the x half of xz), continuing from the conv state, which then keeps
-// the last K inputs.
-func (d *Decoder) conv1d(b *mixer, state, xz, xc []float32, L int) {
-	E, K := d.m.cfg.DInner(), d.m.cfg.DConv
-	for r := 0; r < d.batch; r++ {
-		for e := 0; e < E; e++ {
-			st := state[(r*E+e)*K : (r*E+e+1)*K]
-			w := b.convW.Value[e*K : (e+1)*K]
-			input := func(t int) float32 { // t < 0 reads the state
-				if t < 0 {
-					return st[K+t]
-				}
-				return xz[(r*L+t)*2*E+e]
-			}
-			for t := 0; t < L; t++ {
-				var s float32
-				if b.convB != nil {
-					s = b.convB.Value[e]
-				}
-				for k := 0; k < K; k++ {
-					s += w[k] * input(t-(K-1)+k)
-				}
-				xc[(r*L+t)*E+e] = silu(s)
-			}
-			// New state: the last K inputs, oldest first (in place: each
-			// entry moves left or comes from xz).
-			for k := 0; k < K; k++ {
-				st[k] = input(L - K + k)
-			}
-		}
-	}
-}
-
-// mulT computes out (rows, nOut; row stride ldo) = x (rows, nIn; row
-// stride ldx) · wᵀ with w (nOut, nIn) row-major, through gorgonia's current
-// BLAS (OpenBLAS after autograd.UseBLAS).
-func mulT(out []float32, ldo int, x []float32, ldx int, w []float32, rows, nIn, nOut int) {
-	gorgonia.WhichBLAS().Sgemm(blas.NoTrans, blas.Trans, rows, nOut, nIn, 1, x, ldx, w, nIn, 0, out, ldo)
-}
-
-func (d *Decoder) embed(h []float32, ids []int32) {
-	D := d.m.cfg.DModel
-	for i, t := range ids {
-		copy(h[i*D:(i+1)*D], d.m.emb.Value[int(t)*D:])
-	}
-}
-
-func addBias(x []float32, bias *Param, rows int) {
-	if bias == nil {
-		return
-	}
-	n := len(bias.Value)
-	for r := 0; r < rows; r++ {
-		row := x[r*n : (r+1)*n]
-		for i, v := range bias.Value {
-			row[i] += v
-		}
-	}
-}
-
-// rmsNorm writes out = x / √(mean(x²) + ε) ⊙ w row by row (sum in float64).
-func rmsNorm(out, x, w []float32, rows, d int, eps float64) {
-	for r := 0; r < rows; r++ {
-		row := x[r*d : (r+1)*d]
-		var ss float64
-		for _, v := range row {
-			ss += float64(v) * float64(v)
-		}
-		s := float32(1 / math.Sqrt(ss/float64(d)+eps))
-		o := out[r*d : (r+1)*d]
-		for i, v := range row {
-			o[i] = v * s * w[i]
-		}
-	}
-}
-
-func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }

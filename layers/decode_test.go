@@ -1,8 +1,12 @@
 package layers
 
 import (
+	"math"
+	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // decodeAll feeds ids (batch, L) to a fresh decoder one Step at a time and
@@ -46,7 +50,7 @@ func lastRows[T float32 | float64](x []T, batch, L, V int) []T {
 func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []float64, tol float64) {
 	t.Helper()
 	V := m.cfg.PaddedVocab()
-	if e := relL2(decodeAll(t, m, ids, batch, L), want); e > tol {
+	if e := testutil.RelL2(decodeAll(t, m, ids, batch, L), want); !testutil.Within(e, tol) {
 		t.Errorf("step-by-step logits: relative L2 error %.3g > %.g", e, tol)
 	} else {
 		t.Logf("step-by-step logits: relative L2 error %.3g", e)
@@ -59,7 +63,7 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := relL2(got, lastRows(want, batch, L, V)); e > tol {
+	if e := testutil.RelL2(got, lastRows(want, batch, L, V)); !testutil.Within(e, tol) {
 		t.Errorf("prefill logits: relative L2 error %.3g > %.g", e, tol)
 	}
 	// Chunks: prefix of p tokens, then q more through a second prefill, then steps.
@@ -86,7 +90,7 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 			t.Fatal(err)
 		}
 	}
-	if e := relL2(got, lastRows(want, batch, L, V)); e > tol {
+	if e := testutil.RelL2(got, lastRows(want, batch, L, V)); !testutil.Within(e, tol) {
 		t.Errorf("prefill+prefill+step logits: relative L2 error %.3g > %.g", e, tol)
 	}
 	if d.Pos() != L {
@@ -100,11 +104,11 @@ func TestFixtureDecode(t *testing.T) {
 		t.Run(fx.name, func(t *testing.T) {
 			V := m.cfg.PaddedVocab()
 			ref := newRef64(m).forward(fx.ids, fx.batch, fx.seqLen)
-			if e := relL2(ref, fx.logits); e > 1e-5 {
+			if e := testutil.RelL2(ref, fx.logits); !testutil.Within(e, 1e-5) {
 				t.Errorf("float64 reference logits: relative L2 error %.3g vs transformers", e)
 			}
 			loss := crossEntropy64(ref, shiftedTargets(fx.ids, fx.batch, fx.seqLen), V)
-			if d := loss - fx.loss; d > 1e-6 || d < -1e-6 {
+			if d := math.Abs(loss - fx.loss); !testutil.Within(d, 1e-6) {
 				t.Errorf("float64 reference loss %.8f, transformers %.8f", loss, fx.loss)
 			}
 			checkDecoder(t, m, fx.ids, fx.batch, fx.seqLen, fx.logits, 1e-4)
@@ -116,5 +120,38 @@ func TestFixtureDecode(t *testing.T) {
 				t.Errorf("greedy generation\n got %v\nwant %v", got, want)
 			}
 		})
+	}
+}
+
+// TestDecoderStepDeterministic: the one-token step gives bitwise the same logits
+// whatever the size of its team (GOMAXPROCS when the decoder is made), over
+// several blocks of channels, with batch 1 and 3.
+func TestDecoderStepDeterministic(t *testing.T) {
+	m := variantModel(t, func(c *Config) { c.DModel, c.DState, c.Bias = 64, 8, true })
+	for _, batch := range []int{1, 3} {
+		ids := randomIDs(batch*6, m.cfg.VocabSize, 4)
+		var got [2][]float32
+		for i, procs := range []int{1, 4} {
+			old := runtime.GOMAXPROCS(procs)
+			d, err := m.NewDecoder(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Prefill(ids[:batch*2], 2); err != nil {
+				t.Fatal(err)
+			}
+			for s := 2; s < 6; s++ {
+				logits, err := d.Step(ids[batch*s : batch*(s+1)])
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[i] = append(got[i], logits...)
+			}
+			d.Close()
+			runtime.GOMAXPROCS(old)
+		}
+		if !slices.Equal(got[0], got[1]) {
+			t.Errorf("batch %d: logits differ between teams of 1 and 4", batch)
+		}
 	}
 }

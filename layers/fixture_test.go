@@ -1,7 +1,6 @@
 package layers
 
 import (
-	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -100,18 +99,4 @@ func shiftedTargets(ids []int32, batch, L int) []int32 {
 		}
 	}
 	return tg
-}
-
-// relL2 is ‖a − b‖ / ‖b‖.
-func relL2[A, B float32 | float64](a []A, b []B) float64 {
-	var num, den float64
-	for i := range b {
-		d := float64(a[i]) - float64(b[i])
-		num += d * d
-		den += float64(b[i]) * float64(b[i])
-	}
-	if den == 0 {
-		return math.Sqrt(num)
-	}
-	return math.Sqrt(num / den)
 }

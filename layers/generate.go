@@ -117,6 +117,7 @@ func (m *Model) Generate(prompt []int32, batch, n int, s Sampling) ([]int32, err
 	if err != nil {
 		return nil, err
 	}
+	defer d.Close()
 	logits, err := d.Prefill(prompt, len(prompt)/batch)
 	if err != nil {
 		return nil, err

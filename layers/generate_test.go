@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func TestSamplerDistribution(t *testing.T) {
@@ -27,7 +29,7 @@ func TestSamplerDistribution(t *testing.T) {
 			count[sp.next(logits)]++
 		}
 		for k := range count {
-			if math.Abs(count[k]/n-tc.want[k]) > 0.015 {
+			if !testutil.Within(math.Abs(count[k]/n-tc.want[k]), 0.015) {
 				t.Errorf("%+v: frequencies %v, want %v", tc.s, count, tc.want)
 				break
 			}

@@ -3,6 +3,8 @@ package layers
 import (
 	"runtime"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // tapeBytesPerToken sums the values of the activation nodes block l added
@@ -10,11 +12,11 @@ import (
 func tapeBytesPerToken(gr *graph, l, rows int) int {
 	total := 0
 	for _, n := range gr.blocks[l] {
-		v := n.Value()
-		if v == nil || len(v.Shape()) == 0 || v.Shape()[0] != rows {
+		v := gr.vm.Float32s(n)
+		if v == nil || len(n.Shape()) == 0 || n.Shape()[0] != rows {
 			continue
 		}
-		total += v.Shape().TotalSize() * int(v.Dtype().Size())
+		total += len(v) * 4
 	}
 	return total / rows
 }
@@ -81,7 +83,27 @@ func TestActivationMemory(t *testing.T) {
 	h3 := heapAfterStep(t, c, batch, L)
 	perLayer := float64(int64(h3)-int64(h1)) / 2 / float64(batch*L)
 	t.Logf("live heap after a step: %.0f bytes per token per layer (d_model 64, N 16; includes activation gradients kept by the graph)", perLayer)
-	if perLayer > float64(64*2*4*64) {
+	if !testutil.Within(perLayer, float64(64*2*4*64)) {
 		t.Errorf("live heap %.0f bytes per token per layer exceeds 64 floats per d_inner channel", perLayer)
+	}
+}
+
+// TestTrainingBytes: the estimate covers the live heap after a step (what a
+// training step keeps) and is not more than twice it.
+func TestTrainingBytes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures the heap of two trainers: skipped with -short")
+	}
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.DState, c.NLayer = 64, 64, 16, 3
+	batch, L := 2, 256
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	live := float64(heapAfterStep(t, c, batch, L)) - float64(before.HeapAlloc)
+	est := c.TrainingBytes(batch, L)
+	t.Logf("estimate %.0f bytes, live heap after a step %.0f bytes (without an optimizer)", est, live)
+	if !(est >= live && est <= 2*live) {
+		t.Errorf("TrainingBytes %.0f, live heap %.0f: want the estimate in [live, 2·live]", est, live)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func TestNumParams(t *testing.T) {
@@ -54,12 +56,12 @@ func TestNewInit(t *testing.T) {
 		return mean, math.Sqrt(std / float64(len(v))), maxAbs
 	}
 	b := m.blocks[1]
-	if _, std, _ := stats(m.emb.Value); math.Abs(std-0.02) > 0.002 {
+	if _, std, _ := stats(m.emb.Value); !testutil.Within(math.Abs(std-0.02), 0.002) {
 		t.Errorf("embedding std %.4f, want 0.02", std)
 	}
 	uniform := func(p *Param, bound float64) {
 		_, std, mx := stats(p.Value)
-		if mx > bound || mx < 0.95*bound || math.Abs(std-bound/math.Sqrt(3)) > 0.1*bound {
+		if !(mx <= bound && mx >= 0.95*bound) || !testutil.Within(math.Abs(std-bound/math.Sqrt(3)), 0.1*bound) {
 			t.Errorf("%s: max |w| %.4f, std %.4f; want U(±%.4f)", p.Name, mx, std, bound)
 		}
 	}
@@ -78,7 +80,7 @@ func TestNewInit(t *testing.T) {
 			t.Fatalf("D[%d] = %v, want 1", e, b.d.Value[e])
 		}
 		dt := math.Log1p(math.Exp(float64(b.dtB.Value[e]))) // softplus(bias) = initial Δ
-		if dt < c.DtMin*0.999 || dt > c.DtMax*1.001 {
+		if !(dt >= c.DtMin*0.999 && dt <= c.DtMax*1.001) {
 			t.Errorf("softplus(dt_proj.bias[%d]) = %g outside [%g, %g]", e, dt, c.DtMin, c.DtMax)
 		}
 	}
@@ -138,7 +140,7 @@ func TestDecoderMatchesReference(t *testing.T) {
 			for s := 0; s < L; s++ {
 				got = append(got, st.step(ids[s])...)
 			}
-			if e := relL2(got, want[:L*V]); e > 1e-12 {
+			if e := testutil.RelL2(got, want[:L*V]); !testutil.Within(e, 1e-12) {
 				t.Errorf("float64 step vs forward: relative L2 error %.3g", e)
 			}
 		})

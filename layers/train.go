@@ -23,15 +23,16 @@ type Trainer struct {
 	last          *graph // the graph of the last successful run
 }
 
-// graph is one built expression graph with its tape machine.
+// graph is one built expression graph with the machine that runs it.
 type graph struct {
 	g            *gorgonia.ExprGraph
 	ids, targets *autograd.Ids
 	params       gorgonia.Nodes // parallel to Model.params
+	grads        gorgonia.Nodes // d loss / d params, when built with gradients
+	bound        []bool         // the machine writes grads[i] straight into Param.Grad
 	loss, logits *gorgonia.Node
 	blocks       []gorgonia.Nodes // the activation nodes each block adds
-	vm           gorgonia.VM
-	grads        bool
+	vm           *autograd.Machine
 }
 
 // Compile builds the float32 training graph for batches of batch sequences
@@ -61,11 +62,9 @@ func (t *Trainer) Step(inputs, targets []int32) (float64, error) {
 		return 0, fmt.Errorf("step: %w", err)
 	}
 	for i, p := range t.m.params {
-		g, err := t.train.params[i].Grad()
-		if err != nil {
-			return 0, fmt.Errorf("step: gradient of %s: %w", p.Name, err)
+		if !t.train.bound[i] {
+			copy(p.Grad, t.train.vm.Float32s(t.train.grads[i]))
 		}
-		copy(p.Grad, g.Data().([]float32))
 	}
 	return loss, nil
 }
@@ -93,8 +92,12 @@ func (t *Trainer) Logits() []float32 {
 	if t.last == nil {
 		return nil
 	}
-	return t.last.logits.Value().Data().([]float32)
+	return t.last.vm.Float32s(t.last.logits)
 }
+
+// Profile makes later runs of the training graph add the time of each kind
+// of op to p (nil: stop).
+func (t *Trainer) Profile(p *autograd.Profile) { t.train.vm.SetProfile(p) }
 
 func (t *Trainer) run(gr *graph, inputs, targets []int32) (float64, error) {
 	if err := gr.ids.Set(inputs); err != nil {
@@ -112,31 +115,15 @@ func (t *Trainer) run(gr *graph, inputs, targets []int32) (float64, error) {
 	return loss, nil
 }
 
-// run executes the tape once. The tape machine adds gradients into the
-// parameters' dual values, so they are zeroed first.
+// run executes the graph once and returns the loss.
 func (gr *graph) run() (float64, error) {
-	if gr.grads {
-		for _, n := range gr.params {
-			if g, err := n.Grad(); err == nil && g != nil {
-				g.(tensor.Tensor).Zero()
-			}
-		}
-	}
-	defer gr.vm.Reset()
-	if err := gr.vm.RunAll(); err != nil {
+	if err := gr.vm.Run(); err != nil {
 		return 0, err
 	}
-	switch v := gr.loss.Value().Data().(type) {
-	case float32:
-		return float64(v), nil
-	case float64:
-		return v, nil
-	case []float32:
-		return float64(v[0]), nil
-	case []float64:
-		return v[0], nil
+	if l := gr.vm.Float32s(gr.loss); l != nil {
+		return float64(l[0]), nil
 	}
-	return 0, fmt.Errorf("loss has an unexpected value %v", gr.loss.Value())
+	return gr.vm.Float64s(gr.loss)[0], nil
 }
 
 // build constructs the graph in dtype:
@@ -162,7 +149,7 @@ func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values6
 			gr, err = nil, fmt.Errorf("compile: %w", err)
 		}
 	}()
-	gr = &graph{g: gorgonia.NewGraph(), grads: grads}
+	gr = &graph{g: gorgonia.NewGraph()}
 	b.g = gr.g
 	V := m.cfg.PaddedVocab()
 	if gr.ids, err = autograd.NewIds(b.rows, V); err != nil {
@@ -188,22 +175,32 @@ func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values6
 	h := b.do(autograd.Embedding(gr.ids, b.node[m.emb]))
 	for l := range m.blocks {
 		start := len(b.g.AllNodes())
-		h = b.do(add(h, b.mixer(&m.blocks[l], h)))
+		h = b.mixer(&m.blocks[l], h)
 		gr.blocks = append(gr.blocks, b.g.AllNodes()[start:])
 	}
 	hf := b.do(autograd.RMSNorm(h, b.node[m.normF], m.cfg.NormEps))
-	gr.logits = b.linear(hf, m.emb, nil, 0, m.cfg.PaddedVocab())
+	gr.logits = b.do(autograd.Linear(hf, b.node[m.emb], nil, nil, 0, V))
 	gr.loss = b.do(autograd.CrossEntropy(gr.logits, gr.targets))
 	if b.err != nil {
 		return nil, b.err
 	}
+	outputs := gorgonia.Nodes{gr.loss, gr.logits}
 	if grads {
-		if _, err := gorgonia.Grad(gr.loss, gr.params...); err != nil {
+		if gr.grads, err = gorgonia.Grad(gr.loss, gr.params...); err != nil {
 			return nil, fmt.Errorf("gradient: %w", err)
 		}
-		gr.vm = gorgonia.NewTapeMachine(b.g, gorgonia.BindDualValues(gr.params...))
-	} else {
-		gr.vm = gorgonia.NewTapeMachine(b.g)
+		outputs = append(outputs, gr.grads...)
+	}
+	if gr.vm, err = autograd.NewMachine(b.g, outputs...); err != nil {
+		return nil, err
+	}
+	if grads && dtype == tensor.Float32 {
+		// Gradients go straight into Param.Grad where the machine can write
+		// them there (not where one is another node's value).
+		gr.bound = make([]bool, len(m.params))
+		for i, p := range m.params {
+			gr.bound[i] = gr.vm.Bind(gr.grads[i], p.Grad) == nil
+		}
 	}
 	return gr, nil
 }
@@ -234,52 +231,35 @@ func (b *builder) opt(p *Param) *gorgonia.Node {
 	return b.node[p]
 }
 
-// linear is x·w[from:to]ᵀ (+ bias[from:to]): rows from..to of a weight
-// (out, in), so that the activations of each part stay contiguous.
-func (b *builder) linear(x *gorgonia.Node, w, bias *Param, from, to int) *gorgonia.Node {
-	if b.err != nil {
-		return nil
-	}
-	y := b.do(linear(x, b.node[w], from, to))
-	if bias == nil {
-		return y
-	}
-	bn := b.do(gorgonia.Slice(b.node[bias], gorgonia.S(from, to)))
-	return b.do(gorgonia.BroadcastAdd(y, bn, nil, []byte{0}))
-}
-
-// mixer is one block's Mamba mixer applied to RMSNorm(h):
+// mixer is one residual block, h + Mixer(RMSNorm(h)):
 //
-//	[x | z] = n·in_projᵀ,  n = RMSNorm(h)
+//	[x | z] = n·in_projᵀ (+ b),  n = RMSNorm(h)          two products, one per half
 //	u = silu(conv1d(x))
 //	[δ | B | C] = u·x_projᵀ,  Δ = softplus(δ·dt_projᵀ + dt_bias)   (LTI: δ = 0, B, C constants)
 //	y = SelectiveScan(u, Δ, A = −exp(A_log), B, C, D) ⊙ silu(z)
-//	out = y·out_projᵀ
+//	h + y·out_projᵀ (+ b)                               the residual added in the product
 func (b *builder) mixer(p *mixer, h *gorgonia.Node) *gorgonia.Node {
+	if b.err != nil {
+		return nil
+	}
 	cfg := b.m.cfg
 	E, N, R := cfg.DInner(), cfg.DState, cfg.Rank()
 	n := b.do(autograd.RMSNorm(h, b.node[p.norm], cfg.NormEps))
-	x := b.linear(n, p.inW, p.inB, 0, E)
-	z := b.linear(n, p.inW, p.inB, E, 2*E)
+	x := b.do(autograd.Linear(n, b.node[p.inW], b.opt(p.inB), nil, 0, E))
+	z := b.do(autograd.Linear(n, b.node[p.inW], b.opt(p.inB), nil, E, 2*E))
 	u := b.do(autograd.CausalConv1d(b.batch, x, b.node[p.convW], b.opt(p.convB), true))
 	var delta, bm, cm *gorgonia.Node
 	if p.xW != nil {
-		dbc := b.linear(u, p.xW, nil, 0, R+2*N) // one GEMM, split by copies
-		dt := b.do(columns(dbc, 0, R))
-		bm = b.do(columns(dbc, R, R+N))
-		cm = b.do(columns(dbc, R+N, R+2*N))
-		delta = b.linear(dt, p.dtW, nil, 0, E)
+		dbc := b.do(autograd.Linear(u, b.node[p.xW], nil, nil, 0, R+2*N)) // one product, split by copies
+		dt := b.do(autograd.Columns(dbc, 0, R))
+		bm = b.do(autograd.Columns(dbc, R, R+N))
+		cm = b.do(autograd.Columns(dbc, R+N, R+2*N))
+		delta = b.do(autograd.Linear(dt, b.node[p.dtW], nil, nil, 0, E))
 	} else {
-		delta = b.zeros(b.rows, E)
-		bm = b.do(gorgonia.BroadcastAdd(b.zeros(b.rows, N), b.node[p.bLTI], nil, []byte{0}))
-		cm = b.do(gorgonia.BroadcastAdd(b.zeros(b.rows, N), b.node[p.cLTI], nil, []byte{0}))
+		delta = gorgonia.NodeFromAny(b.g, tensor.New(tensor.Of(b.dtype), tensor.WithShape(b.rows, E)), gorgonia.WithName("zero δ"))
+		bm = b.do(autograd.Broadcast(b.node[p.bLTI], b.rows))
+		cm = b.do(autograd.Broadcast(b.node[p.cLTI], b.rows))
 	}
-	a := b.do(gorgonia.Neg(b.do(gorgonia.Exp(b.node[p.aLog]))))
-	y := b.do(autograd.SelectiveScan(b.batch, u, delta, a, bm, cm, b.node[p.d], z, b.node[p.dtB], scan.Options{Softplus: true}))
-	return b.linear(y, p.outW, p.outB, 0, cfg.DModel)
-}
-
-// zeros is a constant zero matrix.
-func (b *builder) zeros(r, c int) *gorgonia.Node {
-	return gorgonia.NodeFromAny(b.g, tensor.New(tensor.Of(b.dtype), tensor.WithShape(r, c)))
+	y := b.do(autograd.SelectiveScan(b.batch, u, delta, b.node[p.aLog], bm, cm, b.node[p.d], z, b.node[p.dtB], scan.Options{Softplus: true}))
+	return b.do(autograd.Linear(y, b.node[p.outW], b.opt(p.outB), h, 0, cfg.DModel))
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 var tensorFloat64 = tensor.Float64
@@ -27,10 +29,10 @@ func TestFixtureTrain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := math.Abs(loss - fx.loss); d > 1e-5 {
+			if d := math.Abs(loss - fx.loss); !testutil.Within(d, 1e-5) {
 				t.Errorf("loss %.7f, transformers %.7f (|Δ| %.2g > 1e-5)", loss, fx.loss, d)
 			}
-			if e := relL2(tr.Logits(), fx.logits); e > 1e-4 {
+			if e := testutil.RelL2(tr.Logits(), fx.logits); !testutil.Within(e, 1e-4) {
 				t.Errorf("logits: relative L2 error %.3g > 1e-4", e)
 			} else {
 				t.Logf("logits: relative L2 error %.3g; loss |Δ| %.2g", e, math.Abs(loss-fx.loss))
@@ -41,11 +43,11 @@ func TestFixtureTrain(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				e := relL2(p.Grad, want)
-				if e > 1e-3 {
+				e := testutil.RelL2(p.Grad, want)
+				if !testutil.Within(e, 1e-3) {
 					t.Errorf("grad %s: relative L2 error %.3g > 1e-3", p.Name, e)
 				}
-				if e > worst {
+				if !(e <= worst) {
 					worst, worstName = e, p.Name
 				}
 			}
@@ -115,10 +117,10 @@ func TestTrainerMatchesReference(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := newRef64(m).forward(ids, batch, L)
-				if e := relL2(tr.Logits(), want); e > 1e-5 {
+				if e := testutil.RelL2(tr.Logits(), want); !testutil.Within(e, 1e-5) {
 					t.Errorf("step %d: logits relative L2 error %.3g", step, e)
 				}
-				if wl := crossEntropy64(want, tg, m.cfg.PaddedVocab()); math.Abs(loss-wl) > 1e-5 {
+				if wl := crossEntropy64(want, tg, m.cfg.PaddedVocab()); !testutil.Within(math.Abs(loss-wl), 1e-5) {
 					t.Errorf("step %d: loss %.7f, reference %.7f", step, loss, wl)
 				}
 				perturb(m, uint64(step+20)) // in place: the graph must see it
@@ -168,11 +170,7 @@ func TestGradFD(t *testing.T) {
 			r := newRNG(3, "fd")
 			const h = 1e-5
 			for i, p := range m.params {
-				g, err := train.params[i].Grad()
-				if err != nil {
-					t.Fatal(err)
-				}
-				grad := g.Data().([]float64)
+				grad := train.vm.Float64s(train.grads[i])
 				for try := 0; try < 3; try++ {
 					k := int(r.Uint64() % uint64(len(grad)))
 					x := vals[i][k]
@@ -182,7 +180,7 @@ func TestGradFD(t *testing.T) {
 					down := loss(fwd)
 					vals[i][k] = x
 					fd := (up - down) / (2 * h)
-					if math.Abs(fd-grad[k]) > 1e-6*math.Max(1, math.Abs(fd)) {
+					if !testutil.Within(math.Abs(fd-grad[k]), 1e-6*math.Max(1, math.Abs(fd))) {
 						t.Errorf("%s[%d]: gradient %.9g, finite difference %.9g", p.Name, k, grad[k], fd)
 					}
 				}
@@ -266,8 +264,55 @@ func TestTrainerDegenerateShapes(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := newRef64(m).forward(ids, sh[0], sh[1])
-			if e := relL2(tr.Logits(), want); e > 1e-5 || math.Abs(loss-crossEntropy64(want, tg, m.cfg.PaddedVocab())) > 1e-5 {
+			if e := testutil.RelL2(tr.Logits(), want); !testutil.Within(e, 1e-5) || !testutil.Within(math.Abs(loss-crossEntropy64(want, tg, m.cfg.PaddedVocab())), 1e-5) {
 				t.Errorf("selective %v, shape %v: logits error %.3g, loss %v", selective, sh, e, loss)
+			}
+		}
+	}
+}
+
+// TestStepAllocs: once warm, a training step allocates nothing, whatever
+// GOMAXPROCS is.
+func TestStepAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool allocate at random")
+	}
+	for _, v := range variants {
+		m := variantModel(t, v.edit)
+		batch, L := 2, 40
+		tr, err := m.Compile(batch, L)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := randomIDs(batch*L, m.cfg.VocabSize, 1)
+		tg := randomTargets(batch*L, m.cfg.VocabSize, 2)
+		for _, procs := range []int{1, 3} {
+			old := runtime.GOMAXPROCS(procs)
+			for range 2 {
+				if _, err := tr.Step(ids, tg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if a := testing.AllocsPerRun(3, func() { tr.Step(ids, tg) }); a != 0 {
+				t.Errorf("%s, GOMAXPROCS %d: %v allocations per step", v.name, procs, a)
+			}
+			runtime.GOMAXPROCS(old)
+		}
+	}
+}
+
+// TestGradsBound: the training graph writes every gradient straight into
+// Param.Grad (no copy after the run).
+func TestGradsBound(t *testing.T) {
+	for _, v := range variants {
+		m := variantModel(t, v.edit)
+		tr, err := m.Compile(2, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range m.params {
+			if !tr.train.bound[i] {
+				t.Errorf("%s: the gradient of %s is copied after the run", v.name, p.Name)
 			}
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func TestScheduleShapes(t *testing.T) {
@@ -47,7 +49,7 @@ func TestClipScale(t *testing.T) {
 	if s := ClipScale(0.5, 1); s != 1 {
 		t.Errorf("ClipScale(0.5, 1) = %v, want 1", s)
 	}
-	if s := ClipScale(4, 1); math.Abs(float64(s)-1/(4+1e-6)) > 1e-7 {
+	if s := ClipScale(4, 1); !testutil.Within(math.Abs(float64(s)-1/(4+1e-6)), 1e-7) {
 		t.Errorf("ClipScale(4, 1) = %v, want 0.25", s)
 	}
 	if s := ClipScale(1e9, 0); s != 1 {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mambago/mamba/autograd"
 	"github.com/mambago/mamba/data/tokenize"
@@ -96,7 +97,7 @@ Temperature 0 is greedy decoding; otherwise the distribution is cut by --top-k a
 Flags:
 `
 
-func runGenerate(args []string, stdout io.Writer) error {
+func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("generate", generateUsage, stdout)
 	ckpt := fs.String("checkpoint", "", "checkpoint, run or transformers model directory (required)")
 	prompt := fs.String("prompt", "", "prompt text, tokenized with --tokenizer")
@@ -142,14 +143,20 @@ func runGenerate(args []string, stdout io.Writer) error {
 			in = append(in, int32(v))
 		}
 	}
+	start := time.Now()
 	m, _, err := loadModel(*ckpt, "", nil)
 	if err != nil {
 		return err
 	}
+	loaded := time.Since(start)
+	start = time.Now()
 	out, err := m.Generate(in, 1, *n, s)
 	if err != nil {
 		return usageError{err}
 	}
+	gen := time.Since(start)
+	fmt.Fprintf(stderr, "loaded in %.2f s; %d-token prompt and %d new tokens in %.2f s (%.0f new tokens/s)\n",
+		loaded.Seconds(), len(in), len(out), gen.Seconds(), float64(len(out))/max(gen.Seconds(), 1e-9))
 	if tk != nil {
 		text, err := tk.Decode([]byte(*prompt), out)
 		if err != nil {

@@ -7,6 +7,7 @@
 //	go run ./cmd/train eval --checkpoint runs/text
 //	go run ./cmd/train generate --checkpoint runs/text --prompt "The " --tokenizer bytes --tokens 200
 //	go run ./cmd/train prepare --modality text --out data/cache/text-bytes --tokenizer bytes
+//	go run ./cmd/train bench --config configs/bench.json          # tokens/s, MFU, per-op times, generation
 //	go run ./cmd/train sweep --config configs/sweeps/smoke.json --out runs/smoke
 //	go run ./cmd/train sweep fit --runs runs/smoke/runs.csv --json
 //
@@ -28,8 +29,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/mambago/mamba/autograd"
 	"github.com/mambago/mamba/configs"
+	"github.com/mambago/mamba/internal/kernel"
 	"github.com/mambago/mamba/train"
 )
 
@@ -52,11 +53,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "train":
-		err = runTrain(args, stdout)
+		err = runTrain(args, stdout, stderr)
 	case "eval":
 		err = runEval(args, stdout)
 	case "generate":
-		err = runGenerate(args, stdout)
+		err = runGenerate(args, stdout, stderr)
+	case "bench":
+		err = runBench(args, stdout)
 	case "sweep":
 		err = runSweep(args, stdout)
 	case "prepare":
@@ -67,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, trainUsage)
 		return 0
 	default:
-		err = usagef("unknown command %q (want train, eval, generate, prepare, sweep or help)", cmd)
+		err = usagef("unknown command %q (want train, eval, generate, bench, sweep, prepare or help)", cmd)
 	}
 	if err == nil || errors.Is(err, pflag.ErrHelp) {
 		return 0
@@ -94,6 +97,7 @@ Usage:
   train [train] [--config FILE] [--set key=value]... [--out DIR] [--resume] [--init-from DIR]
   train eval --checkpoint DIR [--set key=value]...
   train generate --checkpoint DIR (--prompt TEXT --tokenizer NAME | --prompt-ids 1,2,3) [--tokens N]
+  train bench [--config FILE] [--d-model N ...] [--steps N] [--json]   (see: train bench --help)
   train prepare --modality text|dna|audio --out DIR [...]   (see: train prepare --help)
   train sweep --config FILE --out DIR [--parallel K]       (see: train sweep --help)
   train sweep fit --runs FILE.csv [--json]
@@ -142,7 +146,7 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	return nil
 }
 
-func runTrain(args []string, stdout io.Writer) error {
+func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", trainUsage, stdout)
 	config := fs.String("config", "", "run config JSON file (default: the built-in configs/quickstart.json)")
 	sets := fs.StringArray("set", nil, "override a config key, e.g. --set optim.lr=1e-3 (repeatable; the value is JSON or a bare string)")
@@ -187,9 +191,12 @@ func runTrain(args []string, stdout io.Writer) error {
 		<-ctx.Done()
 		stop()
 	}()
-	blas := "blas: " + autograd.UseBLAS()
+	blas := kernel.BLAS()
+	if blas.Warning != "" {
+		fmt.Fprintln(stderr, "train: "+blas.Warning)
+	}
 	_, err = train.Run(ctx, cfg, train.Options{Out: *out, Resume: *resume, InitFrom: *initFrom,
-		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{blas}})
+		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String()}})
 	return err
 }
 

@@ -8,6 +8,9 @@
 // other item writes, and sums across items are reduced afterwards in item order. The
 // worker slot w passed to Item only selects scratch memory. Results are then bitwise the
 // same for every GOMAXPROCS.
+//
+// Team has the same contract for phases too short for a Job's goroutine wake-ups (a
+// decoder's one-token step): a fixed set of goroutines that spin between phases.
 package parallel
 
 import (
@@ -19,6 +22,13 @@ import (
 // Body is the work of one parallel loop: Item(w, i) runs item i using the scratch of worker
 // slot w, with 0 ≤ w < the slot count of the call (see Workers).
 type Body interface{ Item(w, i int) }
+
+// BodyFunc is a function as a Body. Converting one to a Body allocates nothing, so a kernel
+// keeps its loop bodies as method values made once (f := k.item) and runs them hot.
+type BodyFunc func(w, i int)
+
+// Item calls f(w, i).
+func (f BodyFunc) Item(w, i int) { f(w, i) }
 
 // Job runs loops. Its zero value is ready; keep one per kernel (or use Run, which pools
 // them). A Job runs one loop at a time.

@@ -1,10 +1,12 @@
-package autograd
+//go:build !purego
+
+package kernel
 
 import "golang.org/x/sys/cpu"
 
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		mulAdd = mulAddFMA
+		MulAdd, Dot = mulAddFMA, dotFMA
 	}
 }
 
@@ -15,5 +17,16 @@ func mulAddFMA(dst, a, b []float32) {
 	}
 }
 
+func dotFMA(a, b []float32) float32 {
+	if len(a) == 0 {
+		return 0
+	}
+	b = b[:len(a)]
+	return dotAVX2(&a[0], &b[0], len(a))
+}
+
 //go:noescape
 func mulAddAVX2(dst, a, b *float32, n int)
+
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
