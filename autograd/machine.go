@@ -102,6 +102,18 @@ func (m *Machine) Bind(n *gorgonia.Node, buf any) error { return m.bind(n, buf) 
 // Plan lists the steps of a run in order.
 func (m *Machine) Plan() []Step { return m.steps }
 
+// Plan lists, in the order a Machine would run them, the steps of g that
+// compute outputs, without making a Machine: what an executor for another
+// device walks. The graph's ops build their CPU kernels and buffers only when
+// a Machine or TapeMachine first runs them, so a graph only planned here
+// takes no host memory for its activations.
+func Plan(g *gorgonia.ExprGraph, outputs ...*gorgonia.Node) ([]Step, error) {
+	if len(outputs) == 0 {
+		return nil, fmt.Errorf("autograd: plan: no outputs")
+	}
+	return plan(g, outputs)
+}
+
 // Fallbacks is the number of steps that run another gorgonia op through its
 // allocating Do.
 func (m *Machine) Fallbacks() int { return m.nfallbk }

@@ -139,17 +139,15 @@ func apply(op string, s kernel.Spec, args ...arg) (*gorgonia.Node, error) {
 	var o gorgonia.Op
 	switch dt {
 	case tensor.Float32:
-		k, err := kernel.CPU{}.New(s)
-		if err != nil {
-			return nil, fmt.Errorf("autograd: %w", err)
+		if _, ok := s.(kernel.CPUSpec); !ok {
+			return nil, fmt.Errorf("autograd: kernel: the cpu backend has no kernel for %s", s)
 		}
-		o = newFused(s, k, nodes)
+		o = newFused[float32](s, nodes)
 	default:
-		k, err := kernel.Reference{}.New(s)
-		if err != nil {
-			return nil, fmt.Errorf("autograd: %w", err)
+		if _, ok := s.(kernel.RefSpec); !ok {
+			return nil, fmt.Errorf("autograd: kernel: the reference backend has no kernel for %s", s)
 		}
-		o = newFused(s, k, nodes)
+		o = newFused[float64](s, nodes)
 	}
 	n, err := gorgonia.ApplyOp(o, nodes...)
 	if err != nil {
@@ -160,28 +158,40 @@ func apply(op string, s kernel.Spec, args ...arg) (*gorgonia.Node, error) {
 
 // fusedOp is the forward node of an op: a kernel over its spec. Its output
 // storage belongs to the op and is reused every step; nothing the backward
-// needs is kept in it.
+// needs is kept in it. The kernel and the output are made at the first run,
+// so a graph that another device executes (Plan) costs no host memory.
 type fusedOp[T float] struct {
 	spec  kernel.Spec
 	name  string // spec.String(), computed once
 	id    uint64
-	k     kernel.Kernel[[]T]
+	k     kernel.Kernel[[]T] // nil before the first run
 	in    []tensor.Shape
 	outS  tensor.Shape // scalar when empty
-	out   []T
+	out   []T          // nil before the first run
 	outV  gorgonia.Value
 	args  [][]T
 	steps uint64 // forward runs; a gradient cache recomputes when this moves
 	grads int    // SymDiff calls, numbering the gradient caches
 }
 
-func newFused[T float](s kernel.Spec, k kernel.Kernel[[]T], nodes []*gorgonia.Node) *fusedOp[T] {
-	op := &fusedOp[T]{spec: s, name: s.String(), id: opIDs.Add(1), k: k, args: make([][]T, len(nodes)), outS: tensor.Shape(s.Output())}
+func newFused[T float](s kernel.Spec, nodes []*gorgonia.Node) *fusedOp[T] {
+	op := &fusedOp[T]{spec: s, name: s.String(), id: opIDs.Add(1), args: make([][]T, len(nodes)), outS: tensor.Shape(s.Output())}
 	for _, sh := range s.Inputs() {
 		op.in = append(op.in, tensor.Shape(sh))
 	}
-	op.out, op.outV = newValue[T](op.outS)
 	return op
+}
+
+// kernel returns the op's kernel, building it on first use.
+func (op *fusedOp[T]) kernel() (kernel.Kernel[[]T], error) {
+	if op.k == nil {
+		k, err := newKernel[T](op.spec)
+		if err != nil {
+			return nil, err
+		}
+		op.k = k
+	}
+	return op.k, nil
 }
 
 func (op *fusedOp[T]) Spec() kernel.Spec { return op.spec }
@@ -219,7 +229,14 @@ func (op *fusedOp[T]) forward(args [][]T) error {
 			return fmt.Errorf("autograd: %s: %w", op.name, err)
 		}
 	}
-	op.k.Forward(args, op.out)
+	k, err := op.kernel()
+	if err != nil {
+		return err
+	}
+	if op.out == nil {
+		op.out, op.outV = newValue[T](op.outS)
+	}
+	k.Forward(args, op.out)
 	op.steps++
 	return nil
 }
@@ -319,16 +336,16 @@ func (op *fusedOp[T]) SymDiff(inputs gorgonia.Nodes, output, grad *gorgonia.Node
 		return nil, fmt.Errorf("autograd: %s: SymDiff got %d inputs, want %d", op.name, len(inputs), len(op.in))
 	}
 	op.grads++
-	c := &gradCache[T]{op: op, gen: op.grads, din: make([][]T, len(inputs)), vals: make([]gorgonia.Value, len(inputs)), args: make([][]T, len(inputs))}
+	c := &gradCache[T]{op: op, gen: op.grads, din: make([][]T, len(inputs)), vals: make([]gorgonia.Value, len(inputs)),
+		args: make([][]T, len(inputs)), pass: make([]bool, len(inputs))}
 	nodes := append(append(gorgonia.Nodes{}, inputs...), grad)
 	ret := make(gorgonia.Nodes, len(inputs))
 	pass, _ := op.spec.(kernel.PassThrough)
 	for i := range inputs {
 		if pass != nil && pass.PassThrough(i) {
-			ret[i] = grad // its din entry stays nil: the kernel skips it
+			ret[i], c.pass[i] = grad, true // its din entry stays nil: the kernel skips it
 			continue
 		}
-		c.din[i], c.vals[i] = newValue[T](op.in[i])
 		n, err := gorgonia.ApplyOp(&gradOp[T]{c: c, which: i}, nodes...)
 		if err != nil {
 			return nil, fmt.Errorf("autograd: %s: gradient %d: %w", op.name, i, err)
@@ -339,24 +356,31 @@ func (op *fusedOp[T]) SymDiff(inputs gorgonia.Nodes, output, grad *gorgonia.Node
 }
 
 // gradCache holds every input gradient of one fused op, computed by a single
-// backward run per forward run.
+// backward run per forward run. The gradients' storage is made when a
+// backward first needs it (or given by Machine.Bind).
 type gradCache[T float] struct {
 	op   *fusedOp[T]
 	gen  int
 	step uint64 // op.steps when din was computed; 0 = never
 	din  [][]T
 	vals []gorgonia.Value
+	pass []bool // the input's gradient is the upstream one: din stays nil
 	args [][]T
 	mask [][]T // din with nil for the gradients an executor does not need
 	runs int   // backward kernel runs, counted for tests
 }
 
-// backward runs the kernel's backward unless it ran since the last forward.
-// want, when not nil, says which gradients are needed (the others are left
-// alone).
+// backward runs the kernel's backward unless it ran since the last forward
+// (which has built the kernel). want, when not nil, says which gradients are
+// needed (the others are left alone).
 func (c *gradCache[T]) backward(args [][]T, dout []T, want []bool) {
 	if c.step == c.op.steps && c.runs > 0 {
 		return
+	}
+	for i := range c.din {
+		if c.din[i] == nil && !c.pass[i] && (want == nil || want[i]) {
+			c.din[i], c.vals[i] = newValue[T](c.op.in[i])
+		}
 	}
 	din := c.din
 	if want != nil {

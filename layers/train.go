@@ -40,11 +40,8 @@ type graph struct {
 // parameter. Inputs and targets of Step and Eval are (batch, seqLen)
 // row-major; a target of −1 is ignored.
 func (m *Model) Compile(batch, seqLen int) (*Trainer, error) {
-	if batch < 1 || seqLen < 1 {
-		return nil, fmt.Errorf("compile: batch and sequence length must be at least 1, got %d×%d", batch, seqLen)
-	}
-	if tooLarge(batch, seqLen, max(m.cfg.PaddedVocab(), 2*m.cfg.DInner())) {
-		return nil, fmt.Errorf("compile: batch %d × length %d is too large (an activation exceeds 2^31 elements)", batch, seqLen)
+	if err := m.checkBatch(batch, seqLen); err != nil {
+		return nil, err
 	}
 	gr, err := m.build(tensor.Float32, batch, seqLen, true, nil)
 	if err != nil {
@@ -126,7 +123,29 @@ func (gr *graph) run() (float64, error) {
 	return gr.vm.Float64s(gr.loss)[0], nil
 }
 
-// build constructs the graph in dtype:
+// build makes the graph of nodes and the machine that runs it; the
+// gradients of a float32 graph go straight into Param.Grad.
+func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values64 [][]float64) (*graph, error) {
+	gr, err := m.nodes(dtype, batch, seqLen, grads, values64)
+	if err != nil {
+		return nil, err
+	}
+	outputs := append(gorgonia.Nodes{gr.loss, gr.logits}, gr.grads...)
+	if gr.vm, err = autograd.NewMachine(gr.g, outputs...); err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	if grads && dtype == tensor.Float32 {
+		// Gradients go straight into Param.Grad where the machine can write
+		// them there (not where one is another node's value).
+		gr.bound = make([]bool, len(m.params))
+		for i, p := range m.params {
+			gr.bound[i] = gr.vm.Bind(gr.grads[i], p.Grad) == nil
+		}
+	}
+	return gr, nil
+}
+
+// nodes constructs the graph in dtype:
 //
 //	h⁰ = E[ids]
 //	hˡ = hˡ⁻¹ + Mixerˡ(RMSNorm(hˡ⁻¹))      l = 1..n_layer
@@ -134,7 +153,7 @@ func (gr *graph) run() (float64, error) {
 //
 // Float32 parameter nodes alias Param.Value; a float64 graph (for gradient
 // checks) reads values64, parallel to m.params.
-func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values64 [][]float64) (gr *graph, err error) {
+func (m *Model) nodes(dtype tensor.Dtype, batch, seqLen int, grads bool, values64 [][]float64) (gr *graph, err error) {
 	b := &builder{m: m, batch: batch, rows: batch * seqLen, dtype: dtype}
 	defer func() {
 		// Gorgonia panics on some malformed graphs (and on the nil nodes that
@@ -184,22 +203,9 @@ func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values6
 	if b.err != nil {
 		return nil, b.err
 	}
-	outputs := gorgonia.Nodes{gr.loss, gr.logits}
 	if grads {
 		if gr.grads, err = gorgonia.Grad(gr.loss, gr.params...); err != nil {
 			return nil, fmt.Errorf("gradient: %w", err)
-		}
-		outputs = append(outputs, gr.grads...)
-	}
-	if gr.vm, err = autograd.NewMachine(b.g, outputs...); err != nil {
-		return nil, err
-	}
-	if grads && dtype == tensor.Float32 {
-		// Gradients go straight into Param.Grad where the machine can write
-		// them there (not where one is another node's value).
-		gr.bound = make([]bool, len(m.params))
-		for i, p := range m.params {
-			gr.bound[i] = gr.vm.Bind(gr.grads[i], p.Grad) == nil
 		}
 	}
 	return gr, nil
