@@ -54,7 +54,7 @@ type AdamW struct {
 	scale              Buffer // float32 clip scale
 	nblocks            int
 	t                  int64
-	part, finish, step kernel
+	part, finish, step function
 	p                  adamParams
 }
 
@@ -67,7 +67,7 @@ func (d *Device) NewAdamW(params []AdamParam, cfg optim.Config) (*AdamW, error) 
 	if len(params) == 0 {
 		return nil, errors.New("cuda: AdamW: no parameters")
 	}
-	o := &AdamW{d: d, cfg: cfg, params: params, part: d.kernel("gradnorm_part"), finish: d.kernel("gradnorm_finish"), step: d.kernel("adamw_step")}
+	o := &AdamW{d: d, cfg: cfg, params: params, part: d.function("gradnorm_part"), finish: d.function("gradnorm_finish"), step: d.function("adamw_step")}
 	segs := make([]adamSeg, len(params))
 	var blocks []adamBlock
 	seen := map[string]bool{}

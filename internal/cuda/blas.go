@@ -33,16 +33,32 @@ const (
 
 // SetMath sets the math mode of the device's float32 GEMMs.
 func (d *Device) SetMath(m Math) error {
-	mode := cublasDefaultMath
-	if m == MathTF32 {
-		mode = cublasTF32Math
-	}
 	err := d.enter()
 	defer d.exit()
 	if err != nil {
 		return err
 	}
-	return d.blas.check("cublasSetMathMode", call(d.blas.cublasSetMathMode, d.handle, uintptr(mode)))
+	return d.setMath(m)
+}
+
+func (d *Device) setMath(m Math) error {
+	mode := cublasDefaultMath
+	if m == MathTF32 {
+		mode = cublasTF32Math
+	}
+	if err := d.blas.check("cublasSetMathMode", call(d.blas.cublasSetMathMode, d.handle, uintptr(mode))); err != nil {
+		return err
+	}
+	d.math = m
+	return nil
+}
+
+// useMath sets the math mode unless it is set already (the caller has entered).
+func (d *Device) useMath(m Math) error {
+	if d.math == m {
+		return nil
+	}
+	return d.setMath(m)
 }
 
 // fitsMatrix reports whether an r×c row-major matrix with leading dimension ld fits in n elements.
@@ -117,9 +133,9 @@ func (d *Device) gemm(tA, tB bool, m, n, k int, alpha float32, a Buffer, lda int
 // GemmBF16 is Gemm with bfloat16 A and B, float32 accumulation, and C in float32 (cBF16 false) or
 // bfloat16.
 func (d *Device) GemmBF16(tA, tB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int, cBF16 bool) error {
-	ec, ctype := float32Bytes, uintptr(cudaR32F)
+	ec := float32Bytes
 	if cBF16 {
-		ec, ctype = bf16Bytes, cudaR16BF
+		ec = bf16Bytes
 	}
 	if err := checkGemm(tA, tB, m, n, k, a, lda, bf16Bytes, b, ldb, bf16Bytes, c, ldc, ec); err != nil {
 		return err
@@ -128,6 +144,15 @@ func (d *Device) GemmBF16(tA, tB bool, m, n, k int, alpha float32, a Buffer, lda
 	defer d.exit()
 	if err != nil {
 		return err
+	}
+	return d.gemmBF16(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, cBF16)
+}
+
+// gemmBF16 is GemmBF16 for a caller that has validated and entered.
+func (d *Device) gemmBF16(tA, tB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int, cBF16 bool) error {
+	ctype := uintptr(cudaR32F)
+	if cBF16 {
+		ctype = cudaR16BF
 	}
 	d.alpha = [2]float32{alpha, beta}
 	algo := int32(cublasGemmDefault)

@@ -141,7 +141,18 @@ func (d *Device) Copy(dst, src Buffer) error {
 	if err != nil {
 		return err
 	}
+	return d.copyAsync(dst, src)
+}
+
+// copyAsync copies src into the start of dst on the stream (the caller has entered and checked the
+// sizes).
+func (d *Device) copyAsync(dst, src Buffer) error {
 	return d.api.check("cuMemcpyDtoDAsync", call(d.api.cuMemcpyDtoDAsync, uintptr(dst.ptr), uintptr(src.ptr), uintptr(src.bytes), d.stream))
+}
+
+// zeroAsync sets b to zero bytes on the stream (the caller has entered).
+func (d *Device) zeroAsync(b Buffer) error {
+	return d.api.check("cuMemsetD8Async", call(d.api.cuMemsetD8Async, uintptr(b.ptr), 0, uintptr(b.bytes), d.stream))
 }
 
 // Fill32 sets every 4-byte word of b to the bits v (math.Float32bits for a float), on the stream.
@@ -167,5 +178,5 @@ func (d *Device) Zero(b Buffer) error {
 	if err != nil {
 		return err
 	}
-	return d.api.check("cuMemsetD8Async", call(d.api.cuMemsetD8Async, uintptr(b.ptr), 0, uintptr(b.bytes), d.stream))
+	return d.zeroAsync(b)
 }

@@ -32,7 +32,7 @@ type Conv1d struct {
 	d                      *Device
 	c                      Conv1dConfig
 	dc, partw, partb       Buffer
-	fwd, bdc, bdx, bdw, sp kernel
+	fwd, bdc, bdx, bdw, sp function
 	p                      convParams
 	sum                    colsumParams
 }
@@ -48,8 +48,8 @@ func (d *Device) NewConv1d(c Conv1dConfig) (*Conv1d, error) {
 	if c.Width > convKMax {
 		return nil, fmt.Errorf("cuda: Conv1d: width %d is above the CUDA kernel's %d", c.Width, convKMax)
 	}
-	k := &Conv1d{d: d, c: c, fwd: d.kernel("conv_fwd"), bdc: d.kernel("conv_bwd_dc"), bdx: d.kernel("conv_bwd_dx"),
-		bdw: d.kernel("conv_bwd_dw_part"), sp: d.kernel("sum_parts")}
+	k := &Conv1d{d: d, c: c, fwd: d.function("conv_fwd"), bdc: d.function("conv_bwd_dc"), bdx: d.function("conv_bwd_dx"),
+		bdw: d.function("conv_bwd_dw_part"), sp: d.function("sum_parts")}
 	blocks := c.Batch * ceilDiv(c.Len, convSteps)
 	var err error
 	if k.dc, err = d.Alloc32(c.Batch * c.Len * c.Channels); err == nil {

@@ -66,6 +66,8 @@ type Device struct {
 	alpha   [2]float32      // GEMM scalars, read by cuBLAS from host memory during the call
 	scratch eltParams       // parameters of the Device-level conversions
 	allocd  int64
+	math    Math  // the cuBLAS handle's math mode
+	err     error // the first failure of a kernel.Kernel adapter (Err)
 	closed  bool
 
 	// SyncEach makes every launch wait for the kernel and report its error (for tests and debugging).
@@ -236,14 +238,25 @@ func (d *Device) enter() error {
 func (d *Device) exit() { runtime.UnlockOSThread() }
 
 // Sync waits until the device has finished all work issued so far and reports the first error
-// of a kernel (which leaves the context unusable: CUDA errors in kernels are sticky).
+// of a kernel (which leaves the context unusable: CUDA errors in kernels are sticky), or else Err.
 func (d *Device) Sync() error {
 	if err := d.enter(); err != nil {
 		d.exit()
 		return err
 	}
 	defer d.exit()
-	return d.api.check("cuStreamSynchronize", call(d.api.cuStreamSynchronize, d.stream))
+	return firstErr(d.api.check("cuStreamSynchronize", call(d.api.cuStreamSynchronize, d.stream)), d.err)
+}
+
+// Err returns the first error that a kernel of a Backend met (kernel.Kernel's methods return none:
+// a failed launch is kept here, and the work issued after it is not to be trusted), or nil.
+func (d *Device) Err() error { return d.err }
+
+// fail keeps the first non-nil err for Err.
+func (d *Device) fail(err error) {
+	if err != nil && d.err == nil {
+		d.err = err
+	}
 }
 
 // MemInfo returns the device memory free and in total, and what this Device allocated.

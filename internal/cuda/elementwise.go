@@ -11,6 +11,8 @@ type eltParams struct {
 	a, b, g, y, da, db, hsrc, hdst uint64
 	n                              int64
 	rows, cols, ld, lo             int32
+	s                              float32
+	pad                            int32
 }
 
 // Add is the residual connection y = a + b of N elements. Inputs [a, b]; gradients [da, db], both
@@ -18,7 +20,7 @@ type eltParams struct {
 type Add struct {
 	d   *Device
 	n   int
-	fwd kernel
+	fwd function
 	p   eltParams
 }
 
@@ -27,8 +29,11 @@ func (d *Device) NewAdd(n int) (*Add, error) {
 	if n < 1 || n > sizeLimit {
 		return nil, fmt.Errorf("cuda: Add of %d elements", n)
 	}
-	return &Add{d: d, n: n, fwd: d.kernel("add_fwd")}, nil
+	return &Add{d: d, n: n, fwd: d.function("add_fwd")}, nil
 }
+
+// Close frees nothing: the op has no device memory of its own.
+func (k *Add) Close() error { return nil }
 
 // Forward writes y = in[0] + in[1].
 func (k *Add) Forward(in []Buffer, y Buffer) error {
@@ -68,7 +73,7 @@ func (k *Add) Backward(_ []Buffer, dy Buffer, din []Buffer) error {
 type Gate struct {
 	d        *Device
 	n        int
-	fwd, bwd kernel
+	fwd, bwd function
 	p        eltParams
 }
 
@@ -77,8 +82,11 @@ func (d *Device) NewGate(n int) (*Gate, error) {
 	if n < 1 || n > sizeLimit {
 		return nil, fmt.Errorf("cuda: Gate of %d elements", n)
 	}
-	return &Gate{d: d, n: n, fwd: d.kernel("gate_fwd"), bwd: d.kernel("gate_bwd")}, nil
+	return &Gate{d: d, n: n, fwd: d.function("gate_fwd"), bwd: d.function("gate_bwd")}, nil
 }
+
+// Close frees nothing: the op has no device memory of its own.
+func (k *Gate) Close() error { return nil }
 
 // Forward writes y = x·silu(z).
 func (k *Gate) Forward(in []Buffer, y Buffer) error {
@@ -122,7 +130,7 @@ func (k *Gate) Backward(in []Buffer, dy Buffer, din []Buffer) error {
 type Columns struct {
 	d               *Device
 	rows, w, lo, hi int
-	fwd, bwd        kernel
+	fwd, bwd        function
 	p               eltParams
 }
 
@@ -131,8 +139,11 @@ func (d *Device) NewColumns(rows, width, lo, hi int) (*Columns, error) {
 	if rows < 1 || width < 1 || lo < 0 || hi > width || lo >= hi || !fits(math.MaxInt32, rows, width) {
 		return nil, fmt.Errorf("cuda: Columns: columns [%d, %d) of %d × %d", lo, hi, rows, width)
 	}
-	return &Columns{d: d, rows: rows, w: width, lo: lo, hi: hi, fwd: d.kernel("columns_fwd"), bwd: d.kernel("columns_bwd")}, nil
+	return &Columns{d: d, rows: rows, w: width, lo: lo, hi: hi, fwd: d.function("columns_fwd"), bwd: d.function("columns_bwd")}, nil
 }
+
+// Close frees nothing: the op has no device memory of its own.
+func (k *Columns) Close() error { return nil }
 
 // Forward writes y (rows, hi−lo).
 func (k *Columns) Forward(in []Buffer, y Buffer) error {
@@ -175,6 +186,30 @@ func (k *Columns) Backward(_ []Buffer, dy Buffer, din []Buffer) error {
 	return d.launch(k.bwd.name, k.bwd.f, d.elems(n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
 }
 
+// AddTo adds src to dst elementwise (float32 buffers of one size), on the stream.
+func (d *Device) AddTo(dst, src Buffer) error {
+	return d.elementwise("add_fwd", eltParams{a: dst.ptr, b: src.ptr, y: dst.ptr}, dst, src)
+}
+
+// Scale multiplies every float32 of b by s, on the stream.
+func (d *Device) Scale(b Buffer, s float32) error {
+	return d.elementwise("scale_f32", eltParams{a: b.ptr, y: b.ptr, s: s}, b, b)
+}
+
+// elementwise launches kernel name over the float32 elements of dst, src of the same size.
+func (d *Device) elementwise(name string, p eltParams, dst, src Buffer) error {
+	if dst.Nil() || dst.bytes != src.bytes || dst.bytes%4 != 0 {
+		return fmt.Errorf("cuda: %s of buffers of %d and %d bytes", name, dst.bytes, src.bytes)
+	}
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	p.n = int64(dst.bytes / 4)
+	return d.launchElt(name, p, dst.bytes/4)
+}
+
 // ToBF16 writes n bfloat16 values (round to nearest even) of the float32 src into dst.
 func (d *Device) ToBF16(dst, src Buffer, n int) error {
 	return d.convert("f32_to_bf16", eltParams{a: src.ptr, hdst: dst.ptr, n: int64(n)}, dst, bf16Bytes, src, float32Bytes, n)
@@ -194,7 +229,18 @@ func (d *Device) convert(name string, p eltParams, dst Buffer, de int, src Buffe
 	if err != nil {
 		return err
 	}
-	k := d.kernel(name)
+	return d.launchElt(name, p, n)
+}
+
+// toBF16 is ToBF16 for a caller that has entered, with buffers known to fit.
+func (d *Device) toBF16(dst, src Buffer, n int) error {
+	return d.launchElt("f32_to_bf16", eltParams{a: src.ptr, hdst: dst.ptr, n: int64(n)}, n)
+}
+
+// launchElt launches the one-thread-per-element kernel name over n elements with parameters p
+// (the caller has entered).
+func (d *Device) launchElt(name string, p eltParams, n int) error {
+	k := d.function(name)
 	d.scratch = p
 	return d.launch(k.name, k.f, d.elems(n), dim3{x: threads}, 0, unsafe.Pointer(&d.scratch))
 }

@@ -22,7 +22,7 @@ type Embedding struct {
 	hostOff, hostOrder  []int32 // per-id list offsets (vocab+1) and rows in id order (rows)
 	hostFill            []int32 // next free slot of each id while filling hostOrder
 	set                 bool
-	fwd, bwd            kernel
+	fwd, bwd            function
 	p                   embedParams
 }
 
@@ -31,7 +31,7 @@ func (d *Device) NewEmbedding(rows, vocab, dim int) (*Embedding, error) {
 	if rows < 1 || vocab < 1 || dim < 1 || !fits(math.MaxInt32, rows, dim) || !fits(math.MaxInt32, vocab, dim) {
 		return nil, fmt.Errorf("cuda: Embedding: %d ids into %d × %d out of range", rows, vocab, dim)
 	}
-	k := &Embedding{d: d, rows: rows, vocab: vocab, dim: dim, fwd: d.kernel("embed_fwd"), bwd: d.kernel("embed_bwd"),
+	k := &Embedding{d: d, rows: rows, vocab: vocab, dim: dim, fwd: d.function("embed_fwd"), bwd: d.function("embed_bwd"),
 		hostOff: make([]int32, vocab+1), hostOrder: make([]int32, rows), hostFill: make([]int32, vocab)}
 	var err error
 	if k.ids, err = d.Alloc32(rows); err == nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -304,6 +305,20 @@ func TestFixturesPresent(t *testing.T) {
 	for _, p := range paths {
 		if _, _, want := scanFixture(t, p); len(want) < 3 {
 			t.Errorf("%s: only %d reference tensors", p, len(want))
+		}
+	}
+}
+
+// TestEmulatorRegistersEveryKernel checks that the host emulator (emu/fakecuda.cpp) can launch every
+// kernel the package resolves.
+func TestEmulatorRegistersEveryKernel(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("emu", "fakecuda.cpp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range kernelNames {
+		if !strings.Contains(string(src), "KERNEL("+name+")") {
+			t.Errorf("kernel %s is not registered in emu/fakecuda.cpp", name)
 		}
 	}
 }

@@ -26,7 +26,7 @@ type CrossEntropy struct {
 	targets, lse, rowloss Buffer
 	stats                 Buffer // float64 [Σ row losses, counted rows]
 	set                   bool
-	fwd, sum, bwd         kernel
+	fwd, sum, bwd         function
 	p                     ceParams
 }
 
@@ -35,7 +35,7 @@ func (d *Device) NewCrossEntropy(rows, vocab int) (*CrossEntropy, error) {
 	if rows < 1 || vocab < 1 || !fits(sizeLimit, rows, vocab) || rows > math.MaxInt32 || vocab > math.MaxInt32 {
 		return nil, fmt.Errorf("cuda: CrossEntropy: %d × %d logits out of range", rows, vocab)
 	}
-	k := &CrossEntropy{d: d, rows: rows, vocab: vocab, fwd: d.kernel("ce_fwd"), sum: d.kernel("ce_sum"), bwd: d.kernel("ce_bwd")}
+	k := &CrossEntropy{d: d, rows: rows, vocab: vocab, fwd: d.function("ce_fwd"), sum: d.function("ce_sum"), bwd: d.function("ce_bwd")}
 	var err error
 	if k.targets, err = d.Alloc32(rows); err == nil {
 		if k.lse, err = d.Alloc32(rows); err == nil {

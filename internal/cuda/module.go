@@ -15,7 +15,7 @@ var kernelNames = []string{
 	"scan_fwd", "scan_bwd", "scan_reduce_bc", "scan_reduce_params",
 	"rmsnorm_fwd", "rmsnorm_bwd_dx", "colsum_partial", "sum_parts",
 	"conv_fwd", "conv_bwd_dc", "conv_bwd_dx", "conv_bwd_dw_part",
-	"add_fwd", "gate_fwd", "gate_bwd", "columns_fwd", "columns_bwd", "bias_add", "f32_to_bf16", "bf16_to_f32",
+	"add_fwd", "gate_fwd", "gate_bwd", "columns_fwd", "columns_bwd", "bias_add", "scale_f32", "f32_to_bf16", "bf16_to_f32",
 	"embed_fwd", "embed_bwd", "ce_fwd", "ce_sum", "ce_bwd",
 	"gradnorm_part", "gradnorm_finish", "adamw_step",
 }
@@ -59,16 +59,16 @@ func (d *Device) loadModule() error {
 	return nil
 }
 
-// kernel is a resolved kernel function with its name, for launches and error messages.
-type kernel struct {
+// function is a resolved kernel with its name, for launches and error messages.
+type function struct {
 	name string
 	f    uintptr
 }
 
-func (d *Device) kernel(name string) kernel {
+func (d *Device) function(name string) function {
 	f, ok := d.fn[name]
 	if !ok {
 		panic("cuda: kernel " + name + " is not in kernelNames")
 	}
-	return kernel{name, f}
+	return function{name, f}
 }

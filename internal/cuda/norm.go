@@ -22,7 +22,7 @@ type RMSNorm struct {
 	eps       float32
 	rstd      Buffer
 	cs        *colsum
-	fwd, bwd  kernel
+	fwd, bwd  function
 	p         rmsNormParams
 }
 
@@ -37,7 +37,7 @@ func (d *Device) NewRMSNorm(rows, dim int, eps float64) (*RMSNorm, error) {
 	if !(eps > 0) || math.IsInf(eps, 0) {
 		return nil, fmt.Errorf("cuda: RMSNorm: eps %g must be positive and finite", eps)
 	}
-	k := &RMSNorm{d: d, rows: rows, dim: dim, eps: float32(eps), fwd: d.kernel("rmsnorm_fwd"), bwd: d.kernel("rmsnorm_bwd_dx")}
+	k := &RMSNorm{d: d, rows: rows, dim: dim, eps: float32(eps), fwd: d.function("rmsnorm_fwd"), bwd: d.function("rmsnorm_bwd_dx")}
 	var err error
 	if k.rstd, err = d.Alloc32(rows); err != nil {
 		return nil, err

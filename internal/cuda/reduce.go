@@ -21,7 +21,7 @@ type colsum struct {
 	d             *Device
 	rows, cols    int
 	part          Buffer
-	partial, sums kernel
+	partial, sums function
 	p             colsumParams
 }
 
@@ -29,7 +29,7 @@ func (d *Device) newColsum(rows, cols int) (*colsum, error) {
 	if ceilDiv(rows, colRows) > 65535 {
 		return nil, fmt.Errorf("cuda: column sums over %d rows: more than 65535 blocks of %d", rows, colRows)
 	}
-	c := &colsum{d: d, rows: rows, cols: cols, partial: d.kernel("colsum_partial"), sums: d.kernel("sum_parts")}
+	c := &colsum{d: d, rows: rows, cols: cols, partial: d.function("colsum_partial"), sums: d.function("sum_parts")}
 	var err error
 	c.part, err = d.Alloc32(ceilDiv(rows, colRows) * cols)
 	return c, err

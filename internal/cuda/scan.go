@@ -93,7 +93,7 @@ type Scan struct {
 	g                               scanGeom
 	ck, dApart, dDpart, dbpart      Buffer
 	dBpart, dCpart                  Buffer
-	fwd, bwd, reduceBC, reduceParam kernel
+	fwd, bwd, reduceBC, reduceParam function
 	p                               scanParams
 	r                               scanReduceParams
 }
@@ -105,8 +105,8 @@ func (d *Device) NewScan(s scan.Shape, o ScanOptions) (*Scan, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Scan{d: d, s: s, o: o, g: g, fwd: d.kernel("scan_fwd"), bwd: d.kernel("scan_bwd"),
-		reduceBC: d.kernel("scan_reduce_bc"), reduceParam: d.kernel("scan_reduce_params")}
+	k := &Scan{d: d, s: s, o: o, g: g, fwd: d.function("scan_fwd"), bwd: d.function("scan_bwd"),
+		reduceBC: d.function("scan_reduce_bc"), reduceParam: d.function("scan_reduce_params")}
 	bdn := s.Batch * s.Channels * s.State
 	sizes := []struct {
 		dst *Buffer

@@ -46,6 +46,34 @@ int gemm(int ta, int tb, int m, int n, int k, float alpha, const void* A, int at
 
 }  // namespace
 
+// A product with its arguments, submitted to the stand-in driver's stream (so that it is recorded
+// while a graph is captured).
+struct Gemm {
+  int ta, tb, m, n, k;
+  float alpha, beta;
+  const void *A, *B;
+  void* C;
+  int at, bt, ct, lda, ldb, ldc;
+};
+
+extern "C" int emu_submit(void (*fn)(void*), void* arg);
+
+int submitGemm(int ta, int tb, int m, int n, int k, float alpha, const void* A, int at, int lda, const void* B, int bt,
+               int ldb, float beta, void* C, int ct, int ldc) {
+  if (m < 0 || n < 0 || k < 0 || lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return 7;
+  // Freed after an immediate run; kept for a captured one, which a graph may replay (the few
+  // captured products of a test process are not reclaimed).
+  Gemm* g = new Gemm{ta, tb, m, n, k, alpha, beta, A, B, C, at, bt, ct, lda, ldb, ldc};
+  const int kept = emu_submit(
+      [](void* p) {
+        const Gemm& x = *static_cast<const Gemm*>(p);
+        gemm(x.ta, x.tb, x.m, x.n, x.k, x.alpha, x.A, x.at, x.lda, x.B, x.bt, x.ldb, x.beta, x.C, x.ct, x.ldc);
+      },
+      g);
+  if (!kept) delete g;
+  return 0;
+}
+
 extern "C" {
 int cublasCreate_v2(void** h) { *h = reinterpret_cast<void*>(0x10); return 0; }
 int cublasDestroy_v2(void*) { return 0; }
@@ -54,13 +82,13 @@ int cublasSetMathMode(void*, int mode) { return mode == 0 || mode == 3 ? 0 : 7; 
 int cublasGetVersion_v2(void*, int* v) { *v = 130000; return 0; }
 int cublasSgemm_v2(void*, int ta, int tb, int m, int n, int k, const float* alpha, const float* A, int lda, const float* B,
                    int ldb, const float* beta, float* C, int ldc) {
-  return gemm(ta, tb, m, n, k, *alpha, A, 0, lda, B, 0, ldb, *beta, C, 0, ldc);
+  return submitGemm(ta, tb, m, n, k, *alpha, A, 0, lda, B, 0, ldb, *beta, C, 0, ldc);
 }
 int cublasGemmEx(void*, int ta, int tb, int m, int n, int k, const void* alpha, const void* A, int at, int lda, const void* B,
                  int bt, int ldb, const void* beta, void* C, int ct, int ldc, int compute, int) {
   if (compute != 68) return 7;
-  return gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), A, at, lda, B, bt, ldb, *static_cast<const float*>(beta), C,
-              ct, ldc);
+  return submitGemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), A, at, lda, B, bt, ldb, *static_cast<const float*>(beta),
+                    C, ct, ldc);
 }
 const char* cublasGetStatusName(int s) {
   switch (s) {

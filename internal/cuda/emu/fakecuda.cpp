@@ -94,7 +94,7 @@ std::map<std::string, Kernel*>& registry() {
                       KERNEL(rmsnorm_fwd), KERNEL(rmsnorm_bwd_dx), KERNEL(colsum_partial), KERNEL(sum_parts),
                       KERNEL(conv_fwd), KERNEL(conv_bwd_dc), KERNEL(conv_bwd_dx), KERNEL(conv_bwd_dw_part),
                       KERNEL(add_fwd), KERNEL(gate_fwd), KERNEL(gate_bwd), KERNEL(columns_fwd), KERNEL(columns_bwd),
-                      KERNEL(bias_add), KERNEL(f32_to_bf16), KERNEL(bf16_to_f32), KERNEL(embed_fwd),
+                      KERNEL(bias_add), KERNEL(scale_f32), KERNEL(f32_to_bf16), KERNEL(bf16_to_f32), KERNEL(embed_fwd),
                       KERNEL(embed_bwd), KERNEL(ce_fwd), KERNEL(ce_sum), KERNEL(ce_bwd), KERNEL(gradnorm_part),
                       KERNEL(gradnorm_finish), KERNEL(adamw_step)})
       m[k->name] = k;
@@ -162,20 +162,37 @@ void runLaunch(Kernel* k, dim3 grid, dim3 block, size_t smem, const std::vector<
 }
 
 struct Op {
-  Kernel* k = nullptr;  // a launch, or a memset when null
+  Kernel* k = nullptr;  // a launch; else a host call (fn), a copy (src) or a memset
   dim3 grid, block;
   size_t smem = 0;
   std::vector<unsigned char> params;
   unsigned char* dst = nullptr;
+  const unsigned char* src = nullptr;
   unsigned value = 0;
   size_t count = 0, width = 0;
+  void (*fn)(void*) = nullptr;
+  void* arg = nullptr;
 };
 
+typedef int CUresult;
 bool capturing = false;
 std::vector<Op> captured;
 
-void memsetOp(const Op& o) {
-  for (size_t i = 0; i < o.count; i++) std::memcpy(o.dst + i * o.width, &o.value, o.width);
+// runOp runs a recorded operation that is not a launch.
+void runOp(const Op& o) {
+  if (o.fn) {
+    o.fn(o.arg);
+  } else if (o.src) {
+    std::memmove(o.dst, o.src, o.count);
+  } else {
+    for (size_t i = 0; i < o.count; i++) std::memcpy(o.dst + i * o.width, &o.value, o.width);
+  }
+}
+
+CUresult submit(const Op& o) {
+  if (capturing) captured.push_back(o);
+  else runOp(o);
+  return 0;
 }
 
 const std::map<int, std::pair<const char*, const char*>> errorNames = {
@@ -216,7 +233,6 @@ void __trap() {
 }
 
 extern "C" {
-typedef int CUresult;
 
 CUresult cuInit(unsigned) { return 0; }
 CUresult cuDriverGetVersion(int* v) { *v = 13000; return 0; }
@@ -266,9 +282,7 @@ static CUresult memsetN(uintptr_t p, unsigned v, size_t n, size_t w) {
   o.value = v;
   o.count = n;
   o.width = w;
-  if (capturing) captured.push_back(o);
-  else memsetOp(o);
-  return 0;
+  return submit(o);
 }
 CUresult cuMemsetD32Async(uintptr_t p, unsigned v, size_t n, void*) { return memsetN(p, v, n, 4); }
 CUresult cuMemsetD8Async(uintptr_t p, unsigned char v, size_t n, void*) { return memsetN(p, v, n, 1); }
@@ -283,9 +297,22 @@ CUresult cuMemcpyDtoHAsync_v2(void* d, uintptr_t s, size_t n, void*) {
   return 0;
 }
 CUresult cuMemcpyDtoDAsync_v2(uintptr_t d, uintptr_t s, size_t n, void*) {
-  if (capturing) return 901;
-  std::memmove(reinterpret_cast<void*>(d), reinterpret_cast<void*>(s), n);
-  return 0;
+  Op o;
+  o.dst = reinterpret_cast<unsigned char*>(d);
+  o.src = reinterpret_cast<const unsigned char*>(s);
+  o.count = n;
+  return submit(o);
+}
+// emu_submit runs fn(arg) in stream order: at once (returning 0), or at each replay of the graph
+// being captured (returning 1: arg must then outlive the graph). The stand-in cuBLAS submits its
+// products through it.
+int emu_submit(void (*fn)(void*), void* arg) {
+  Op o;
+  o.fn = fn;
+  o.arg = arg;
+  const bool recorded = capturing;
+  submit(o);
+  return recorded ? 1 : 0;
 }
 CUresult cuStreamCreate(void** s, unsigned) { *s = reinterpret_cast<void*>(0x2); return 0; }
 CUresult cuStreamDestroy_v2(void*) { return 0; }
@@ -362,7 +389,7 @@ CUresult cuGraphInstantiateWithFlags(void** e, void* g, unsigned long long) { *e
 CUresult cuGraphLaunch(void* e, void*) {
   for (const Op& o : *static_cast<std::vector<Op>*>(e)) {
     if (o.k) runLaunch(o.k, o.grid, o.block, o.smem, o.params);
-    else memsetOp(o);
+    else runOp(o);
   }
   return 0;
 }

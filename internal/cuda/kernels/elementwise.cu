@@ -3,6 +3,7 @@
 //   gate:      y = x·silu(z)     dx = g·silu(z)     dz = g·x·σ(z)·(1 + z·(1−σ(z)))
 //   columns:   y[r, c] = x[r, lo+c]                   gradient: dx[r, j] = g[r, j−lo] for lo ≤ j < hi, else 0
 //   bias_add:  y[r, j] += bias[j]                     (its gradient is a column sum, reduce.cu)
+//   scale:     y = s·a                                 (the mean of accumulated gradients)
 //   f32→bf16 (round to nearest even) and bf16→f32.
 #include "common.cuh"
 
@@ -14,8 +15,10 @@ struct EltParams {
   long long n;     // elements (rows·cols for the column kernels)
   int rows, cols;  // columns: y is (rows, cols) ... see each kernel
   int ld, lo;      // columns: the width of x and the first column taken
+  float s;         // scale: the factor
+  int pad;
 };
-static_assert(sizeof(EltParams) == 88, "EltParams layout (see elementwise.go)");
+static_assert(sizeof(EltParams) == 96, "EltParams layout (see elementwise.go)");
 
 #define GRID_STRIDE(e, n) \
   for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < (n); e += (long long)gridDim.x * blockDim.x)
@@ -61,6 +64,10 @@ extern "C" __global__ void columns_bwd(const EltParams p) {
 // bias_add: y (rows, cols) += b[j].
 extern "C" __global__ void bias_add(const EltParams p) {
   GRID_STRIDE(e, p.n) p.y[e] += p.b[e % p.cols];
+}
+
+extern "C" __global__ void scale_f32(const EltParams p) {
+  GRID_STRIDE(e, p.n) p.y[e] = p.s * p.a[e];
 }
 
 extern "C" __global__ void f32_to_bf16(const EltParams p) {

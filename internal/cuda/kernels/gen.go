@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "002c0c2133acec517e251f5eed4526499dc8f20314ef416cabef2e8e3ce89351"
+const SourceSHA256 = "9e46595bb4a1c5a4bb6529d559f9eb3ff745c4f498fcf16cf2322c0ca409a8fb"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"
