@@ -191,9 +191,9 @@ func (d *Device) AddTo(dst, src Buffer) error {
 	return d.elementwise("add_fwd", eltParams{a: dst.ptr, b: src.ptr, y: dst.ptr}, dst, src)
 }
 
-// Scale multiplies every float32 of b by s, on the stream.
-func (d *Device) Scale(b Buffer, s float32) error {
-	return d.elementwise("scale_f32", eltParams{a: b.ptr, y: b.ptr, s: s}, b, b)
+// Scale writes dst = s·src (float32 buffers of one size; dst may be src), on the stream.
+func (d *Device) Scale(dst, src Buffer, s float32) error {
+	return d.elementwise("scale_f32", eltParams{a: src.ptr, y: dst.ptr, s: s}, dst, src)
 }
 
 // elementwise launches kernel name over the float32 elements of dst, src of the same size.

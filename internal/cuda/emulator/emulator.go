@@ -18,6 +18,13 @@ import (
 	"testing"
 )
 
+// EnvEmulated is set to 1 in the environment of the tests Rerun runs, so that they can choose
+// shapes the emulator runs in seconds.
+const EnvEmulated = "MAMBA_CUDA_EMULATED"
+
+// Emulated reports whether this process runs on the emulator (Rerun's child).
+func Emulated() bool { return os.Getenv(EnvEmulated) == "1" }
+
 // Build compiles the stand-in libraries into dir with g++ (C++20) and returns their paths.
 func Build(dir string) (driver, blas string, err error) {
 	gxx, err := exec.LookPath("g++")
@@ -56,7 +63,7 @@ func Rerun(t *testing.T, run, driverEnv, blasEnv string, env ...string) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", run, "-test.v", "-test.count", "1", "-test.timeout", "40m")
-	cmd.Env = append(append(os.Environ(), driverEnv+"="+driver, blasEnv+"="+blas), env...)
+	cmd.Env = append(append(os.Environ(), driverEnv+"="+driver, blasEnv+"="+blas, EnvEmulated+"=1"), env...)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
