@@ -95,12 +95,12 @@ func NewExecutor(be *cuda.Backend, steps []autograd.Step, bind map[*gorgonia.Nod
 	last := slices.Repeat([]int{-1}, len(steps))
 	kernels := map[int]kernel.Kernel[cuda.Buffer]{}
 	type plannedAction struct {
-		step    int
-		in      []int
-		out     int   // step whose value a forward or sum writes
-		dout    int   // backward: the upstream gradient's step
-		din     []int // backward: the step of each input's gradient, −1 for none
-		name    string
+		step int
+		in   []int
+		out  int   // step whose value a forward or sum writes
+		dout int   // backward: the upstream gradient's step
+		din  []int // backward: the step of each input's gradient, −1 for none
+		name string
 	}
 	var plan []plannedAction
 	for i, s := range steps {
