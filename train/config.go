@@ -50,6 +50,8 @@ type RunConfig struct {
 	KeepCheckpoints int      `json:"keep_checkpoints"` // newest checkpoints kept; older ones are deleted
 	MaxNonFinite    int      `json:"max_nonfinite"`    // consecutive skipped (NaN/Inf) steps before the run stops
 	Freeze          []string `json:"freeze"`           // glob patterns (path.Match) of parameter names not trained
+	Device          string   `json:"device"`           // "cpu" or "cuda" (the first NVIDIA GPU), see device.go
+	Precision       string   `json:"precision"`        // products in "fp32", "tf32" or "bf16" (tf32 and bf16: cuda only)
 }
 
 // DefaultConfig returns the documented defaults: the model package's default Mamba,
@@ -64,7 +66,7 @@ func DefaultConfig() Config {
 		Optim: optim.Defaults(),
 		Run: RunConfig{
 			MaxSteps: 1000, CheckpointEvery: 500, EvalEvery: 100, LogEvery: 10,
-			Seed: 1, KeepCheckpoints: 3, MaxNonFinite: 8,
+			Seed: 1, KeepCheckpoints: 3, MaxNonFinite: 8, Device: DeviceCPU, Precision: "fp32",
 		},
 	}
 }
@@ -264,6 +266,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("data.vocab %d exceeds model.vocab_size %d", d.Vocab, c.Model.VocabSize)
 	case c.Optim.WarmupSteps > r.MaxSteps:
 		return fmt.Errorf("optim.warmup_steps %d exceeds run.max_steps %d", c.Optim.WarmupSteps, r.MaxSteps)
+	}
+	if err := checkDevice(r); err != nil {
+		return err
 	}
 	for _, p := range r.Freeze {
 		if _, err := matchName(p, ""); err != nil {

@@ -24,12 +24,14 @@ func newEvaluator(cfg Config, m Model, s Stepper, ds *Dataset) *evaluator {
 	return &evaluator{cfg: cfg, model: m, stepper: s, ds: ds, start: ds.Valid.Cursor()}
 }
 
-// Evaluate compiles m for cfg's batch shape and evaluates it on ds's validation stream.
+// Evaluate compiles m for cfg's batch shape on cfg's device and evaluates it on ds's validation
+// stream.
 func Evaluate(cfg Config, m Model, ds *Dataset) (Eval, error) {
-	s, err := m.Compile(cfg.Data.BatchSize, cfg.Data.SeqLen)
+	s, g, err := compileOn(cfg, m)
 	if err != nil {
 		return Eval{}, err
 	}
+	defer g.close()
 	return newEvaluator(cfg, m, s, ds).run()
 }
 

@@ -60,7 +60,8 @@ type runner struct {
 	stepper Stepper
 	ds      *Dataset
 	opt     *optim.AdamW
-	acc     *optim.Accumulator // nil without gradient accumulation
+	acc     *optim.Accumulator // nil without gradient accumulation (or on the GPU)
+	gpu     *onGPU             // nil on the CPU
 	log     *metricsLog
 	prog    progress
 	st      trainerState
@@ -181,9 +182,14 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 			return nil, fmt.Errorf("checkpoint %s: %v", ckpt, err)
 		}
 	}
-	d := r.cfg.Data
-	if r.stepper, err = r.model.Compile(d.BatchSize, d.SeqLen); err != nil {
+	if r.stepper, r.gpu, err = compileOn(r.cfg, r.model); err != nil {
 		return nil, err
+	}
+	if r.gpu != nil {
+		if err := r.startGPU(); err != nil {
+			return nil, err
+		}
+		r.o.Notes = append(slices.Clip(r.o.Notes), r.gpu.note())
 	}
 	if r.ds, err = o.Data(r.cfg); err != nil {
 		return nil, err
@@ -295,6 +301,7 @@ func (r *runner) trainable() ([]optim.Param, error) {
 }
 
 func (r *runner) close() {
+	r.gpu.close()
 	if r.ds != nil {
 		r.ds.Close()
 	}
@@ -398,7 +405,9 @@ func (r *runner) trainStep() (loss, norm, lr float64, err error) {
 		r.acc.Mean()
 	}
 	r.st.Tokens += int64(r.tokensPerStep())
-	norm = r.opt.GradNorm()
+	if norm, err = r.gradNorm(); err != nil {
+		return 0, 0, 0, fmt.Errorf("step %d: %w", r.st.Step+1, err)
+	}
 	lr = r.cfg.Optim.LRAt(r.st.Step, r.cfg.Run.MaxSteps)
 	r.st.Step++
 	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
@@ -408,12 +417,17 @@ func (r *runner) trainStep() (loss, norm, lr float64, err error) {
 		return loss, norm, lr, nil
 	}
 	r.st.Consecutive = 0
-	r.opt.Step(lr, optim.ClipScale(norm, r.cfg.Optim.GradClip))
+	if err := r.update(lr, norm); err != nil {
+		return 0, 0, 0, fmt.Errorf("step %d: %w", r.st.Step, err)
+	}
 	r.summary.Loss = loss
 	return loss, norm, lr, nil
 }
 
 func (r *runner) checkpoint() error {
+	if err := r.pull(); err != nil {
+		return err
+	}
 	r.st.Cursor = r.ds.Train.Cursor()
 	dir, err := saveCheckpoint(filepath.Join(r.out, checkpointsDir), r.model, r.opt, r.st)
 	if err != nil {

@@ -59,6 +59,6 @@
 // Tests whose names contain CUDA need a GPU: without one they are skipped with the reason, and with
 // MAMBA_CUDA_REQUIRE=1 they fail instead. gpucheck.sh runs them, compute-sanitizer and the benchmarks
 // on a GPU host. Without a GPU, TestHostEmulator compiles the same kernel sources as host C++ into a
-// stand-in libcuda.so.1 and libcublas (emu/) and runs CUDA tests against them through the real Go
-// bindings (MAMBA_CUDA_EMU_RUN=CUDA runs them all).
+// stand-in libcuda.so.1 and libcublas (emu/, package emulator) and runs the CUDA tests against them
+// through the real Go bindings (MAMBA_CUDA_EMU_RUN narrows the selection).
 package cuda

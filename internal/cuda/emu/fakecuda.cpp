@@ -1,12 +1,17 @@
-// A stand-in for libcuda.so.1 that runs package cuda's kernels on the host (TestHostEmulator builds and runs it):
-// device memory is host memory, a launch runs every CUDA thread of each block as a host thread,
-// streams are synchronous, graphs replay recorded launches. It checks what the driver would refuse
-// (block sizes, shared memory above 48 KB without the attribute) and what a GPU would not show at
-// once: writes past the end of an allocation or of the dynamic shared memory (guard bytes), and
-// reads of memory nobody wrote (fresh memory and shared memory are filled with NaN bytes).
-#include <barrier>
+// A stand-in for libcuda.so.1 that runs package cuda's kernels on the host (package emulator builds it):
+// device memory is host memory; a launch runs the blocks of its grid on a few host threads, each
+// block's CUDA threads as fibers (ucontext) that switch at barriers (__syncthreads, and the two
+// barriers of a warp shuffle), in an order that changes from one barrier to the next so that a
+// missing barrier shows; streams are synchronous, graphs replay recorded operations. It checks what
+// the driver would refuse (block sizes, shared memory above 48 KB without the attribute) and what a
+// GPU would not show at once: writes past the end of an allocation or of the dynamic shared memory
+// (guard bytes), reads of memory nobody wrote (fresh memory and shared memory are filled with NaN
+// bytes), and barriers that the threads of a block or warp do not all reach (a deadlock on a GPU).
+#include <setjmp.h>
+#include <ucontext.h>
+
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,49 +29,35 @@ namespace {
 const unsigned char kGuard = 0xA5;
 const size_t kGuardBytes = 256;
 
-// Barrier counts the threads still running: a thread that returns from the kernel leaves it.
-struct Barrier {
-  std::mutex mu;
-  std::condition_variable cv;
-  int expected = 0, arrived = 0;
-  long gen = 0;
-  void reset(int n) {
-    expected = n;
-    arrived = 0;
-  }
-  void wait() {
-    std::unique_lock<std::mutex> l(mu);
-    long g = gen;
-    if (++arrived == expected) {
-      arrived = 0;
-      gen++;
-      cv.notify_all();
-      return;
-    }
-    cv.wait(l, [&] { return gen != g; });
-  }
-  void leave() {
-    std::unique_lock<std::mutex> l(mu);
-    expected--;
-    if (arrived > 0 && arrived == expected) {
-      arrived = 0;
-      gen++;
-      cv.notify_all();
-    }
-  }
+// Fiber is one CUDA thread of the block being run.
+struct Fiber {
+  ucontext_t ctx;  // the fresh context a fiber starts from (setcontext); later switches use jb
+  jmp_buf jb;
+  bool started;
+  dim3 idx;
+  int warp;
+  int state;  // runnable, at the block barrier, at its warp barrier, or done
 };
+enum { kRunnable, kAtBlock, kAtWarp, kDone };
 
+const size_t kStackBytes = 256 << 10;
+
+// Block is the state of the block a host thread runs: its fibers, the scheduler's context, shared
+// memory and the lanes of warp shuffles.
 struct Block {
-  Barrier bar;
-  Barrier warp[32];
+  std::vector<Fiber> fibers;
+  std::vector<std::unique_ptr<char[]>> stacks;  // kStackBytes each, reused by later launches
+  jmp_buf sched;
+  int running = -1;
   double lanes[32][32];
   std::vector<unsigned char> dyn;
   size_t dynBytes = 0;
-  std::mutex smu;
   std::map<int, std::vector<unsigned char>> stat;
 };
 
 thread_local Block* cur = nullptr;
+thread_local void (*curRun)(const void*) = nullptr;
+thread_local const void* curParams = nullptr;
 
 struct Kernel {
   std::string name;
@@ -120,44 +111,162 @@ void checkGuards(const char* when) {
   }
 }
 
+// With MAMBA_EMU_PROFILE set, the time spent in each kernel is printed when a context is released.
+struct Profile {
+  std::mutex mu;
+  std::map<std::string, std::pair<double, long>> t;
+  void print() {
+    if (!std::getenv("MAMBA_EMU_PROFILE")) return;
+    std::lock_guard<std::mutex> l(mu);
+    for (auto& [name, v] : t) std::fprintf(stderr, "fakecuda: %-20s %8.3f s %6ld launches\n", name.c_str(), v.first, v.second);
+  }
+} profile;
+
+void runBlocks(Kernel* k, dim3 grid, dim3 block, size_t smem, const std::vector<unsigned char>& params);
+
 void runLaunch(Kernel* k, dim3 grid, dim3 block, size_t smem, const std::vector<unsigned char>& params) {
+  const auto t0 = std::chrono::steady_clock::now();
+  runBlocks(k, grid, block, smem, params);
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::lock_guard<std::mutex> l(profile.mu);
+  auto& e = profile.t[k->name];
+  e.first += dt;
+  e.second++;
+}
+
+// fiberMain runs the kernel as the fiber cur->running, then goes back to the scheduler for good.
+// Switches between fibers and the scheduler are _setjmp/_longjmp (no system call); only a fiber's
+// start goes through setcontext.
+void fiberMain() {
+  curRun(curParams);
+  cur->fibers[cur->running].state = kDone;
+  _longjmp(cur->sched, 1);
+}
+
+// wait parks the running fiber at a barrier until the scheduler releases it.
+void wait(int at) {
+  Block* b = cur;
+  Fiber& f = b->fibers[b->running];
+  f.state = at;
+  if (!_setjmp(f.jb)) _longjmp(b->sched, 1);
+  threadIdx = f.idx;
+}
+
+// runBlock runs one block to its end: every runnable fiber in turn (forward or backward order,
+// alternating), then the release of a barrier that every fiber still running has reached.
+void runBlock(Kernel* k, Block& b, int n) {
+  for (int t = 0; t < n; t++) {
+    Fiber& f = b.fibers[t];
+    f.state = kRunnable;
+    f.started = false;
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = b.stacks[t].get();
+    f.ctx.uc_stack.ss_size = kStackBytes;
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, fiberMain, 0);
+  }
+  for (int round = 0;; round++) {
+    bool ran = false;
+    for (int i = 0; i < n; i++) {
+      const int t = round % 2 ? n - 1 - i : i;
+      if (b.fibers[t].state != kRunnable) continue;
+      Fiber& f = b.fibers[t];
+      b.running = t;
+      threadIdx = f.idx;
+      if (!_setjmp(b.sched)) {
+        if (!f.started) {
+          f.started = true;
+          setcontext(&f.ctx);
+        }
+        _longjmp(f.jb, 1);
+      }
+      ran = true;
+    }
+    if (ran) continue;
+    int live = 0, atBlock = 0;
+    int warpLive[32] = {}, warpAt[32] = {};
+    for (const Fiber& f : b.fibers) {
+      if (f.state == kDone) continue;
+      live++;
+      warpLive[f.warp]++;
+      if (f.state == kAtBlock) atBlock++;
+      if (f.state == kAtWarp) warpAt[f.warp]++;
+    }
+    if (live == 0) return;
+    bool released = false;
+    if (atBlock == live) {
+      for (Fiber& f : b.fibers)
+        if (f.state == kAtBlock) f.state = kRunnable;
+      released = true;
+    } else {
+      for (Fiber& f : b.fibers)
+        if (f.state == kAtWarp && warpAt[f.warp] == warpLive[f.warp]) f.state = kRunnable, released = true;
+    }
+    if (!released) {
+      std::fprintf(stderr, "fakecuda: %s: block (%u,%u,%u) deadlocks: %d threads running, %d at __syncthreads, the rest at warp barriers\n",
+                   k->name.c_str(), blockIdx.x, blockIdx.y, blockIdx.z, live, atBlock);
+      std::abort();
+    }
+  }
+}
+
+// Blocks are kept for later launches, with their fibers' stacks.
+std::mutex poolMu;
+std::vector<Block*> pool;
+
+Block* takeBlock() {
+  std::lock_guard<std::mutex> l(poolMu);
+  if (pool.empty()) return new Block;
+  Block* b = pool.back();
+  pool.pop_back();
+  return b;
+}
+
+void giveBlock(Block* b) {
+  std::lock_guard<std::mutex> l(poolMu);
+  pool.push_back(b);
+}
+
+void runBlocks(Kernel* k, dim3 grid, dim3 block, size_t smem, const std::vector<unsigned char>& params) {
   const int n = int(block.x * block.y * block.z);
-  Block b;
-  std::barrier start(n), end(n);
-  auto body = [&](int t) {
+  const long blocks = long(grid.x) * grid.y * grid.z;
+  const int workers = int(std::min<long>(blocks, std::max(1u, std::thread::hardware_concurrency())));
+  std::atomic<long> next{0};
+  std::atomic<bool> overrun{false};
+  auto work = [&] {
+    Block& b = *takeBlock();
+    b.fibers.resize(n);
+    while (int(b.stacks.size()) < n) b.stacks.emplace_back(new char[kStackBytes]);
+    for (int t = 0; t < n; t++) {
+      b.fibers[t].idx = dim3{unsigned(t % block.x), unsigned(t / block.x % block.y), unsigned(t / (block.x * block.y))};
+      b.fibers[t].warp = t / 32;
+    }
     cur = &b;
+    curRun = k->run;
+    curParams = params.data();
     blockDim = block;
     gridDim = grid;
-    threadIdx = dim3{unsigned(t % block.x), unsigned(t / block.x % block.y), unsigned(t / (block.x * block.y))};
-    for (unsigned z = 0; z < grid.z; z++)
-      for (unsigned y = 0; y < grid.y; y++)
-        for (unsigned x = 0; x < grid.x; x++) {
-          if (t == 0) {
-            b.bar.reset(n);
-            for (int w = 0; w < 32; w++) b.warp[w].reset(std::max(0, std::min(32, n - 32 * w)));
-            b.dyn.assign(smem + kGuardBytes, 0xff);
-            std::fill(b.dyn.begin() + smem, b.dyn.end(), kGuard);
-            b.dynBytes = smem;
-            b.stat.clear();
-          }
-          start.arrive_and_wait();
-          blockIdx = dim3{x, y, z};
-          k->run(params.data());
-          b.bar.leave();
-          b.warp[t / 32].leave();
-          end.arrive_and_wait();
-          if (t == 0)
-            for (size_t i = smem; i < smem + kGuardBytes; i++)
-              if (b.dyn[i] != kGuard) {
-                std::fprintf(stderr, "fakecuda: %s wrote past its %zu bytes of dynamic shared memory\n", k->name.c_str(), smem);
-                std::abort();
-              }
-        }
+    for (long i; (i = next++) < blocks;) {
+      blockIdx = dim3{unsigned(i % grid.x), unsigned(i / grid.x % grid.y), unsigned(i / (long(grid.x) * grid.y))};
+      b.dyn.assign(smem + kGuardBytes, 0xff);
+      std::fill(b.dyn.begin() + smem, b.dyn.end(), kGuard);
+      b.dynBytes = smem;
+      b.stat.clear();
+      runBlock(k, b, n);
+      for (size_t j = smem; j < smem + kGuardBytes; j++)
+        if (b.dyn[j] != kGuard) overrun = true;
+    }
+    cur = nullptr;
+    giveBlock(&b);
   };
   std::vector<std::thread> ts;
-  for (int t = 1; t < n; t++) ts.emplace_back(body, t);
-  body(0);
+  for (int w = 1; w < workers; w++) ts.emplace_back(work);
+  work();
   for (auto& th : ts) th.join();
+  if (overrun) {
+    std::fprintf(stderr, "fakecuda: %s wrote past its %zu bytes of dynamic shared memory\n", k->name.c_str(), smem);
+    std::abort();
+  }
   checkGuards(k->name.c_str());
 }
 
@@ -206,14 +315,14 @@ const std::map<int, std::pair<const char*, const char*>> errorNames = {
 
 }  // namespace
 
-void __syncthreads() { cur->bar.wait(); }
+void __syncthreads() { wait(kAtBlock); }
 
 double emu_shfl(double v, int src) {
   const int lane = int(threadIdx.x & 31), w = int(threadIdx.x >> 5);
   cur->lanes[w][lane] = v;
-  cur->warp[w].wait();
+  wait(kAtWarp);
   double r = cur->lanes[w][src];
-  cur->warp[w].wait();
+  wait(kAtWarp);
   return r;
 }
 
@@ -221,7 +330,6 @@ unsigned dyn_smem_bytes() { return unsigned(cur->dynBytes); }
 char* emu_dyn_smem() { return reinterpret_cast<char*>(cur->dyn.data()); }
 
 char* emu_static_smem(size_t bytes, int id) {
-  std::lock_guard<std::mutex> l(cur->smu);
   auto& v = cur->stat[id];
   if (v.empty()) v.assign(bytes, 0xff);
   return reinterpret_cast<char*>(v.data());
@@ -254,7 +362,10 @@ CUresult cuDeviceGetAttribute(int* v, int attr, int) {
 }
 CUresult cuDeviceTotalMem_v2(size_t* n, int) { *n = size_t(8) << 30; return 0; }
 CUresult cuDevicePrimaryCtxRetain(void** c, int) { *c = reinterpret_cast<void*>(0x1); return 0; }
-CUresult cuDevicePrimaryCtxRelease_v2(int) { return 0; }
+CUresult cuDevicePrimaryCtxRelease_v2(int) {
+  profile.print();
+  return 0;
+}
 CUresult cuCtxSetCurrent(void*) { return 0; }
 CUresult cuCtxSynchronize() { return 0; }
 CUresult cuMemAlloc_v2(uintptr_t* p, size_t n) {

@@ -1,10 +1,12 @@
-// Package emulator builds and runs the host emulator of package cuda's kernels for tests without a GPU:
-// ../emu/fakecuda.cpp compiles the CUDA C sources of ../kernels as host C++ into a stand-in libcuda.so.1
-// (every CUDA thread a host thread; shared-memory barriers and warp shuffles emulated; guard bytes
-// after every allocation and the dynamic shared memory; streams synchronous; graphs replay what was
-// recorded) and ../emu/fakecublas.cpp into a stand-in libcublas.so.13 (products in float64 on the host,
-// submitted to the stand-in driver's stream). Package cuda loads them through the real Go bindings
-// when MAMBA_CUDA_LIB and MAMBA_CUBLAS_LIB name them.
+// Package emulator builds and runs the host emulator of package cuda's kernels for tests without a
+// GPU: ../emu/fakecuda.cpp compiles the CUDA C sources of ../kernels as host C++ into a stand-in
+// libcuda.so.1 (blocks on a few host threads, each CUDA thread a fiber switching at the barriers of
+// __syncthreads and the warp shuffles, in an order that alternates so that a missing barrier shows;
+// guard bytes after every allocation and the dynamic shared memory; streams synchronous; graphs
+// replay what was recorded) and ../emu/fakecublas.cpp into a stand-in libcublas.so.13 (products in
+// float64 on the host, submitted to the stand-in driver's stream). Package cuda loads them through
+// the real Go bindings when MAMBA_CUDA_LIB and MAMBA_CUBLAS_LIB name them. MAMBA_EMU_PROFILE=1 makes
+// the stand-in driver print the time of each kernel when a device is closed.
 package emulator
 
 import (
