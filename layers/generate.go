@@ -104,20 +104,44 @@ func (sp *sampler) next(logits []float32) int32 {
 // through the parallel scan (Prefill), each new token through one recurrent
 // Step.
 func (m *Model) Generate(prompt []int32, batch, n int, s Sampling) ([]int32, error) {
-	if err := s.validate(); err != nil {
+	if err := checkGenerate(prompt, batch, n, s); err != nil {
 		return nil, err
-	}
-	if batch < 1 || len(prompt)%batch != 0 || len(prompt) == 0 {
-		return nil, fmt.Errorf("generate: prompt of %d ids does not split into %d non-empty rows", len(prompt), batch)
-	}
-	if n < 0 {
-		return nil, fmt.Errorf("generate: number of new tokens must be ≥ 0, got %d", n)
 	}
 	d, err := m.NewDecoder(batch)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
+	return m.GenerateWith(d, prompt, batch, n, s)
+}
+
+// TokenDecoder is a recurrent decoder of a Model: its Decoder, or one on
+// another device (the logits are (batch, PaddedVocab), valid until the next
+// call).
+type TokenDecoder interface {
+	Prefill(tokens []int32, L int) ([]float32, error)
+	Step(tokens []int32) ([]float32, error)
+}
+
+func checkGenerate(prompt []int32, batch, n int, s Sampling) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	if batch < 1 || len(prompt)%batch != 0 || len(prompt) == 0 {
+		return fmt.Errorf("generate: prompt of %d ids does not split into %d non-empty rows", len(prompt), batch)
+	}
+	if n < 0 {
+		return fmt.Errorf("generate: number of new tokens must be ≥ 0, got %d", n)
+	}
+	return nil
+}
+
+// GenerateWith is Generate on the decoder d, which has batch rows at
+// position 0.
+func (m *Model) GenerateWith(d TokenDecoder, prompt []int32, batch, n int, s Sampling) ([]int32, error) {
+	if err := checkGenerate(prompt, batch, n, s); err != nil {
+		return nil, err
+	}
 	logits, err := d.Prefill(prompt, len(prompt)/batch)
 	if err != nil {
 		return nil, err

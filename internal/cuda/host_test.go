@@ -187,7 +187,7 @@ func TestParamStructsMatchSources(t *testing.T) {
 	c := cStructs(t)
 	for cname, v := range map[string]any{"ScanParams": scanParams{}, "ScanReduceParams": scanReduceParams{},
 		"RMSNormParams": rmsNormParams{}, "ColsumParams": colsumParams{}, "ConvParams": convParams{}, "EltParams": eltParams{},
-		"EmbedParams": embedParams{}, "CEParams": ceParams{}, "AdamSeg": adamSeg{}, "AdamBlock": adamBlock{}, "AdamParams": adamParams{}} {
+		"EmbedParams": embedParams{}, "CEParams": ceParams{}, "StepParams": stepParams{}, "AdamSeg": adamSeg{}, "AdamBlock": adamBlock{}, "AdamParams": adamParams{}} {
 		want, ok := c[cname]
 		if !ok {
 			t.Errorf("no struct %s in the CUDA sources", cname)

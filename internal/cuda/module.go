@@ -17,7 +17,7 @@ var kernelNames = []string{
 	"conv_fwd", "conv_bwd_dc", "conv_bwd_dx", "conv_bwd_dw_part",
 	"add_fwd", "gate_fwd", "gate_bwd", "columns_fwd", "columns_bwd", "bias_add", "scale_f32", "f32_to_bf16", "bf16_to_f32",
 	"embed_fwd", "embed_bwd", "ce_fwd", "ce_sum", "ce_bwd",
-	"gradnorm_part", "gradnorm_finish", "adamw_step",
+	"gradnorm_part", "gradnorm_finish", "adamw_step", "conv_step", "ssm_step",
 }
 
 // EnvPTXOnly, when set to 1, makes Open load the embedded PTX even where the sm_90 cubin would do

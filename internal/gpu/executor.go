@@ -341,8 +341,7 @@ func (e *Executor) Capture() error {
 	if e.graph != nil || e.graphErr != nil {
 		return nil
 	}
-	if os.Getenv(EnvGraph) == "0" {
-		e.graphErr = fmt.Errorf("%s=0", EnvGraph)
+	if e.graphErr = graphOff(); e.graphErr != nil {
 		return nil
 	}
 	if err := e.d.Sync(); err != nil {
@@ -365,6 +364,14 @@ func (e *Executor) Capture() error {
 		return e.d.Err() // a kernel that failed while captured has made the device unusable
 	}
 	e.graph = g
+	return nil
+}
+
+// graphOff says why runs are not captured into graphs (MAMBA_CUDA_GRAPH=0), or nil.
+func graphOff() error {
+	if os.Getenv(EnvGraph) == "0" {
+		return fmt.Errorf("%s=0", EnvGraph)
+	}
 	return nil
 }
 

@@ -87,7 +87,7 @@ std::map<std::string, Kernel*>& registry() {
                       KERNEL(add_fwd), KERNEL(gate_fwd), KERNEL(gate_bwd), KERNEL(columns_fwd), KERNEL(columns_bwd),
                       KERNEL(bias_add), KERNEL(scale_f32), KERNEL(f32_to_bf16), KERNEL(bf16_to_f32), KERNEL(embed_fwd),
                       KERNEL(embed_bwd), KERNEL(ce_fwd), KERNEL(ce_sum), KERNEL(ce_bwd), KERNEL(gradnorm_part),
-                      KERNEL(gradnorm_finish), KERNEL(adamw_step)})
+                      KERNEL(gradnorm_finish), KERNEL(adamw_step), KERNEL(conv_step), KERNEL(ssm_step)})
       m[k->name] = k;
     return m;
   }();

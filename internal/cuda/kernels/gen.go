@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "9e46595bb4a1c5a4bb6529d559f9eb3ff745c4f498fcf16cf2322c0ca409a8fb"
+const SourceSHA256 = "b36fde354951128a46485db42b3be45420eb10f0dab37a12839465b82ecdd776"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"

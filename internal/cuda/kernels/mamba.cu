@@ -6,3 +6,4 @@
 #include "elementwise.cu"
 #include "embed.cu"
 #include "adamw.cu"
+#include "decode.cu"
