@@ -15,6 +15,7 @@ import (
 	"github.com/olekukonko/tablewriter"
 
 	"github.com/mambago/mamba/autograd"
+	"github.com/mambago/mamba/internal/cuda"
 	"github.com/mambago/mamba/internal/kernel"
 	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/optim"
@@ -26,6 +27,7 @@ const benchUsage = `Time training and generation of a model on random tokens.
 Usage:
   train bench [--config FILE] [--d-model N] [--n-layer N] [--vocab-size N] [--d-state N]
               [--expand N] [--batch-size N] [--seq-len N] [--steps N] [--json]
+              [--device cpu|cuda] [--precision fp32|tf32|bf16]
 
 It builds the model (the config's model and batch shape, changed by the model
 flags), takes two warm-up steps, then times --steps training steps (forward,
@@ -35,10 +37,18 @@ sgemm peak measured in the same process with the same number of threads
 (a tiled 2048³ product), the MFU (achieved / peak), the time of each kind of
 op and the BLAS in use. --json prints one JSON object instead of tables.
 
+With --device cuda the same is measured on the first NVIDIA GPU: the step is
+the GPU trainer's (parameters, gradients and AdamW on the device, the step
+replayed as a CUDA graph), the op times come from CUDA events around every
+kernel, the peak is cuBLAS's 4096³ product at the same --precision, and
+generation runs the GPU decoder.
+
 Examples:
   train bench --config configs/bench.json
   GOMAXPROCS=2 train bench --config configs/bench.json --json
   train bench --d-model 768 --n-layer 24 --batch-size 8 --seq-len 512 --steps 3
+  train bench --config configs/bench.json --device cuda
+  train bench --d-model 768 --n-layer 24 --batch-size 16 --seq-len 2048 --device cuda --precision bf16
 
 Flags:
 `
@@ -61,6 +71,10 @@ type benchResult struct {
 	MFU                  float64      `json:"mfu"`
 	DecodeTokensPerSB1   float64      `json:"decode_tokens_per_s_b1"`
 	DecodeTokensPerSB16  float64      `json:"decode_tokens_per_s_b16"`
+	Device               string       `json:"device,omitempty"`       // cuda: the GPU and the kernels' image
+	Precision            string       `json:"precision,omitempty"`    // cuda: the products' precision
+	Graph                string       `json:"cuda_graph,omitempty"`   // cuda: whether steps replay a CUDA graph
+	KernelCalls          int          `json:"kernel_calls,omitempty"` // cuda: kernel calls of a training step's graph
 	BLAS                 string       `json:"blas"`
 	BLASCore             string       `json:"blas_core"`
 	BLASWarning          string       `json:"blas_warning,omitempty"`
@@ -86,8 +100,19 @@ func runBench(args []string, stdout io.Writer) error {
 	seqLen := fs.Int("seq-len", 0, "tokens per sequence (overrides the config)")
 	steps := fs.Int("steps", 10, "training steps to time")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of tables")
+	device, precision := deviceFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	prec, err := cuda.ParsePrecision(*precision)
+	if err != nil {
+		return usagef("--precision: %v", err)
+	}
+	switch {
+	case *device != train.DeviceCPU && *device != train.DeviceCUDA:
+		return usagef("--device %q: want cpu or cuda", *device)
+	case *device == train.DeviceCPU && prec != cuda.FP32:
+		return usagef("--precision %s runs on the GPU only (--device cuda)", prec)
 	}
 	cfg := train.DefaultConfig()
 	if *config != "" {
@@ -122,11 +147,16 @@ func runBench(args []string, stdout io.Writer) error {
 		return usageError{err}
 	}
 	need := cfg.Model.TrainingBytes(cfg.Data.BatchSize, cfg.Data.SeqLen)
-	if avail, ok := availableMemory(); ok && need > float64(avail) {
+	if avail, ok := availableMemory(); ok && need > float64(avail) && *device == train.DeviceCPU {
 		return usagef("the model (%d parameters, batch %d × %d) needs about %s to train and %s are available: make it smaller",
 			cfg.Model.NumParams(), cfg.Data.BatchSize, cfg.Data.SeqLen, bytesString(need), bytesString(float64(avail)))
 	}
-	res, err := bench(cfg, *steps)
+	var res *benchResult
+	if *device == train.DeviceCUDA {
+		res, err = benchCUDA(cfg, *steps, prec)
+	} else {
+		res, err = bench(cfg, *steps)
+	}
 	if err != nil {
 		return err
 	}
@@ -287,20 +317,26 @@ func (r *benchResult) tables(w io.Writer) {
 	}
 	t := tablewriter.NewWriter(w)
 	t.Header([]string{"bench", "value"})
-	t.Bulk([][]string{
+	where := [][]string{{"threads (GOMAXPROCS)", strconv.Itoa(r.Threads)}}
+	peak := "sgemm peak (tiled 2048³)"
+	if r.Device != "" {
+		where = [][]string{{"device", r.Device}, {"precision of the products", r.Precision},
+			{"step replays a CUDA graph", r.Graph}, {"kernel calls per step", strconv.Itoa(r.KernelCalls)}}
+		peak = "cuBLAS product peak (same precision)"
+	}
+	t.Bulk(append(append([][]string{
 		{"model", fmt.Sprintf("d_model %d, %d layers, vocabulary %d: %s parameters", r.DModel, r.NLayer, r.Vocab, commas(r.Params))},
-		{"batch", fmt.Sprintf("%d × %d tokens", r.Batch, r.SeqLen)},
-		{"threads (GOMAXPROCS)", strconv.Itoa(r.Threads)},
+		{"batch", fmt.Sprintf("%d × %d tokens", r.Batch, r.SeqLen)}}, where...), [][]string{
 		{"BLAS", blas},
 		{"training tokens/s", fmt.Sprintf("%.0f", r.TokensPerS)},
 		{"step time", fmt.Sprintf("%.1f ms (mean of %d steps)", r.StepMS, r.Steps)},
 		{"FLOPs per token", fmt.Sprintf("%.3g", r.FLOPsPerToken)},
 		{"achieved", fmt.Sprintf("%.1f GFLOP/s", r.AchievedGFLOPs)},
-		{"sgemm peak (tiled 2048³)", fmt.Sprintf("%.1f GFLOP/s", r.SgemmGFLOPs)},
+		{peak, fmt.Sprintf("%.1f GFLOP/s", r.SgemmGFLOPs)},
 		{"MFU", fmt.Sprintf("%.2f", r.MFU)},
 		{"generation tokens/s, batch 1", fmt.Sprintf("%.0f", r.DecodeTokensPerSB1)},
 		{"generation tokens/s, batch 16", fmt.Sprintf("%.0f", r.DecodeTokensPerSB16)},
-	})
+	}...))
 	t.Render()
 	ops := tablewriter.NewWriter(w)
 	ops.Header([]string{"op", "ms per step", "share", "calls per step"})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mambago/mamba/autograd"
 	"github.com/mambago/mamba/data/tokenize"
+	"github.com/mambago/mamba/internal/gpu"
 	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/train"
 )
@@ -59,6 +60,7 @@ func runEval(args []string, stdout io.Writer) error {
 	ckpt := fs.String("checkpoint", "", "checkpoint, run or transformers model directory (required)")
 	config := fs.String("config", "", "config whose data section to evaluate on (default: the checkpoint's)")
 	sets := fs.StringArray("set", nil, "override a config key, e.g. --set data.eval_batches=50 (repeatable)")
+	device, precision := deviceFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -68,6 +70,12 @@ func runEval(args []string, stdout io.Writer) error {
 	m, cfg, err := loadModel(*ckpt, *config, *sets)
 	if err != nil {
 		return err
+	}
+	if fs.Changed("device") {
+		cfg.Run.Device = *device
+	}
+	if fs.Changed("precision") {
+		cfg.Run.Precision = *precision
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
@@ -79,7 +87,7 @@ func runEval(args []string, stdout io.Writer) error {
 	defer ds.Close()
 	e, err := train.Evaluate(cfg, train.Mamba{}.Wrap(m), ds)
 	if err != nil {
-		return err
+		return gpuError(err)
 	}
 	e.Table(stdout)
 	return nil
@@ -109,8 +117,12 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&s.TopK, "top-k", 0, "sample among the k most likely tokens (0 = all)")
 	fs.Float64Var(&s.TopP, "top-p", 0, "sample among the most likely tokens of total probability p (0 = all)")
 	fs.Uint64Var(&s.Seed, "seed", 1, "sampling seed")
+	device := fs.String("device", train.DeviceCPU, "where to generate: cpu, or cuda (the first NVIDIA GPU; float32 products)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *device != train.DeviceCPU && *device != train.DeviceCUDA {
+		return usagef("--device %q: want cpu or cuda", *device)
 	}
 	if *ckpt == "" {
 		return usagef("--checkpoint DIR is required")
@@ -150,9 +162,9 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	}
 	loaded := time.Since(start)
 	start = time.Now()
-	out, err := m.Generate(in, 1, *n, s)
+	out, err := generate(m, in, *n, s, *device)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	gen := time.Since(start)
 	fmt.Fprintf(stderr, "loaded in %.2f s; %d-token prompt and %d new tokens in %.2f s (%.0f new tokens/s)\n",
@@ -171,4 +183,30 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, strings.Join(strs, ","))
 	return nil
+}
+
+// generate continues the prompt in by n tokens on device (one sequence).
+func generate(m *layers.Model, in []int32, n int, s layers.Sampling, device string) ([]int32, error) {
+	if device == train.DeviceCPU {
+		out, err := m.Generate(in, 1, n, s)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		return out, nil
+	}
+	d, err := openGPU()
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	dec, err := gpu.NewDecoder(d, m, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	out, err := m.GenerateWith(dec, in, 1, n, s)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return out, nil
 }

@@ -153,8 +153,14 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "run directory for metrics and checkpoints (default runs/<config>-<time>)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its newest valid checkpoint (its config, plus --set)")
 	initFrom := fs.String("init-from", "", "start from these weights: a run directory, a checkpoint or a transformers Mamba directory")
+	device, precision := deviceFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	for _, f := range []struct{ flag, key, v string }{{"device", "run.device", *device}, {"precision", "run.precision", *precision}} {
+		if fs.Changed(f.flag) {
+			*sets = append(*sets, f.key+"="+f.v)
+		}
 	}
 	var cfg train.Config
 	var err error

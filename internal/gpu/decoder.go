@@ -20,15 +20,15 @@ import (
 // A Decoder reads the model's parameters when it is made and at Reset; it is not safe for
 // concurrent use.
 type Decoder struct {
-	d      *cuda.Device
-	m      *layers.Model
-	cfg    layers.Config
-	batch  int
-	pos    int
-	values cuda.Buffer
-	p      map[string]cuda.Buffer // parameters by name
-	ids    cuda.Buffer            // (batch) int32
-	bufs   []cuda.Buffer          // every activation and state, freed by Close
+	d                               *cuda.Device
+	m                               *layers.Model
+	cfg                             layers.Config
+	batch                           int
+	pos                             int
+	values                          cuda.Buffer
+	p                               map[string]cuda.Buffer // parameters by name
+	ids                             cuda.Buffer            // (batch) int32
+	bufs                            []cuda.Buffer          // every activation and state, freed by Close
 	h, n, xz, u, dbc, y, hf, logits cuda.Buffer
 	conv, ssm                       []cuda.Buffer // per block: conv state (batch, K−1, E), SSM state (batch, E, N)
 	norm, normF                     *cuda.RMSNorm

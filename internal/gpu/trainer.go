@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"gorgonia.org/gorgonia"
 
@@ -34,6 +35,8 @@ type Trainer struct {
 	sum           cuda.Buffer // the gradient sum while accumulating (accum > 1)
 	opt           *cuda.AdamW
 	loss          [1]float32
+	prof          *Profile
+	ev            [2]*cuda.Event // around the optimizer's kernels while profiling
 }
 
 // graphRun is one compiled graph with its executor.
@@ -278,10 +281,26 @@ func (t *Trainer) GradNorm() (float64, error) {
 		}
 		t.micro = 0
 	}
-	if err := t.opt.GradNorm(); err != nil {
+	err := t.timed("AdamW gradient norm", t.opt.GradNorm)
+	if err != nil {
 		return 0, err
 	}
 	return t.opt.Norm()
+}
+
+// timed runs launch, adding its device time to the profile when there is one.
+func (t *Trainer) timed(name string, launch func() error) error {
+	if t.prof == nil {
+		return launch()
+	}
+	if err := errors.Join(t.ev[0].Record(), launch(), t.ev[1].Record()); err != nil {
+		return err
+	}
+	ms, err := t.ev[1].Since(t.ev[0])
+	if err == nil {
+		t.prof.add(name, time.Duration(ms*float64(time.Millisecond)))
+	}
+	return err
 }
 
 // Update takes one AdamW step with learning rate lr and the clip scale of the last GradNorm
@@ -293,7 +312,7 @@ func (t *Trainer) Update(lr float64) error {
 	if math.IsNaN(lr) || math.IsInf(lr, 0) {
 		return fmt.Errorf("gpu: learning rate %v", lr)
 	}
-	return errors.Join(t.opt.Step(lr), t.d.Err())
+	return errors.Join(t.timed("AdamW update", func() error { return t.opt.Step(lr) }), t.d.Err())
 }
 
 // OptimizerState copies the device's moments into st.M and st.V (of Optimize's names and sizes)
@@ -315,9 +334,20 @@ func (t *Trainer) OptimizerState(st *optim.State) error {
 	return nil
 }
 
-// SetProfile makes later training steps add the device time of each kind of op to p (nil: stop);
-// profiled steps launch op by op instead of replaying the captured graph.
-func (t *Trainer) SetProfile(p *Profile) error { return t.train.x.SetProfile(p) }
+// SetProfile makes later training steps and optimizer calls add the device time of each kind of op
+// to p (nil: stop); profiled steps launch op by op instead of replaying the captured graph.
+func (t *Trainer) SetProfile(p *Profile) error {
+	t.prof = p
+	if p != nil && t.ev[0] == nil {
+		for i := range t.ev {
+			var err error
+			if t.ev[i], err = t.d.NewEvent(); err != nil {
+				return err
+			}
+		}
+	}
+	return t.train.x.SetProfile(p)
+}
 
 // Executor returns the executor of the training graph.
 func (t *Trainer) Executor() *Executor { return t.train.x }
@@ -332,6 +362,11 @@ func (t *Trainer) Close() error {
 	}
 	if t.opt != nil {
 		errs = append(errs, t.opt.Close())
+	}
+	for _, e := range t.ev {
+		if e != nil {
+			errs = append(errs, e.Close())
+		}
 	}
 	for _, b := range []cuda.Buffer{t.values, t.grads, t.sum} {
 		errs = append(errs, t.d.Free(b))
