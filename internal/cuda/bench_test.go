@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mambago/mamba/scan"
@@ -74,15 +75,21 @@ func BenchmarkCUDAScan(b *testing.B) {
 	defer func() { d.SyncEach = true }()
 	bw := copyBandwidth(b, d)
 	for _, s := range []scan.Shape{{Batch: 8, Len: 2048, Channels: 1536, State: 16}, {Batch: 16, Len: 1024, Channels: 1536, State: 16}} {
-		b.Run(fmt.Sprintf("%dx%dx%dx%d", s.Batch, s.Len, s.Channels, s.State), func(b *testing.B) { benchScan(b, d, s, bw) })
+		for _, serial := range []bool{false, true} {
+			name := fmt.Sprintf("%dx%dx%dx%d/prefetch", s.Batch, s.Len, s.Channels, s.State)
+			if serial {
+				name = strings.Replace(name, "prefetch", "serial", 1)
+			}
+			b.Run(name, func(b *testing.B) { benchScan(b, d, s, serial, bw) })
+		}
 	}
 }
 
-func benchScan(b *testing.B, d *Device, s scan.Shape, bw float64) {
+func benchScan(b *testing.B, d *Device, s scan.Shape, serial bool, bw float64) {
 	r := rand.New(rand.NewPCG(1, 2))
 	c := scanCase{s: s, softplus: true, D: true, Z: true, bias: true}
 	x := randomScan(r, c)
-	k, err := d.NewScan(s, ScanOptions{Softplus: true})
+	k, err := d.NewScan(s, ScanOptions{Softplus: true, Serial: serial})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -113,7 +113,7 @@ func TestScanGeometry(t *testing.T) {
 				t.Fatalf("%+v: %v", s, err)
 			}
 			switch {
-			case g.groups != (n+3)/4 || 32*g.groups > 512:
+			case g.groups*scanNS < n || g.groups > 1 && (g.groups/2)*scanNS >= n || g.groups&(g.groups-1) != 0 || 32*g.groups > 512:
 				t.Errorf("%+v: %d groups", s, g.groups)
 			case g.seg%scanTF != 0 || g.seg%scanT != 0 || g.seg != scanT*g.sub:
 				t.Errorf("%+v: segment %d steps, sub %d: not a multiple of the tiles", s, g.seg, g.sub)
@@ -151,6 +151,9 @@ func cStructs(t *testing.T) map[string][][2]string {
 			t.Fatal(err)
 		}
 		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			if !strings.HasSuffix(m[1], "Params") && m[1] != "AdamSeg" && m[1] != "AdamBlock" {
+				continue // not a kernel's parameters (a device-side helper)
+			}
 			var fields [][2]string
 			body := regexp.MustCompile(`//[^\n]*`).ReplaceAllString(m[2], "")
 			for _, decl := range strings.Split(body, ";") {

@@ -12,7 +12,8 @@ import (
 // kernelNames lists every kernel the package launches; Open resolves them all, so that a stale
 // image fails at once rather than in the middle of a step.
 var kernelNames = []string{
-	"scan_fwd", "scan_bwd", "scan_reduce_bc", "scan_reduce_params",
+	"scan_fwd_g1", "scan_fwd_g2", "scan_fwd_g4", "scan_fwd_g8", "scan_fwd_g16",
+	"scan_bwd_g1", "scan_bwd_g2", "scan_bwd_g4", "scan_bwd_g8", "scan_bwd_g16", "scan_reduce_bc", "scan_reduce_params",
 	"rmsnorm_fwd", "rmsnorm_bwd_dx", "colsum_partial", "sum_parts",
 	"conv_fwd", "conv_bwd_dc", "conv_bwd_dx", "conv_bwd_dw_part",
 	"add_fwd", "gate_fwd", "gate_bwd", "columns_fwd", "columns_bwd", "bias_add", "scale_f32", "f32_to_bf16", "bf16_to_f32",

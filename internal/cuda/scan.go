@@ -9,7 +9,8 @@ import (
 )
 
 // Scan geometry (kernels/scan.cu): each thread holds scanNS states of one channel; a block holds
-// 32 channels and ⌈N/4⌉ warps; the backward recomputes scanT steps at a time in registers.
+// 32 channels and G warps, the power of two with scanNS·G ≥ N; the backward recomputes scanT steps
+// at a time in registers.
 const (
 	scanNS       = 4
 	scanT        = 8
@@ -21,6 +22,9 @@ const (
 type ScanOptions struct {
 	Softplus bool // Δ = softplus(δ + bias) (identity above 20); else Δ = δ + bias
 	ALog     bool // the A input holds A_log, A = −exp(A_log), and its gradient is that of A_log
+	// Serial loads each tile after the previous tile's recurrence instead of during it (the same
+	// results; for measuring what the prefetch gains).
+	Serial bool
 }
 
 // ScanIn are the inputs of a selective scan, token-major as in package scan: U, Delta, Z
@@ -40,6 +44,7 @@ type scanParams struct {
 	dout, dlast                                                    uint64
 	du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart    uint64
 	batch, len, ch, nstate, seg, nseg, softplus, alog, groups, sub int32
+	prefetch, pad                                                  int32
 }
 
 // scanReduceParams mirrors ScanReduceParams in kernels/scan.cu.
@@ -70,7 +75,10 @@ func scanGeometry(s scan.Shape) (scanGeom, error) {
 		!fits(sizeLimit, ceilDiv(s.Channels, 32), s.Batch, s.Len, s.State) {
 		return scanGeom{}, fmt.Errorf("cuda: scan shape %+v is too large", s)
 	}
-	g := scanGeom{groups: ceilDiv(s.State, scanNS), blocks: ceilDiv(s.Channels, 32)}
+	g := scanGeom{groups: 1, blocks: ceilDiv(s.Channels, 32)}
+	for g.groups*scanNS < s.State {
+		g.groups *= 2
+	}
 	np := g.groups * scanNS
 	g.sub = 16 // at least scanTF/scanT = 4, so that segments are whole forward tiles
 	for g.sub > scanTF/scanT && g.sub*np*32*4 > 32<<10 {
@@ -105,7 +113,7 @@ func (d *Device) NewScan(s scan.Shape, o ScanOptions) (*Scan, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Scan{d: d, s: s, o: o, g: g, fwd: d.function("scan_fwd"), bwd: d.function("scan_bwd"),
+	k := &Scan{d: d, s: s, o: o, g: g, fwd: d.function(fmt.Sprintf("scan_fwd_g%d", g.groups)), bwd: d.function(fmt.Sprintf("scan_bwd_g%d", g.groups)),
 		reduceBC: d.function("scan_reduce_bc"), reduceParam: d.function("scan_reduce_params")}
 	bdn := s.Batch * s.Channels * s.State
 	sizes := []struct {
@@ -183,7 +191,7 @@ func (k *Scan) params(in ScanIn) {
 		dbias: in.DeltaBias.ptr, h0: in.H0.ptr, reset: in.Reset.ptr, ck: k.ck.ptr,
 		batch: int32(s.Batch), len: int32(s.Len), ch: int32(s.Channels), nstate: int32(s.State),
 		seg: int32(g.seg), nseg: int32(g.nseg), softplus: b2i(k.o.Softplus), alog: b2i(k.o.ALog),
-		groups: int32(g.groups), sub: int32(g.sub)}
+		groups: int32(g.groups), sub: int32(g.sub), prefetch: b2i(!k.o.Serial)}
 }
 
 func b2i(b bool) int32 {

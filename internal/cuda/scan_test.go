@@ -195,8 +195,9 @@ func runScan(t *testing.T, d *Device, k *Scan, c scanCase, x scanData) map[strin
 	return got
 }
 
-// checkScanCase compares the device with the reference (relative L2 ≤ 1e-4 per tensor) and runs the
-// device twice to check that the results are bitwise identical.
+// checkScanCase compares the device with the reference (relative L2 ≤ 1e-4 per tensor), runs the
+// device twice to check that the results are bitwise identical, and once more with the tiles loaded
+// serially (ScanOptions.Serial), which must not change a bit.
 func checkScanCase(t *testing.T, d *Device, c scanCase, r *rand.Rand) {
 	x := randomScan(r, c)
 	want := refScan(t, c, x)
@@ -211,6 +212,12 @@ func checkScanCase(t *testing.T, d *Device, c scanCase, r *rand.Rand) {
 	}
 	closeAll(t, c.String(), got, want, 1e-4)
 	sameBits(t, c.String()+" twice", got, runScan(t, d, k, c, x))
+	serial, err := d.NewScan(c.s, ScanOptions{Softplus: c.softplus, ALog: c.alog, Serial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer serial.Close()
+	sameBits(t, c.String()+" serial loads", got, runScan(t, d, serial, c, x))
 }
 
 func TestCUDAScanMatchesReference(t *testing.T) {

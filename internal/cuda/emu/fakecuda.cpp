@@ -81,7 +81,9 @@ P* first_arg(void (*)(P)) {
 std::map<std::string, Kernel*>& registry() {
   static std::map<std::string, Kernel*> r = [] {
     std::map<std::string, Kernel*> m;
-    for (Kernel* k : {KERNEL(scan_fwd), KERNEL(scan_bwd), KERNEL(scan_reduce_bc), KERNEL(scan_reduce_params),
+    for (Kernel* k : {KERNEL(scan_fwd_g1), KERNEL(scan_fwd_g2), KERNEL(scan_fwd_g4), KERNEL(scan_fwd_g8), KERNEL(scan_fwd_g16),
+                      KERNEL(scan_bwd_g1), KERNEL(scan_bwd_g2), KERNEL(scan_bwd_g4), KERNEL(scan_bwd_g8), KERNEL(scan_bwd_g16),
+                      KERNEL(scan_reduce_bc), KERNEL(scan_reduce_params),
                       KERNEL(rmsnorm_fwd), KERNEL(rmsnorm_bwd_dx), KERNEL(colsum_partial), KERNEL(sum_parts),
                       KERNEL(conv_fwd), KERNEL(conv_bwd_dc), KERNEL(conv_bwd_dx), KERNEL(conv_bwd_dw_part),
                       KERNEL(add_fwd), KERNEL(gate_fwd), KERNEL(gate_bwd), KERNEL(columns_fwd), KERNEL(columns_bwd),

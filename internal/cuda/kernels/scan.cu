@@ -19,10 +19,12 @@
 //   ∂L/∂A_log = ∂L/∂A·A           (A = −exp(A_log))
 //
 // Work split. A block owns 32 channels of one sequence (one channel per lane) and all N states:
-// warp g holds states 4g..4g+3 of its lane's channel in registers (NS = 4, G = ceil(N/4) warps, N ≤ 64),
-// and walks time sequentially. Per-token values (Δ, Δu, ĝ, …) are computed once per (t, channel) into
-// shared memory tiles loaded with coalesced rows (lanes over channels); B_t and C_t are read by all
-// lanes from shared memory (broadcast). Sums over the states (y, s1, s2) are per-warp partials in
+// warp g holds states 4g..4g+3 of its lane's channel in registers (NS = 4, G warps, the power of two
+// with 4G ≥ N, N ≤ 64; one kernel per G), and walks time sequentially. Per-token values (Δ, Δu, ĝ, …)
+// are computed once per (t, channel) into shared memory tiles loaded with coalesced rows (lanes over
+// channels); B_t and C_t are read by all lanes from shared memory (broadcast). The global loads of
+// the next tile are issued into registers before the current tile's recurrence runs (prefetch), so
+// that their latency overlaps the arithmetic. Sums over the states (y, s1, s2) are per-warp partials in
 // shared memory added over the warps in order; sums over the block's 32 channels (dB, dC) are warp
 // butterflies, written as per-block partials that scan_reduce_bc adds over the blocks in order; dA, dD
 // and d(bias) are per-sequence partials that scan_reduce_params adds over the batch in order. No
@@ -56,10 +58,12 @@ struct ScanParams {
   int nseg;     // ceil(len / S)
   int softplus; // Δ = softplus(δ + bias)
   int alog;     // A holds A_log: A = −exp(A_log), and the gradient is that of A_log
-  int groups;   // G = ceil(nstate / NS); blockDim.x = 32·G
+  int groups;   // G, the power of two with G·NS ≥ nstate; blockDim.x = 32·G
   int sub;      // S / SCAN_T
+  int prefetch; // load each tile while the previous one's recurrence runs
+  int pad;
 };
-static_assert(sizeof(ScanParams) == 232, "ScanParams layout (see scan.go)");
+static_assert(sizeof(ScanParams) == 240, "ScanParams layout (see scan.go)");
 
 // load_a reads A (or −exp(A_log)) of channel d, state n, 0 outside the shape.
 __device__ __forceinline__ float load_a(const ScanParams& p, int d, int n) {
@@ -74,12 +78,77 @@ __device__ __forceinline__ int scan_fwd_smem_floats(int G) {
   return 4 * SCAN_TF * 32 + 2 * SCAN_TF * NP + SCAN_TF + G * SCAN_TF * 32;
 }
 
-// Grid (ceil(ch/32), batch), block 32·G threads.
-extern "C" __global__ void __launch_bounds__(512) scan_fwd(const ScanParams p) {
+// FwdTile holds one forward tile's global loads in registers: each thread's (t, lane) items of u,
+// δ and z, its (t, n) items of B and C, and (threads below SCAN_TF) the reset flag of step t. load
+// issues the loads; store transforms and writes them into the shared tiles. With p.prefetch the
+// next tile is loaded while the current one's recurrence runs, so that the loads' latency hides
+// behind it.
+template <int G>
+struct FwdTile {
+  static constexpr int NTH = 32 * G, NP = G * NS;
+  static constexpr int ITEMS = (SCAN_TF * 32 + NTH - 1) / NTH, BITEMS = (SCAN_TF * NP + NTH - 1) / NTH;
+  float u[ITEMS], dl[ITEMS], z[ITEMS], B[BITEMS], C[BITEMS], rs;
+
+  __device__ __forceinline__ void load(const ScanParams& p, int b, int d, bool dok, int t0) {
+    const int L = p.len, Dn = p.ch, N = p.nstate;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+      const int i = threadIdx.x + k * NTH, t = t0 + (i >> 5);
+      u[k] = dl[k] = z[k] = 0.f;
+      if (i < SCAN_TF * 32 && dok && t < L) {
+        const size_t gi = ((size_t)b * L + t) * Dn + d;
+        u[k] = p.u[gi];
+        dl[k] = p.delta[gi];
+        if (p.z) z[k] = p.z[gi];
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < BITEMS; k++) {
+      const int i = threadIdx.x + k * NTH, t = t0 + i / NP, n = i % NP;
+      const bool ok = i < SCAN_TF * NP && t < L && n < N;
+      const size_t gi = ((size_t)b * L + t) * N + n;
+      B[k] = ok ? p.B[gi] : 0.f;
+      C[k] = ok ? p.C[gi] : 0.f;
+    }
+    const int t = t0 + threadIdx.x;
+    rs = (threadIdx.x < SCAN_TF && p.reset && t < L && p.reset[(size_t)b * L + t]) ? 1.f : 0.f;
+  }
+
+  // store writes the tile of steps t0… (the steps past the end, and absent channels, as zeros).
+  __device__ __forceinline__ void store(const ScanParams& p, bool dok, int t0, float bias, float* su, float* sdl, float* sdu,
+                                        float* sz, float* sB, float* sC, float* srs) const {
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+      const int i = threadIdx.x + k * NTH;
+      if (i < SCAN_TF * 32) {
+        const float x = dl[k] + bias;
+        const float dd = (dok && t0 + (i >> 5) < p.len) ? (p.softplus ? sp_fast(x) : x) : 0.f;
+        su[i] = u[k];
+        sdl[i] = dd;
+        sdu[i] = dd * u[k];
+        sz[i] = z[k];
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < BITEMS; k++) {
+      const int i = threadIdx.x + k * NTH;
+      if (i < SCAN_TF * NP) {
+        sB[i] = B[k];
+        sC[i] = C[k];
+      }
+    }
+    if (threadIdx.x < SCAN_TF) srs[threadIdx.x] = rs;
+  }
+};
+
+// Grid (ceil(ch/32), batch), block 32·G threads (G warps, a power of two with G·NS ≥ N).
+template <int G>
+__device__ __forceinline__ void scan_fwd_impl(const ScanParams& p) {
   DYNAMIC_SMEM(float, smem);
-  const int G = p.groups, NP = G * NS, L = p.len, Dn = p.ch, N = p.nstate;
-  if (dyn_smem_bytes() < 4u * scan_fwd_smem_floats(G)) __trap();
-  const int lane = threadIdx.x & 31, g = threadIdx.x >> 5, nth = blockDim.x;
+  constexpr int NP = G * NS, NTH = 32 * G;
+  const int L = p.len, Dn = p.ch, N = p.nstate;
+  if (p.groups != G || dyn_smem_bytes() < 4u * scan_fwd_smem_floats(G)) __trap();
+  const int lane = threadIdx.x & 31, g = threadIdx.x >> 5;
   const int b = blockIdx.y, d = blockIdx.x * 32 + lane;
   const bool dok = d < Dn;
   float* su = smem;                 // [TF][32] u
@@ -101,6 +170,8 @@ extern "C" __global__ void __launch_bounds__(512) scan_fwd(const ScanParams p) {
   const float Dd = (p.D && dok) ? p.D[d] : 0.f;
   const float bias = (p.dbias && dok) ? p.dbias[d] : 0.f;
 
+  FwdTile<G> tile;
+  tile.load(p, b, d, dok, 0);
   for (int t0 = 0; t0 < L; t0 += SCAN_TF) {
     if (p.ck && t0 % p.seg == 0) {
       const int sg = t0 / p.seg;
@@ -110,34 +181,10 @@ extern "C" __global__ void __launch_bounds__(512) scan_fwd(const ScanParams p) {
         if (dok && n < N) p.ck[(((size_t)b * p.nseg + sg) * Dn + d) * N + n] = h[s];
       }
     }
-    // Load the tile; each thread prepares the (t, lane) items it loads.
-    for (int i = threadIdx.x; i < SCAN_TF * 32; i += nth) {
-      const int t = t0 + (i >> 5);
-      float uu = 0.f, dl = 0.f, zz = 0.f;
-      if (dok && t < L) {
-        const size_t gi = ((size_t)b * L + t) * Dn + d;
-        uu = p.u[gi];
-        const float x = p.delta[gi] + bias;
-        dl = p.softplus ? sp_fast(x) : x;
-        if (p.z) zz = p.z[gi];
-      }
-      su[i] = uu;
-      sdl[i] = dl;
-      sdu[i] = dl * uu;
-      sz[i] = zz;
-    }
-    for (int i = threadIdx.x; i < SCAN_TF * NP; i += nth) {
-      const int t = t0 + i / NP, n = i % NP;
-      const bool ok = t < L && n < N;
-      const size_t gi = ((size_t)b * L + t) * N + n;
-      sB[i] = ok ? p.B[gi] : 0.f;
-      sC[i] = ok ? p.C[gi] : 0.f;
-    }
-    if (threadIdx.x < SCAN_TF) {
-      const int t = t0 + threadIdx.x;
-      srs[threadIdx.x] = (p.reset && t < L && p.reset[(size_t)b * L + t]) ? 1.f : 0.f;
-    }
+    if (!p.prefetch && t0 > 0) tile.load(p, b, d, dok, t0);
+    tile.store(p, dok, t0, bias, su, sdl, sdu, sz, sB, sC, srs);
     __syncthreads();
+    if (p.prefetch && t0 + SCAN_TF < L) tile.load(p, b, d, dok, t0 + SCAN_TF);
 #pragma unroll 4
     for (int i = 0; i < SCAN_TF; i++) {
       const float dl = sdl[i * 32 + lane], dlu = sdu[i * 32 + lane];
@@ -156,10 +203,11 @@ extern "C" __global__ void __launch_bounds__(512) scan_fwd(const ScanParams p) {
       sy[(g * SCAN_TF + i) * 32 + lane] = y;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < SCAN_TF * 32; i += nth) {
+    for (int i = threadIdx.x; i < SCAN_TF * 32; i += NTH) {
       const int t = t0 + (i >> 5);
       if (dok && t < L) {
         float y = Dd * su[i];
+#pragma unroll
         for (int gg = 0; gg < G; gg++) y += sy[(gg * SCAN_TF + (i >> 5)) * 32 + lane];
         if (p.z) {
           const float zz = sz[i];
@@ -207,14 +255,53 @@ __device__ __forceinline__ float reduce8(const float v[8], int lane) {
   return r;
 }
 
+// BwdTile holds one backward sub-chunk's global loads in registers (see FwdTile): u, δ, and for
+// pass 2 also ∂L/∂out and z; B, and for pass 2 also C; the reset flags.
+template <int G>
+struct BwdTile {
+  static constexpr int NTH = 32 * G, NP = G * NS;
+  static constexpr int ITEMS = (SCAN_T * 32 + NTH - 1) / NTH, BITEMS = (SCAN_T * NP + NTH - 1) / NTH;
+  float u[ITEMS], dl[ITEMS], go[ITEMS], z[ITEMS], B[BITEMS], C[BITEMS], rs;
+
+  __device__ __forceinline__ void load(const ScanParams& p, int b, int d, bool dok, int t0, bool pass2) {
+    const int L = p.len, Dn = p.ch, N = p.nstate;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++) {
+      const int i = threadIdx.x + k * NTH, t = t0 + (i >> 5);
+      u[k] = dl[k] = go[k] = z[k] = 0.f;
+      if (i < SCAN_T * 32 && dok && t < L) {
+        const size_t gi = ((size_t)b * L + t) * Dn + d;
+        u[k] = p.u[gi];
+        dl[k] = p.delta[gi];
+        if (pass2) {
+          go[k] = p.dout[gi];
+          if (p.z) z[k] = p.z[gi];
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < BITEMS; k++) {
+      const int i = threadIdx.x + k * NTH, t = t0 + i / NP, n = i % NP;
+      const bool ok = i < SCAN_T * NP && t < L && n < N;
+      const size_t gi = ((size_t)b * L + t) * N + n;
+      B[k] = ok ? p.B[gi] : 0.f;
+      C[k] = ok && pass2 ? p.C[gi] : 0.f;
+    }
+    const int t = t0 + threadIdx.x;
+    rs = (threadIdx.x < SCAN_T && p.reset && t < L && p.reset[(size_t)b * L + t]) ? 1.f : 0.f;
+  }
+};
+
 // Grid (ceil(ch/32), batch), block 32·G threads. Writes du, ddelta, dz, dh0 (each if non-null) and
 // the partials dApart (batch, ch, N), dDpart and dbpart (batch, ch), dBpart and dCpart
 // (ceil(ch/32), batch, len, N).
-extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
+template <int G>
+__device__ __forceinline__ void scan_bwd_impl(const ScanParams& p) {
   DYNAMIC_SMEM(float, smem);
-  const int G = p.groups, NP = G * NS, L = p.len, Dn = p.ch, N = p.nstate, S = p.seg;
-  if (dyn_smem_bytes() < 4u * scan_bwd_smem_floats(G, p.sub)) __trap();
-  const int lane = threadIdx.x & 31, g = threadIdx.x >> 5, nth = blockDim.x;
+  constexpr int NP = G * NS, NTH = 32 * G;
+  const int L = p.len, Dn = p.ch, N = p.nstate, S = p.seg;
+  if (p.groups != G || dyn_smem_bytes() < 4u * scan_bwd_smem_floats(G, p.sub)) __trap();
+  const int lane = threadIdx.x & 31, g = threadIdx.x >> 5;
   const int b = blockIdx.y, d = blockIdx.x * 32 + lane;
   const bool dok = d < Dn;
   constexpr int T = SCAN_T;
@@ -249,6 +336,7 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
   const float Dd = (p.D && dok) ? p.D[d] : 0.f;
   const float bias = (p.dbias && dok) ? p.dbias[d] : 0.f;
   float accD = 0.f, accb = 0.f;
+  BwdTile<G> tile;
 
   for (int seg = p.nseg - 1; seg >= 0; seg--) {
     const int ts0 = seg * S, ts1 = min(L, ts0 + S);
@@ -260,31 +348,30 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
       const int n = g * NS + s;
       h[s] = (dok && n < N) ? p.ck[(((size_t)b * p.nseg + seg) * Dn + d) * N + n] : 0.f;
     }
+    if (nsub > 1) tile.load(p, b, d, dok, ts0, false);
     for (int k = 0; k < nsub; k++) {
       *reinterpret_cast<float4*>(&hsub[((k * G + g) * 32 + lane) * NS]) = make_float4(h[0], h[1], h[2], h[3]);
       if (k == nsub - 1) break;
       const int t0 = ts0 + k * T;
-      for (int i = threadIdx.x; i < T * 32; i += nth) {
-        const int t = t0 + (i >> 5);
-        float uu = 0.f, dl = 0.f;
-        if (dok && t < L) {
-          const size_t gi = ((size_t)b * L + t) * Dn + d;
-          uu = p.u[gi];
-          const float x = p.delta[gi] + bias;
-          dl = p.softplus ? sp_fast(x) : x;
+      if (!p.prefetch && k > 0) tile.load(p, b, d, dok, t0, false);
+#pragma unroll
+      for (int q = 0; q < BwdTile<G>::ITEMS; q++) {
+        const int i = threadIdx.x + q * NTH;
+        if (i < T * 32) {
+          const float x = tile.dl[q] + bias;
+          const float dd = (dok && t0 + (i >> 5) < L) ? (p.softplus ? sp_fast(x) : x) : 0.f;
+          sdl[i] = dd;
+          sdu[i] = dd * tile.u[q];
         }
-        sdl[i] = dl;
-        sdu[i] = dl * uu;
       }
-      for (int i = threadIdx.x; i < T * NP; i += nth) {
-        const int t = t0 + i / NP, n = i % NP;
-        sB[i] = (t < L && n < N) ? p.B[((size_t)b * L + t) * N + n] : 0.f;
+#pragma unroll
+      for (int q = 0; q < BwdTile<G>::BITEMS; q++) {
+        const int i = threadIdx.x + q * NTH;
+        if (i < T * NP) sB[i] = tile.B[q];
       }
-      if (threadIdx.x < T) {
-        const int t = t0 + threadIdx.x;
-        srs[threadIdx.x] = (p.reset && t < L && p.reset[(size_t)b * L + t]) ? 1.f : 0.f;
-      }
+      if (threadIdx.x < T) srs[threadIdx.x] = tile.rs;
       __syncthreads();
+      if (p.prefetch && k + 2 < nsub) tile.load(p, b, d, dok, t0 + T, false);
 #pragma unroll
       for (int i = 0; i < T; i++) {
         const float dl = sdl[i * 32 + lane], dlu = sdu[i * 32 + lane];
@@ -300,51 +387,50 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
       __syncthreads();
     }
     // Pass 2: sub-chunks last to first.
+    tile.load(p, b, d, dok, ts0 + (nsub - 1) * T, true);
     for (int k = nsub - 1; k >= 0; k--) {
       const int t0 = ts0 + k * T;
-      for (int i = threadIdx.x; i < T * 32; i += nth) {
-        const int t = t0 + (i >> 5);
-        float uu = 0.f, dl = 0.f, dsp = 0.f, gh = 0.f, zz = 0.f, sgz = 0.f, go = 0.f;
-        if (dok && t < L) {
-          const size_t gi = ((size_t)b * L + t) * Dn + d;
-          uu = p.u[gi];
-          const float x = p.delta[gi] + bias;
-          if (p.softplus) {
+      if (!p.prefetch && k < nsub - 1) tile.load(p, b, d, dok, t0, true);
+#pragma unroll
+      for (int q = 0; q < BwdTile<G>::ITEMS; q++) {
+        const int i = threadIdx.x + q * NTH;
+        if (i < T * 32) {
+          const float x = tile.dl[q] + bias, uu = tile.u[q], go = tile.go[q];
+          float dl = 0.f, dsp = 0.f, gh = go, sgz = 0.f;
+          if (!(dok && t0 + (i >> 5) < L)) {
+            // past the end, or an absent channel: zeros, as loaded
+          } else if (p.softplus) {
             dl = sp_fast(x);
             dsp = x > 20.f ? 1.f : sig_fast(x);
           } else {
             dl = x;
             dsp = 1.f;
           }
-          go = p.dout[gi];
-          gh = go;
           if (p.z) {
-            zz = p.z[gi];
-            sgz = sig_fast(zz);
-            gh = go * zz * sgz;
+            sgz = sig_fast(tile.z[q]);
+            gh = go * tile.z[q] * sgz;
           }
+          su[i] = uu;
+          sdl[i] = dl;
+          sdu[i] = dl * uu;
+          sg[i] = gh;
+          sdsp[i] = dsp;
+          sz[i] = tile.z[q];
+          ssz[i] = sgz;
+          sdo[i] = go;
         }
-        su[i] = uu;
-        sdl[i] = dl;
-        sdu[i] = dl * uu;
-        sg[i] = gh;
-        sdsp[i] = dsp;
-        sz[i] = zz;
-        ssz[i] = sgz;
-        sdo[i] = go;
       }
-      for (int i = threadIdx.x; i < T * NP; i += nth) {
-        const int t = t0 + i / NP, n = i % NP;
-        const bool ok = t < L && n < N;
-        const size_t gi = ((size_t)b * L + t) * N + n;
-        sB[i] = ok ? p.B[gi] : 0.f;
-        sC[i] = ok ? p.C[gi] : 0.f;
+#pragma unroll
+      for (int q = 0; q < BwdTile<G>::BITEMS; q++) {
+        const int i = threadIdx.x + q * NTH;
+        if (i < T * NP) {
+          sB[i] = tile.B[q];
+          sC[i] = tile.C[q];
+        }
       }
-      if (threadIdx.x < T) {
-        const int t = t0 + threadIdx.x;
-        srs[threadIdx.x] = (p.reset && t < L && p.reset[(size_t)b * L + t]) ? 1.f : 0.f;
-      }
+      if (threadIdx.x < T) srs[threadIdx.x] = tile.rs;
       __syncthreads();
+      if (p.prefetch && k > 0) tile.load(p, b, d, dok, t0 - T, true);
       // Recompute the sub-chunk: hh[i] is the state before step i, hh[T] after the last step.
       float hh[T + 1][NS], ab[T][NS];
       {
@@ -401,10 +487,11 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
       }
       __syncthreads();
       // Per (t, channel): sum the warps' partials, write the token gradients.
-      for (int i = threadIdx.x; i < T * 32; i += nth) {
+      for (int i = threadIdx.x; i < T * 32; i += NTH) {
         const int ti = i >> 5, t = t0 + ti;
         if (dok && t < L) {
           float y = Dd * su[i], s1 = 0.f, s2 = 0.f;
+#pragma unroll
           for (int gg = 0; gg < G; gg++) {
             const int j = (gg * T + ti) * 32 + lane;
             y += sy[j];
@@ -424,7 +511,7 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
           accb += ddl;
         }
       }
-      for (int i = threadIdx.x; i < T * NP; i += nth) {
+      for (int i = threadIdx.x; i < T * NP; i += NTH) {
         const int t = t0 + i / NP, n = i % NP;
         if (t < L && n < N) {
           const size_t gi = (((size_t)blockIdx.x * p.batch + b) * L + t) * N + n;
@@ -457,6 +544,16 @@ extern "C" __global__ void __launch_bounds__(512) scan_bwd(const ScanParams p) {
     p.dbpart[(size_t)b * Dn + d] = sb;
   }
 }
+
+// The kernels, one per number of warps G (1, 2, 4, 8, 16: N up to 4, 8, 16, 32, 64).
+#define SCAN_KERNELS(G)                                                                                        \
+  extern "C" __global__ void __launch_bounds__(32 * G) scan_fwd_g##G(const ScanParams p) { scan_fwd_impl<G>(p); } \
+  extern "C" __global__ void __launch_bounds__(32 * G) scan_bwd_g##G(const ScanParams p) { scan_bwd_impl<G>(p); }
+SCAN_KERNELS(1)
+SCAN_KERNELS(2)
+SCAN_KERNELS(4)
+SCAN_KERNELS(8)
+SCAN_KERNELS(16)
 
 struct ScanReduceParams {
   const float *dBpart, *dCpart, *dApart, *dDpart, *dbpart, *A;
