@@ -6,11 +6,18 @@ import (
 	"unsafe"
 )
 
-// Limits of kernels/conv.cu: the widest kernel, and the steps of one partial sum of dw and db.
+// convKMax is CONV_KMAX of kernels/conv.cu, the widest kernel; convSteps is the fewest time steps of
+// one partial sum of dw and db (more when that would make over 128 partials).
 const (
 	convKMax  = 16
 	convSteps = 64
 )
+
+// convPartSteps returns the time steps of one partial sum of dw and db: at least convSteps, and
+// enough that there are about 128 partials, so that their sum is short.
+func convPartSteps(c Conv1dConfig) int {
+	return max(convSteps, ceilDiv(c.Batch*c.Len, 128))
+}
 
 // Conv1dConfig is the shape of a causal depthwise convolution over time: x and y (Batch, Len,
 // Channels), w (Channels, Width), an optional bias (Channels), SiLU on the output, and an optional
@@ -23,7 +30,7 @@ type Conv1dConfig struct {
 // convParams mirrors ConvParams in kernels/conv.cu.
 type convParams struct {
 	x, w, bias, dy, reset, y, dc, dx, partw, partb uint64
-	batch, len, ch, k, silu, pad                   int32
+	batch, len, ch, k, silu, steps                 int32
 }
 
 // Conv1d is the causal convolution (kernels/conv.cu). Inputs [x, w, bias if Bias, reset if Reset];
@@ -42,15 +49,15 @@ func (d *Device) NewConv1d(c Conv1dConfig) (*Conv1d, error) {
 	if c.Batch < 1 || c.Len < 1 || c.Channels < 1 || c.Width < 1 || !fits(math.MaxInt32, c.Batch, c.Len, c.Channels) {
 		return nil, fmt.Errorf("cuda: Conv1d: shape %+v out of range", c)
 	}
-	if c.Batch*ceilDiv(c.Len, convSteps) > 65535 {
-		return nil, fmt.Errorf("cuda: Conv1d: shape %+v has more than 65535 blocks of %d steps", c, convSteps)
+	if c.Batch*ceilDiv(c.Len, convPartSteps(c)) > 65535 {
+		return nil, fmt.Errorf("cuda: Conv1d: shape %+v has more than 65535 blocks of %d steps", c, convPartSteps(c))
 	}
 	if c.Width > convKMax {
 		return nil, fmt.Errorf("cuda: Conv1d: width %d is above the CUDA kernel's %d", c.Width, convKMax)
 	}
 	k := &Conv1d{d: d, c: c, fwd: d.function("conv_fwd"), bdc: d.function("conv_bwd_dc"), bdx: d.function("conv_bwd_dx"),
 		bdw: d.function("conv_bwd_dw_part"), sp: d.function("sum_parts")}
-	blocks := c.Batch * ceilDiv(c.Len, convSteps)
+	blocks := c.Batch * ceilDiv(c.Len, convPartSteps(c))
 	var err error
 	if k.dc, err = d.Alloc32(c.Batch * c.Len * c.Channels); err == nil {
 		if k.partw, err = d.Alloc32(blocks * c.Channels * c.Width); err == nil {
@@ -92,7 +99,7 @@ func (k *Conv1d) check(in []Buffer) error {
 func (k *Conv1d) params(in []Buffer) {
 	c := k.c
 	k.p = convParams{x: in[0].ptr, w: in[1].ptr, dc: k.dc.ptr, partw: k.partw.ptr, partb: k.partb.ptr,
-		batch: int32(c.Batch), len: int32(c.Len), ch: int32(c.Channels), k: int32(c.Width), silu: b2i(c.SiLU)}
+		batch: int32(c.Batch), len: int32(c.Len), ch: int32(c.Channels), k: int32(c.Width), silu: b2i(c.SiLU), steps: int32(convPartSteps(c))}
 	i := 2
 	if c.Bias {
 		k.p.bias = in[i].ptr
@@ -156,7 +163,7 @@ func (k *Conv1d) Backward(in []Buffer, dy Buffer, din []Buffer) error {
 	if din[1].Nil() && db.Nil() {
 		return nil
 	}
-	blocks := c.Batch * ceilDiv(c.Len, convSteps)
+	blocks := c.Batch * ceilDiv(c.Len, convPartSteps(c))
 	if err := d.launch(k.bdw.name, k.bdw.f, dim3{x: ceilDiv(c.Channels, 128), y: blocks}, dim3{x: 128}, 0, unsafe.Pointer(&k.p)); err != nil {
 		return err
 	}

@@ -6,17 +6,17 @@
 // before it. Backward, with dc = dy·σ(c)·(1 + c·(1−σ(c))) (dc = dy without SiLU):
 //   dx[b,s,d] = Σ_k dc[b, s+(K−1)−k, d]·w[d,k]   (terms past the end, or across a reset, dropped)
 //   dw[d,k]   = Σ_{b,t} dc[b,t,d]·x[b, t−(K−1)+k, d]       db_d = Σ_{b,t} dc[b,t,d]
-// dc goes through a scratch tensor; dw and db are per-time-block partials added in order by sum_parts.
+// dc goes through a scratch tensor; dw and db are partials over blocks of p.steps steps (chosen on the
+// host so that there are about 128 blocks or fewer) added in order by sum_parts.
 #include "common.cuh"
 
 #define CONV_KMAX 16
-#define CONV_STEPS 64
 
 struct ConvParams {
   const float *x, *w, *bias, *dy;
   const uint8_t* reset;
   float *y, *dc, *dx, *partw, *partb;
-  int batch, len, ch, k, silu, pad;
+  int batch, len, ch, k, silu, steps;  // steps: the time steps of one partial of dw and db
 };
 static_assert(sizeof(ConvParams) == 104, "ConvParams layout (see conv.go)");
 
@@ -84,13 +84,13 @@ extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
   }
 }
 
-// Partials of dw and db over blocks of CONV_STEPS steps of one sequence: grid (ceil(ch/128),
-// batch·ceil(len/CONV_STEPS)), block 128; partw[blk, d·K + j], partb[blk, d].
+// Partials of dw and db over blocks of p.steps steps of one sequence: grid (ceil(ch/128),
+// batch·ceil(len/steps)), block 128; partw[blk, d·K + j], partb[blk, d].
 extern "C" __global__ void conv_bwd_dw_part(const ConvParams p) {
   const int d = blockIdx.x * blockDim.x + threadIdx.x;
   if (d >= p.ch) return;
-  const int per = (p.len + CONV_STEPS - 1) / CONV_STEPS;
-  const int blk = blockIdx.y, b = blk / per, t0 = (blk % per) * CONV_STEPS, t1 = min(p.len, t0 + CONV_STEPS);
+  const int per = (p.len + p.steps - 1) / p.steps;
+  const int blk = blockIdx.y, b = blk / per, t0 = (blk % per) * p.steps, t1 = min(p.len, t0 + p.steps);
   float acc[CONV_KMAX], db = 0.f;
 #pragma unroll
   for (int j = 0; j < CONV_KMAX; j++) acc[j] = 0.f;

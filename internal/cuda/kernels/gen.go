@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "eb0383dec99e587a19039c1b66212b1a4e4af5dc0910c58e002aaba9b2fe3749"
+const SourceSHA256 = "eb3debcae600d5d8d78d3786947d3bca88d6da2741fc2f5430f055c03b704c15"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"

@@ -1,24 +1,24 @@
 // Deterministic column sums: out_j = Σ_r a[r,j]·b[r,j]·s_r (b and s optional), in two passes with no
-// atomics. colsum_partial adds the rows of each block of COL_ROWS rows in order into part[blk, j];
-// sum_parts adds part[k, j] over k in order. The result depends only on the shape.
+// atomics. colsum_partial adds the rows of each block of p.chunk rows in order into part[blk, j]
+// (the host chooses at least 64 rows and about 128 blocks); sum_parts adds part[k, j] over k in
+// order. The result depends only on the shape.
 #include "common.cuh"
-
-#define COL_ROWS 64
 
 struct ColsumParams {
   const float *a, *b, *s;
   float *part, *out;
   long long rows;
   int cols, lda, ldb, parts;
+  int chunk, pad;  // rows per partial
 };
-static_assert(sizeof(ColsumParams) == 64, "ColsumParams layout (see reduce.go)");
+static_assert(sizeof(ColsumParams) == 72, "ColsumParams layout (see reduce.go)");
 
-// Grid (ceil(cols/256), ceil(rows/COL_ROWS)), block 256.
+// Grid (ceil(cols/256), ceil(rows/chunk)), block 256.
 extern "C" __global__ void colsum_partial(const ColsumParams p) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= p.cols) return;
-  const long long r0 = (long long)blockIdx.y * COL_ROWS;
-  const long long r1 = min(p.rows, r0 + COL_ROWS);
+  const long long r0 = (long long)blockIdx.y * p.chunk;
+  const long long r1 = min(p.rows, r0 + p.chunk);
   float acc = 0.f;
   for (long long r = r0; r < r1; r++) {
     float v = p.a[r * p.lda + j];
