@@ -1,6 +1,10 @@
 package scan
 
-import "github.com/mambago/mamba/internal/math32"
+import (
+	"slices"
+
+	"github.com/mambago/mamba/internal/math32"
+)
 
 // Work on one chunk of timesteps for the channels [c0, c1) of one batch row. The per-token
 // scalars (Δ, dΔ/dδ, Δ·u, σ(z), ĝ) are computed into (time, channel) tiles, reading the
@@ -93,10 +97,11 @@ func (f *Fast) chunkForward(sc *scratch, b, c0, c1, k int, h []float32, emit boo
 	}
 	f.prepare(sc, b, c0, c1, t0, t1, what)
 	B, C := f.rows(b, t0, t1)
+	cuts, first := f.pieces(sc, b, t0, t1)
 	for c := c0; c < c1; c++ {
 		j := c - c0
 		hc := h[j*N:][:N]
-		scanRecompute(hc, f.in.A[c*N:][:N], B, C, sc.tdt[j:], sc.tdu[j:], sc.ty[j:], sc.abar[:m*N], sc.hs[:m*N], m, w)
+		sc.recompute(cuts, first, hc, f.in.A[c*N:][:N], B, C, j, w)
 		copy(hc, sc.hs[(m-1)*N:m*N])
 		if !emit {
 			for r := range m {
@@ -134,9 +139,10 @@ func (f *Fast) chunkAdjoint(sc *scratch, b, c0, c1, k int, mu []float32) {
 	m := t1 - t0
 	f.prepare(sc, b, c0, c1, t0, t1, tilesAdjoint)
 	_, C := f.rows(b, t0, t1)
+	cuts, first := f.pieces(sc, b, t0, t1)
 	for c := c0; c < c1; c++ {
 		j := c - c0
-		scanAdjoint(mu[j*N:][:N], f.in.A[c*N:][:N], C, sc.tdt[j:], sc.tgh[j:], sc.row, m, w)
+		sc.adjoint(cuts, first, mu[j*N:][:N], f.in.A[c*N:][:N], C, j, w)
 		for r := range m {
 			sc.sum[j] += sc.tdt[r*w+j]
 		}
@@ -162,14 +168,83 @@ func (f *Fast) chunkBackward(sc *scratch, b, c0, c1, k int, part []float32, seg 
 	f.prepare(sc, b, c0, c1, t0, t1, tilesBackward)
 	B, C := f.rows(b, t0, t1)
 	db, dc := part[:m*N], part[f.chunk*N:][:m*N]
+	cuts, first := f.pieces(sc, b, t0, t1)
 	for c := c0; c < c1; c++ {
 		j, acc := c-c0, f.acc(b, seg, c)
 		A, hstart := f.in.A[c*N:][:N], f.savedAt(b, k, c)
-		scanRecompute(hstart, A, B, C, sc.tdt[j:], sc.tdu[j:], sc.ty[j:], sc.abar[:m*N], sc.hs[:m*N], m, w)
-		scanReverse(f.mu[acc*N:][:N], A, B, C, sc.abar[:m*N], sc.hs[:m*N], hstart, db, dc, f.dA[acc*N:][:N],
-			sc.tdt[j:], sc.tdu[j:], sc.tgh[j:], sc.ts1[j:], sc.ts2[j:], m, w)
+		sc.recompute(cuts, first, hstart, A, B, C, j, w)
+		sc.reverse(cuts, first, f.mu[acc*N:][:N], hstart, A, B, C, db, dc, f.dA[acc*N:][:N], j, w)
 	}
 	f.backwardRows(sc, b, c0, c1, t0, t1, seg)
+}
+
+// pieces returns the runs of steps [t0, t1) of batch row b that no document start interrupts,
+// as the offsets from t0 of their first steps followed by t1 − t0, and whether a document
+// starts at t0. Every run but the first starts a document, and so does the first when first is
+// true: its entering state (and the adjoint it passes on) is zero.
+func (f *Fast) pieces(sc *scratch, b, t0, t1 int) (cuts []int, first bool) {
+	cuts = append(sc.cuts[:0], 0)
+	if f.in.Resets != nil {
+		row := f.in.Resets[b*f.shape.Len:][t0:t1]
+		first = row[0] != 0
+		for t, r := range row[1:] {
+			if r != 0 {
+				cuts = append(cuts, t+1)
+			}
+		}
+	}
+	return append(cuts, t1-t0), first
+}
+
+// recompute runs scanRecompute for the channel in column j of the tiles (w wide) over the
+// pieces of a chunk, from hstart and from zero where a document starts, keeping every Ā_t and
+// h_t in sc.abar and sc.hs. B and C are the chunk's rows.
+func (sc *scratch) recompute(cuts []int, first bool, hstart, A, B, C []float32, j, w int) {
+	N := len(A)
+	for i := range len(cuts) - 1 {
+		p0, p1 := cuts[i], cuts[i+1]
+		h := hstart
+		if i > 0 || first {
+			h = sc.zero
+		}
+		o := j + p0*w
+		scanRecompute(h, A, B[p0*N:], C[p0*N:], sc.tdt[o:], sc.tdu[o:], sc.ty[o:], sc.abar[p0*N:p1*N],
+			sc.hs[p0*N:p1*N], p1-p0, w)
+	}
+}
+
+// reverse runs scanReverse over the pieces of a chunk, last first, after recompute. The
+// adjoint mu does not cross a document start: it is zero entering the piece before.
+func (sc *scratch) reverse(cuts []int, first bool, mu, hstart, A, B, C, db, dc, dA []float32, j, w int) {
+	N := len(A)
+	for i := len(cuts) - 2; i >= 0; i-- {
+		p0, p1 := cuts[i], cuts[i+1]
+		fresh := i > 0 || first
+		h := hstart
+		if fresh {
+			h = sc.zero
+		}
+		o := j + p0*w
+		scanReverse(mu, A, B[p0*N:], C[p0*N:], sc.abar[p0*N:p1*N], sc.hs[p0*N:p1*N], h, db[p0*N:], dc[p0*N:], dA,
+			sc.tdt[o:], sc.tdu[o:], sc.tgh[o:], sc.ts1[o:], sc.ts2[o:], p1-p0, w)
+		if fresh {
+			clear(mu)
+		}
+	}
+}
+
+// adjoint runs scanAdjoint over the pieces of a chunk, last first, the adjoint zeroed where a
+// document starts.
+func (sc *scratch) adjoint(cuts []int, first bool, mu, A, C []float32, j, w int) {
+	N := len(A)
+	for i := len(cuts) - 2; i >= 0; i-- {
+		p0, p1 := cuts[i], cuts[i+1]
+		o := j + p0*w
+		scanAdjoint(mu, A, C[p0*N:], sc.tdt[o:], sc.tgh[o:], sc.row, p1-p0, w)
+		if i > 0 || first {
+			clear(mu)
+		}
+	}
 }
 
 // backwardRows finishes chunkBackward token row by token row, last step first: it writes the
@@ -263,9 +338,15 @@ func (f *Fast) segAdjust(sc *scratch, b, seg int) {
 	f.segMap(sc, b, seg)
 }
 
-// segMap stores the map of segment seg of batch b: exp(A·ΣΔ) from sc.sum, own part from sc.h.
+// segMap stores the map of segment seg of batch b: exp(A·ΣΔ) from sc.sum, own part from sc.h,
+// and whether a document starts inside the segment (the map is then the constant own part).
 func (f *Fast) segMap(sc *scratch, b, seg int) {
 	N := f.shape.State
+	k0, k1 := f.segRange(seg)
+	t0, _ := f.span(k0)
+	_, t1 := f.span(k1 - 1)
+	f.segCut[b*f.nSeg+seg] = f.in.Resets != nil && slices.ContainsFunc(f.in.Resets[b*f.shape.Len:][t0:t1],
+		func(r uint8) bool { return r != 0 })
 	for c := range f.shape.Channels {
 		j := f.acc(b, seg, c) * N
 		A := f.in.A[c*N:][:N]

@@ -15,6 +15,9 @@
 //
 // B and C vary with time and are shared by all channels; A, D and bias are per channel.
 //
+// Packed documents (Inputs.Resets, (Batch, Len)): where a document starts at step t, the state
+// entering the step is zero, h_{t−1} := 0 (at t = 0 H0 is then ignored), so h_t = Δ_t·B_t·u_t.
+//
 // # Backward
 //
 // With g_t = ∂ℒ/∂out_t and s = σ(z_t): ĝ_t = ∂ℒ/∂y_t = g_t·z_t·s and ∂ℒ/∂z_t = g_t·y_t·s·(1 + z_t·(1−s)).
@@ -31,6 +34,11 @@
 //	∂ℒ/∂A   = Σ_{b,t} Δ_t·λ_t⊙Ā_t⊙h_{t−1} ∂ℒ/∂D = Σ_{b,t} ĝ_t·u_t
 //	∂ℒ/∂δ_t = ∂ℒ/∂Δ_t·σ(δ_t + bias)       ∂ℒ/∂bias = Σ_{b,t} ∂ℒ/∂δ_t
 //	∂ℒ/∂H0  = Ā_0⊙λ_0
+//
+// Where a document starts at step t, h_t does not depend on h_{t−1}: the adjoint passed on to
+// step t − 1 is zero (no gradient crosses the boundary, ∂ℒ/∂H0 = 0 when it is step 0), and the
+// terms of ∂ℒ/∂A and ∂ℒ/∂Δ_t through Ā_t⊙h_{t−1} vanish. The kernels run the steps between
+// two document starts as pieces of their own, each from the zero state.
 //
 // The kernels carry μ = Ā_{t+1}⊙λ_{t+1} (the gradient reaching h_t from later steps) rather
 // than Ā_{t+1} and λ_{t+1} separately: it is all the next step needs, it crosses chunk

@@ -38,6 +38,7 @@ type Fast struct {
 	part     []float32 // channel mode: (Batch, nBlk, 2, chunk, State), dB then dC of the current chunk per block
 	segA     []float32 // time mode: (Batch, nSeg, Channels, State), ∏Ā over each segment
 	segB     []float32 // time mode: the same, the segment's own contribution (state or adjoint)
+	segCut   []bool    // time mode: (Batch, nSeg), a document starts inside the segment
 
 	work []*scratch // per worker slot
 	job  parallel.Job
@@ -58,6 +59,8 @@ type Fast struct {
 type scratch struct {
 	abar, hs []float32 // (chunk, State): Ā_t and h_t of one channel, kept for the reverse pass
 	row      []float32 // (State): Ā of one step
+	zero     []float32 // (State): the state entering a step where a document starts; never written
+	cuts     []int     // the pieces of the current chunk (see pieces)
 	h        []float32 // (blk, State): running state (or adjoint) of each channel of the item
 	sum      []float32 // (blk): running ΣΔ of each channel (time mode)
 	part     []float32 // time mode: (2, chunk, State), dB then dC of the current chunk
@@ -74,7 +77,7 @@ func newScratch(chunk, blk, N int) *scratch {
 	v := func(n int) []float32 { return make([]float32, n) }
 	T, W := chunk, blk
 	return &scratch{
-		abar: v(T * N), hs: v(T * N), row: v(N), h: v(W * N), sum: v(W), part: v(2 * T * N),
+		abar: v(T * N), hs: v(T * N), row: v(N), zero: v(N), cuts: make([]int, 0, T+1), h: v(W * N), sum: v(W), part: v(2 * T * N),
 		tdt: v(T * W), tddt: v(T * W), tdu: v(T * W), tsg: v(T * W), tgh: v(T * W), tzf: v(T * W),
 		ty: v(T * W), ts1: v(T * W), ts2: v(T * W), skip: v(W), sumD: v(W), sumBias: v(W), sink: v(W),
 	}
@@ -133,10 +136,11 @@ func (f *Fast) setSplit(segChunks, nSeg int) {
 	f.dA = make([]float32, s.Batch*nSeg*d*N)
 	f.dD = make([]float32, s.Batch*nSeg*d)
 	f.dBia = make([]float32, s.Batch*nSeg*d)
-	f.part, f.segA, f.segB = nil, nil, nil
+	f.part, f.segA, f.segB, f.segCut = nil, nil, nil, nil
 	if f.timeMode {
 		f.segA = make([]float32, s.Batch*nSeg*d*N)
 		f.segB = make([]float32, s.Batch*nSeg*d*N)
+		f.segCut = make([]bool, s.Batch*nSeg)
 	} else {
 		f.part = make([]float32, s.Batch*f.nBlk*2*f.chunk*N)
 	}
@@ -295,6 +299,18 @@ func affine(m, a, v []float32) {
 	}
 }
 
+// applySeg applies the map of segment seg of channel c of batch b to m (a state or an
+// adjoint): m = ∏Ā⊙m + own, or own alone when a document starts inside the segment.
+func (f *Fast) applySeg(m []float32, b, seg, c int) {
+	N := len(m)
+	j := f.acc(b, seg, c) * N
+	if f.segCut[b*f.nSeg+seg] {
+		copy(m, f.segB[j:j+N])
+		return
+	}
+	affine(m, f.segA[j:j+N], f.segB[j:j+N])
+}
+
 // segRange returns the chunks [k0, k1) of segment seg.
 func (f *Fast) segRange(seg int) (int, int) {
 	return seg * f.segChunks, min((seg+1)*f.segChunks, f.nChunks)
@@ -310,8 +326,7 @@ func (f *Fast) combineStates() {
 		for c := range d {
 			copyOrZero(h, f.in.H0, (b*d+c)*N)
 			for seg := range f.nSeg - 1 {
-				j := f.acc(b, seg, c) * N
-				affine(h, f.segA[j:j+N], f.segB[j:j+N])
+				f.applySeg(h, b, seg, c)
 				k0, _ := f.segRange(seg + 1)
 				copy(f.savedAt(b, k0, c), h)
 			}
@@ -331,7 +346,7 @@ func (f *Fast) combineAdjoints() {
 			for seg := f.nSeg - 1; seg >= 0; seg-- {
 				j := f.acc(b, seg, c) * N
 				copy(f.mu[j:j+N], m)
-				affine(m, f.segA[j:j+N], f.segB[j:j+N])
+				f.applySeg(m, b, seg, c)
 			}
 		}
 	}

@@ -226,5 +226,5 @@ func f32(x []float64) []float32 {
 
 func toF32(in Inputs[float64]) Inputs[float32] {
 	return Inputs[float32]{U: f32(in.U), Delta: f32(in.Delta), A: f32(in.A), B: f32(in.B), C: f32(in.C),
-		D: f32(in.D), Z: f32(in.Z), DeltaBias: f32(in.DeltaBias), H0: f32(in.H0)}
+		D: f32(in.D), Z: f32(in.Z), DeltaBias: f32(in.DeltaBias), H0: f32(in.H0), Resets: in.Resets}
 }

@@ -8,10 +8,13 @@ import (
 
 // config picks the optional parts of a random case.
 type config struct {
-	D, Z, Bias, H0, Softplus bool
+	D, Z, Bias, H0, Softplus, Resets bool
 }
 
 var allOn = config{D: true, Z: true, Bias: true, H0: true, Softplus: true}
+
+// packed is allOn with documents packed into the rows.
+var packed = config{D: true, Z: true, Bias: true, H0: true, Softplus: true, Resets: true}
 
 func normals(r *rand.Rand, n int, scale float64) []float64 {
 	x := make([]float64, n)
@@ -51,6 +54,15 @@ func randomInputs(r *rand.Rand, s Shape, c config) Inputs[float64] {
 	}
 	if c.H0 {
 		in.H0 = normals(r, st, 1)
+	}
+	if c.Resets {
+		// A document starts at about one step in five, and at step 0 of about every other row.
+		in.Resets = make([]uint8, s.Batch*s.Len)
+		for i := range in.Resets {
+			if p := r.Float64(); p < 0.2 || i%s.Len == 0 && p < 0.5 {
+				in.Resets[i] = 1
+			}
+		}
 	}
 	return in
 }

@@ -32,7 +32,7 @@ func loss(t *testing.T, k *Reference, in Inputs[float64], dout, dlast []float64)
 // DeltaBias and H0 are differentiated at zero.
 func TestFiniteDifferences(t *testing.T) {
 	shapes := []Shape{{1, 1, 2, 3}, {2, 5, 3, 4}, {1, 6, 2, 1}, {2, 3, 1, 2}}
-	configs := []config{allOn, {}, {Z: true, Softplus: true}, {D: true, Bias: true}}
+	configs := []config{allOn, {}, {Z: true, Softplus: true}, {D: true, Bias: true}, packed, {Resets: true, H0: true}}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range shapes {
 		for _, c := range configs {
@@ -101,7 +101,7 @@ func TestFastMatchesReference(t *testing.T) {
 		{Shape{3, 1, 70, 16}, 0}, {Shape{2, 1, 5, 3}, 0}, // one step: the decoder's case
 	}
 	for _, tc := range cases {
-		for _, c := range []config{allOn, {}, {Z: true, H0: true}} {
+		for _, c := range []config{allOn, {}, {Z: true, H0: true}, packed} {
 			t.Run(fmt.Sprintf("%v/chunk%d/%+v", tc.s, tc.chunk, c), func(t *testing.T) {
 				in, dout, dlast := randomCase(r, tc.s, c)
 				want := reference(t, tc.s, c.Softplus, in, dout, dlast)
@@ -325,8 +325,12 @@ func TestGuardBands(t *testing.T) {
 func TestWorkersBitwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, s := range []Shape{{2, 70, 80, 4}, {1, 300, 5, 3}, {2, 40, 70, 16}, {1, 300, 5, 8}} {
-		in, dout, dlast := randomCase(r, s, allOn)
+	for i, s := range []Shape{{2, 70, 80, 4}, {1, 300, 5, 3}, {2, 40, 70, 16}, {1, 300, 5, 8}, {2, 40, 70, 16}, {1, 300, 5, 8}} {
+		c := allOn
+		if i >= 4 {
+			c = packed
+		}
+		in, dout, dlast := randomCase(r, s, c)
 		want := fast(t, s, Options{Softplus: true, Chunk: 16, Workers: 1}, in, dout, dlast)
 		for _, w := range []int{2, 3, 7} {
 			sameBits(t, fmt.Sprintf("%v workers %d", s, w), fast(t, s, Options{Softplus: true, Chunk: 16, Workers: w}, in, dout, dlast), want)
@@ -390,7 +394,7 @@ func TestNoAllocations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := toF32(randomInputs(r, s, allOn))
+		in := toF32(randomInputs(r, s, packed))
 		out := make([]float32, s.Batch*s.Len*s.Channels)
 		dout := f32(normals(r, len(out), 1))
 		g := newGrads[float32](s, true)
@@ -440,6 +444,7 @@ func TestErrors(t *testing.T) {
 	short.B = short.B[1:]
 	for name, err := range map[string]error{
 		"short B":          k.Forward(short, out, nil),
+		"long Resets":      k.Forward(Inputs[float32]{U: in.U, Delta: in.Delta, A: in.A, B: in.B, C: in.C, Resets: make([]uint8, 11)}, out, nil),
 		"long D":           k.Forward(Inputs[float32]{U: in.U, Delta: in.Delta, A: in.A, B: in.B, C: in.C, D: make([]float32, 4)}, out, nil),
 		"nil U":            k.Forward(Inputs[float32]{Delta: in.Delta, A: in.A, B: in.B, C: in.C}, out, nil),
 		"short out":        k.Forward(in, out[:3], nil),
