@@ -28,45 +28,31 @@ func (f *Fast) prepare(sc *scratch, b, c0, c1, t0, t1, what int) {
 	w := c1 - c0
 	mw := (t1 - t0) * w
 	gate := what != tilesForward && f.in.Z != nil
+	var bias []float32
+	if f.in.DeltaBias != nil {
+		bias = f.in.DeltaBias[c0:c1]
+	}
 	for t := t0; t < t1; t++ {
 		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
-		dt := sc.tdt[r : r+w]
-		copy(dt, f.in.Delta[i0:i0+w])
-		if f.in.DeltaBias != nil {
-			bias := f.in.DeltaBias[c0:c1]
-			for j := range dt {
-				dt[j] += bias[j]
-			}
-		}
+		biasRow(sc.tdt[r:r+w], f.in.Delta[i0:i0+w], bias)
 		if gate {
 			copy(sc.tsg[r:r+w], f.in.Z[i0:i0+w])
 		}
 	}
-	if f.soft {
-		softplusRow(sc.tdt[:mw], sc.tddt[:mw])
-	} else {
-		for j := range sc.tddt[:mw] {
-			sc.tddt[j] = 1
-		}
-	}
+	deltaRow(f.soft, sc.tdt[:mw], sc.tddt[:mw])
 	if gate {
 		sigmoidRow(sc.tsg[:mw], sc.tsg[:mw])
 	}
 	for t := t0; t < t1; t++ {
 		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
-		dt, du, u := sc.tdt[r:r+w], sc.tdu[r:r+w], f.in.U[i0:i0+w]
-		for j := range du {
-			du[j] = dt[j] * u[j]
-		}
+		mulRow(sc.tdu[r:r+w], sc.tdt[r:r+w], f.in.U[i0:i0+w])
 		var z, sg []float32
 		if gate {
 			z, sg = f.in.Z[i0:i0+w], sc.tsg[r:r+w]
 		}
 		switch what {
 		case tilesOut:
-			for j := range sg {
-				sg[j] *= z[j]
-			}
+			mulRow(sg, sg, z)
 		case tilesAdjoint, tilesBackward:
 			gh, g := sc.tgh[r:r+w], f.dout[i0:i0+w]
 			copy(gh, g)
@@ -78,6 +64,53 @@ func (f *Fast) prepare(sc *scratch, b, c0, c1, t0, t1, what int) {
 				gh[j] = g[j] * z[j] * sg[j]
 				zf[j] = g[j] * sg[j] * (1 + z[j]*(1-sg[j]))
 			}
+		}
+	}
+}
+
+// The per-token rows shared by the chunked kernel and Stepper, so that both compute the same bits.
+
+// biasRow sets dt = δ + bias (δ alone when bias is nil).
+func biasRow(dt, delta, bias []float32) {
+	copy(dt, delta)
+	if bias != nil {
+		bias = bias[:len(dt)]
+		for j := range dt {
+			dt[j] += bias[j]
+		}
+	}
+}
+
+// deltaRow replaces dt = δ + bias by Δ and sets ddt to dΔ/dδ: softplus and σ with soft, else
+// Δ = δ + bias and 1.
+func deltaRow(soft bool, dt, ddt []float32) {
+	if soft {
+		softplusRow(dt, ddt)
+		return
+	}
+	for j := range ddt[:len(dt)] {
+		ddt[j] = 1
+	}
+}
+
+// mulRow sets dst = a⊙b (dst may be a).
+func mulRow(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for j := range dst {
+		dst[j] = a[j] * b[j]
+	}
+}
+
+// outRow writes out = (y + D⊙u)⊙silu, without the gate when silu is nil.
+func outRow(out, y, D, u, silu []float32) {
+	y, D, u = y[:len(out)], D[:len(out)], u[:len(out)]
+	for j := range out {
+		out[j] = y[j] + D[j]*u[j]
+	}
+	if silu != nil {
+		silu = silu[:len(out)]
+		for j := range out {
+			out[j] *= silu[j]
 		}
 	}
 }
@@ -116,16 +149,11 @@ func (f *Fast) chunkForward(sc *scratch, b, c0, c1, k int, h []float32, emit boo
 	copyOrZero(D, f.in.D, c0)
 	for t := t0; t < t1; t++ {
 		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
-		out, y, u := f.out[i0:i0+w], sc.ty[r:r+w], f.in.U[i0:i0+w]
-		for j := range out {
-			out[j] = y[j] + D[j]*u[j]
-		}
+		var silu []float32
 		if f.in.Z != nil {
-			silu := sc.tsg[r : r+w]
-			for j := range out {
-				out[j] *= silu[j]
-			}
+			silu = sc.tsg[r : r+w]
 		}
+		outRow(f.out[i0:i0+w], sc.ty[r:r+w], D, f.in.U[i0:i0+w], silu)
 	}
 }
 

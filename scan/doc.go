@@ -1,6 +1,6 @@
 // Package scan implements the selective scan of Mamba (S6), forward and backward, as a fast
 // float32 kernel (Fast, from New) and a plain float64 sequential reference (Reference, from
-// NewReference) with the same API (Kernel).
+// NewReference) with the same API (Kernel), and its one-token step for decoding (Stepper).
 //
 // # Equations
 //
@@ -44,6 +44,14 @@
 // than Ā_{t+1} and λ_{t+1} separately: it is all the next step needs, it crosses chunk
 // boundaries as is, it starts as dlast, and after step 0 it is ∂ℒ/∂H0. Every gradient is
 // checked against central finite differences of the float64 reference.
+//
+// # Decoding
+//
+// Stepper.Step is the recurrence for one token, for the recurrent decoder: it updates the
+// states h (Batch, Channels, State) in place and writes out (Batch, Channels) for a range of
+// channels [c0, c1), so that a decoder can split a step over cores (calls on disjoint ranges may
+// run concurrently). It calls the functions Fast calls for a token in the same order, so a run
+// of Steps from H0 gives Fast's outputs and final state bit for bit.
 //
 // # Layout
 //

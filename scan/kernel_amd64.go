@@ -118,28 +118,36 @@ func scanAdjointAVX2(mu, A, C, dt, gh, abar []float32, steps, stride int) {
 	adjointAVX2(&mu[0], &A[0], &C[0], &dt[0], &gh[0], T, N, stride)
 }
 
-// softplusRowAVX2 runs the vector softplus on whole groups of eight, math32.Softplus on the rest.
+// softplusRowAVX2 runs the vector softplus on whole groups of eight and on the rest padded to
+// eight, so that every element gets the same bits wherever it stands in the row.
 func softplusRowAVX2(x, d []float32) {
+	d = d[:len(x)]
 	n := len(x) &^ 7
-	if len(d) < len(x) {
-		n = 0
-	}
 	if n > 0 {
 		softplusAVX2(&x[0], &d[0], n)
 	}
-	softplusRowGo(x[n:], d[n:])
+	if n < len(x) {
+		var bx, bd [8]float32
+		k := copy(bx[:], x[n:])
+		softplusAVX2(&bx[0], &bd[0], 8)
+		copy(x[n:], bx[:k])
+		copy(d[n:], bd[:k])
+	}
 }
 
-// sigmoidRowAVX2 runs the vector sigmoid on whole groups of eight, math32.Sigmoid on the rest.
+// sigmoidRowAVX2 runs the vector sigmoid as softplusRowAVX2 runs softplus.
 func sigmoidRowAVX2(x, s []float32) {
+	s = s[:len(x)]
 	n := len(x) &^ 7
-	if len(s) < len(x) {
-		n = 0
-	}
 	if n > 0 {
 		sigmoidAVX2(&x[0], &s[0], n)
 	}
-	sigmoidRowGo(x[n:], s[n:])
+	if n < len(x) {
+		var bx, bs [8]float32
+		k := copy(bx[:], x[n:])
+		sigmoidAVX2(&bx[0], &bs[0], 8)
+		copy(s[n:], bs[:k])
+	}
 }
 
 // duDeltaRowAVX2 runs the vector loop on whole groups of eight, duDeltaRowGo on the rest.
