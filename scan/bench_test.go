@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/mambago/mamba/internal/math32"
 )
 
 // The benchmark shapes of the issue: a training batch, one long sequence, and one very long
@@ -53,13 +56,13 @@ func benchInputs[T float32 | float64](s Shape) benchData[T] {
 	return d
 }
 
-// loopPaths are the implementations of the chunk loops: the AVX2 assembly where the CPU has it,
-// and the pure-Go fallback.
-func loopPaths() []string {
-	if hasAVX2 {
-		return []string{"avx2", "go"}
+// setPath switches math32 (and so the scan's loops) to path p for a benchmark.
+func setPath(b *testing.B, p math32.Path) {
+	best := math32.Current()
+	if err := math32.SetPath(p); err != nil {
+		b.Fatal(err)
 	}
-	return []string{"go"}
+	b.Cleanup(func() { _ = math32.SetPath(best) })
 }
 
 // timed runs one Forward and one Backward of k and returns their wall-clock durations.
@@ -84,16 +87,15 @@ func reportPerElement(b *testing.B, s Shape, n int, units []string, sums []time.
 	}
 }
 
-// BenchmarkScan runs the fast kernel's forward and backward with each loop path on each shape,
+// BenchmarkScan runs the fast kernel's forward and backward on each path of math32 on each shape,
 // with Options.Workers 1 and 2 alternated within every iteration (so that both see the same load),
 // and reports ns per element of the forward, the backward and both (w1-…, w2-…) and the speed-up
 // from one to two workers (x-speedup, forward+backward).
 func BenchmarkScan(b *testing.B) {
-	for _, path := range loopPaths() {
+	for _, path := range slices.Backward(math32.Paths()) {
 		for _, s := range benchShapes {
-			b.Run(path+"/"+benchName(s), func(b *testing.B) {
-				useAVX2(path == "avx2")
-				defer useAVX2(hasAVX2)
+			b.Run(path.String()+"/"+benchName(s), func(b *testing.B) {
+				setPath(b, path)
 				d := benchInputs[float32](s)
 				var ks [2]*Fast
 				for i := range ks {
@@ -125,8 +127,8 @@ func BenchmarkScan(b *testing.B) {
 
 // BenchmarkReference runs the float64 reference's forward+backward on the training-batch shape
 // (the long shape would need 2 GB of float64 activations), alternated within every iteration with
-// the fast kernel on one worker with each loop path, and reports ns per element of each and the
-// fast kernel's speed-up over the reference (x-…, forward+backward).
+// the fast kernel on one worker on each path, and reports ns per element of each and the fast
+// kernel's speed-up over the reference (x-…, forward+backward).
 func BenchmarkReference(b *testing.B) {
 	s := benchShapes[0]
 	b.Run(benchName(s), func(b *testing.B) {
@@ -139,10 +141,13 @@ func BenchmarkReference(b *testing.B) {
 			b.Fatal(err)
 		}
 		d64, d32 := benchInputs[float64](s), benchInputs[float32](s)
-		paths := loopPaths()
-		run := func(path string) time.Duration {
-			useAVX2(path == "avx2")
-			defer useAVX2(hasAVX2)
+		paths := math32.Paths()
+		best := math32.Current()
+		defer func() { _ = math32.SetPath(best) }()
+		run := func(p math32.Path) time.Duration {
+			if err := math32.SetPath(p); err != nil {
+				b.Fatal(err)
+			}
 			fwd, bwd := timed(b, fast, d32)
 			return fwd + bwd
 		}
@@ -161,8 +166,8 @@ func BenchmarkReference(b *testing.B) {
 		}
 		units := []string{"ref-ns/elem"}
 		for i, p := range paths {
-			units = append(units, p+"-ns/elem")
-			b.ReportMetric(float64(sums[0])/float64(sums[1+i]), "x-speedup-"+p)
+			units = append(units, p.String()+"-ns/elem")
+			b.ReportMetric(float64(sums[0])/float64(sums[1+i]), "x-speedup-"+p.String())
 		}
 		reportPerElement(b, s, n, units, sums)
 	})

@@ -41,7 +41,7 @@ func (f *Fast) prepare(sc *scratch, b, c0, c1, t0, t1, what int) {
 	}
 	deltaRow(f.soft, sc.tdt[:mw], sc.tddt[:mw])
 	if gate {
-		sigmoidRow(sc.tsg[:mw], sc.tsg[:mw])
+		math32.SigmoidRow(sc.tsg[:mw], sc.tsg[:mw])
 	}
 	for t := t0; t < t1; t++ {
 		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
@@ -85,7 +85,7 @@ func biasRow(dt, delta, bias []float32) {
 // Δ = δ + bias and 1.
 func deltaRow(soft bool, dt, ddt []float32) {
 	if soft {
-		softplusRow(dt, ddt)
+		math32.SoftplusRow(dt, ddt, dt)
 		return
 	}
 	for j := range ddt[:len(dt)] {
@@ -268,7 +268,7 @@ func (sc *scratch) adjoint(cuts []int, first bool, mu, A, C []float32, j, w int)
 	for i := len(cuts) - 2; i >= 0; i-- {
 		p0, p1 := cuts[i], cuts[i+1]
 		o := j + p0*w
-		scanAdjoint(mu, A, C[p0*N:], sc.tdt[o:], sc.tgh[o:], sc.row, p1-p0, w)
+		scanAdjoint(mu, A, C[p0*N:], sc.tdt[o:], sc.tgh[o:], sc.abar[p0*N:p1*N], p1-p0, w)
 		if i > 0 || first {
 			clear(mu)
 		}

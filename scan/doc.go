@@ -99,19 +99,17 @@
 //
 // # Scalar and vector math
 //
-// No float64 in the hot loops. exp32 reduces x = (64k + j)·ln2/64 + r, |r| ≤ ln2/128
-// (Cody–Waite), takes 2^(j/64) from a 64-entry table, e^r − 1 ≈ r + r²/2, and adds k to the
-// exponent bits: relative error ≤ 1.6e-7, about 20 scalar instructions, subnormal results flushed
-// to 0, NaN kept. The loops over State test the range of Δ·A once per step (from the least and
-// greatest A of the channel), so that their body has no branch and no call. softplus and σ use
-// e^{−|x|} and a log1p series, ≤ 2.5e-7. On amd64 with AVX2 and FMA (golang.org/x/sys/cpu) the
-// (time, state) loops and the row-wise softplus and sigmoid run in assembly (kernel_amd64.s),
-// eight states per instruction, for State a multiple of 8, with an exp that needs no table
-// (k·ln2 + r, degree-6 polynomial, ≤ 1.2e-7; NaN stays NaN); the pure-Go loops (kernel.go) are
-// the fallback and are tested against it. The per-token work after the reverse pass (du, dδ,
-// dz, the sums of dD and d(bias)) runs row by row over the tiles (du and dδ in assembly too),
-// writing the gradients' token rows directly.
-//
+// No float64 in the hot loops. The elementary functions are internal/math32's: Ā_t = exp(Δ_t·A)
+// for a chunk's steps (or a step's channels) by math32.ExpScaledRows, softplus and σ by its row
+// functions. The loops of this package are linear: the recurrence h = Ā⊙h + Δu·B with
+// y = C·h (recur), the reverse pass (scanReverse), the adjoint pass of time mode (adjoint) and
+// the per-token gradient row (duDeltaRow). Where math32's path is AVX2 or AVX-512 (chosen at
+// start-up from the CPU; the build tag purego leaves only Go) and State is a multiple of the
+// vector width, they run in assembly (kernel_amd64.s), 8 or 16 states per instruction, one macro
+// text for both widths; otherwise the Go loops of kernel.go, which are the specification. The
+// paths differ in the last bits (fused multiply-adds, the tree of the sums over states); one
+// call uses one path throughout, so results stay bitwise independent of the worker count.
+
 // # Measured (2-core dev box; tables and method in README.md)
 //
 // ns per (batch, time, channel, state) element, forward+backward, wall clock, quiet machine

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // loss is Σ out·dout + Σ last·dlast computed by the reference.
@@ -73,9 +75,8 @@ func TestFiniteDifferences(t *testing.T) {
 						lm := loss(t, k, in, dout, dlast)
 						p.x[i] = x0
 						fd := (lp - lm) / (2 * eps)
-						if math.Abs(fd-p.g[i]) > 1e-6*(1+math.Abs(fd)) {
-							t.Errorf("d%s[%d] = %.10g, finite difference %.10g", p.name, i, p.g[i], fd)
-						}
+						testutil.CheckErr(t, fmt.Sprintf("d%s[%d] = %.10g, finite difference %.10g: error/(1+|fd|)",
+							p.name, i, p.g[i], fd), math.Abs(fd-p.g[i])/(1+math.Abs(fd)), 1e-6)
 					}
 				}
 			})
@@ -213,24 +214,15 @@ func TestZeroDelta(t *testing.T) {
 	}
 	dout := normals(r, len(in.U), 1)
 	got := reference(t, s, false, in, dout, nil)
-	if e := relL2(got.out, want); e != 0 {
-		t.Errorf("reference: out differs from D·u by %g", e)
-	}
+	testutil.CloseAbs(t, "reference: out vs D·u", got.out, want, 0)
 	got32 := fast(t, s, Options{Chunk: 7}, in, dout, nil)
 	want32 := make([]float64, len(in.U))
 	for i, u := range in.U {
 		want32[i] = float64(float32(in.D[i%s.Channels]) * float32(u))
 	}
-	if e := relL2(got32.out, want32); e != 0 {
-		t.Errorf("fast: out differs from D·u by %g", e)
-	}
-	for _, x := range [][]float64{got.last, got32.last} {
-		for _, v := range x {
-			if v != 0 {
-				t.Fatalf("last state %v, want 0", v)
-			}
-		}
-	}
+	testutil.CloseAbs(t, "fast: out vs D·u", got32.out, want32, 0)
+	testutil.CloseAbs(t, "reference: last state vs 0", got.last, make([]float64, len(got.last)), 0)
+	testutil.CloseAbs(t, "fast: last state vs 0", got32.last, make([]float64, len(got32.last)), 0)
 }
 
 // TestCombineAssociative: (x∘y)∘z = x∘(y∘z) for the scan operator on random triples, and
@@ -243,20 +235,19 @@ func TestCombineAssociative(t *testing.T) {
 		la, lb = combine(la, lb, a3, b3)
 		ra, rb := combine(a2, b2, a3, b3)
 		ra, rb = combine(a1, b1, ra, rb)
-		if math.Abs(la-ra) > 1e-15 || math.Abs(lb-rb) > 1e-14*(1+math.Abs(lb)) {
-			t.Fatalf("(x∘y)∘z = (%v, %v), x∘(y∘z) = (%v, %v)", la, lb, ra, rb)
-		}
+		what := fmt.Sprintf("(x∘y)∘z = (%v, %v), x∘(y∘z) = (%v, %v)", la, lb, ra, rb)
+		testutil.CheckErr(t, what+": a", math.Abs(la-ra), 1e-15)
+		testutil.CheckErr(t, what+": b, relative to 1+|b|", math.Abs(lb-rb)/(1+math.Abs(lb)), 1e-14)
 	}
-	h, pa, pb := 0.5, 1.0, 0.5
+	h, prod, pa, pb := 0.5, 1.0, 1.0, 0.5
 	for range 50 {
 		a, b := r.Float64(), r.NormFloat64()
 		h = a*h + b
+		prod *= a
 		pa, pb = combine(pa, pb, a, b)
 	}
-	if math.Abs(pb-h) > 1e-12 {
-		t.Errorf("fold gives %v, recurrence %v", pb, h)
-	}
-	_ = pa
+	testutil.CheckErr(t, fmt.Sprintf("fold gives %v, recurrence %v", pb, h), math.Abs(pb-h), 1e-12)
+	testutil.CheckErr(t, fmt.Sprintf("fold's a %v, product of the a's %v", pa, prod), math.Abs(pa-prod), 0)
 }
 
 // guarded returns a slice of n elements in the middle of a NaN-filled one, and a check that the

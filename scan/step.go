@@ -1,6 +1,10 @@
 package scan
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mambago/mamba/internal/math32"
+)
 
 // Stepper advances the recurrence by one token: the recurrent decoder's step,
 //
@@ -78,19 +82,17 @@ func (p *Stepper) Step(in Inputs[float32], h, out []float32, c0, c1 int) error {
 		var silu []float32
 		if in.Z != nil {
 			silu = p.sg[i0:i1]
-			sigmoidRow(in.Z[i0:i1], silu)
+			math32.SigmoidRow(silu, in.Z[i0:i1])
 			mulRow(silu, silu, in.Z[i0:i1])
 		}
-		hr := h[i0*N : i1*N]
+		hr, abar := h[i0*N:i1*N], p.abar[i0*N:i1*N]
 		if in.Resets != nil && in.Resets[r] != 0 {
 			clear(hr)
 		}
-		B, C := in.B[r*N:][:N], in.C[r*N:][:N]
-		for j := range w {
-			c := c0 + j
-			hc := hr[j*N:][:N]
-			scanRecompute(hc, in.A[c*N:][:N], B, C, dt[j:], du[j:], y[j:], p.abar[(i0+j)*N:][:N], hc, 1, 1)
-		}
+		// The channels are the iterations of the recurrence: each its own Ā row and state row,
+		// the row's B and C for all.
+		math32.ExpScaledRows(abar, N, dt, 1, in.A[c0*N:c1*N], N)
+		recur(hr, abar, in.B[r*N:][:N], in.C[r*N:][:N], du, y, hr, w, N, 1, 0, true)
 		D := p.zeros[c0:c1]
 		if in.D != nil {
 			D = in.D[c0:c1]
