@@ -178,7 +178,7 @@ func (f *Fast) chunkAdjoint(sc *scratch, b, c0, c1, k int, mu []float32) {
 }
 
 // chunkBackward runs the backward of chunk k for channels [c0, c1) of batch b. It adds the
-// channels' dB and dC rows into part ((2, chunk, State)), carries the adjoint in f.mu and sums
+// channels' dB and dC rows into db and dc ((chunk, State) each), carries the adjoint in f.mu and sums
 // dA, dD, d(DeltaBias) into the accumulators of segment seg. Per channel it recomputes Ā_t and
 // h_t over the chunk from the saved state (exp once per element), then walks the chunk
 // backwards (scanReverse), with μ = Ā_{t+1}⊙λ_{t+1} = d(loss)/d(h_t) through later steps:
@@ -188,14 +188,14 @@ func (f *Fast) chunkAdjoint(sc *scratch, b, c0, c1, k int, mu []float32) {
 //	du_t = D·ĝ_t + Δ_t·Σ_n λ_t·B_t
 //	dΔ_t = u_t·Σ_n λ_t·B_t + Σ_n A·λ_t·Ā_t·h_{t−1}
 //	dA += Δ_t·λ_t·Ā_t·h_{t−1},  dδ_t = dΔ_t·dΔ/dδ,  d(DeltaBias) += dδ_t,  dD += ĝ_t·u_t
-func (f *Fast) chunkBackward(sc *scratch, b, c0, c1, k int, part []float32, seg int) {
+func (f *Fast) chunkBackward(sc *scratch, b, c0, c1, k int, db, dc []float32, seg int) {
 	s := f.shape
 	N, w := s.State, c1-c0
 	t0, t1 := f.span(k)
 	m := t1 - t0
 	f.prepare(sc, b, c0, c1, t0, t1, tilesBackward)
 	B, C := f.rows(b, t0, t1)
-	db, dc := part[:m*N], part[f.chunk*N:][:m*N]
+	db, dc = db[:m*N], dc[:m*N]
 	cuts, first := f.pieces(sc, b, t0, t1)
 	for c := c0; c < c1; c++ {
 		j, acc := c-c0, f.acc(b, seg, c)
@@ -393,7 +393,7 @@ func (f *Fast) backwardSegment(sc *scratch, b, seg int) {
 	for k := k1 - 1; k >= k0; k-- {
 		t0, t1 := f.span(k)
 		clear(sc.part)
-		f.chunkBackward(sc, b, 0, s.Channels, k, sc.part, seg)
+		f.chunkBackward(sc, b, 0, s.Channels, k, sc.part, sc.part[f.chunk*N:], seg)
 		rows := (t1 - t0) * N
 		if f.g.B != nil {
 			copy(f.g.B[(b*s.Len+t0)*N:][:rows], sc.part)
@@ -404,12 +404,17 @@ func (f *Fast) backwardSegment(sc *scratch, b, seg int) {
 	}
 }
 
-// backwardBlock (channel mode) runs the backward of chunk f.k for the channels of block blk of
-// batch b into the block's part of f.part.
+// backwardBlock (channel mode) runs the backward of the current window's chunks, last first,
+// for the channels of block blk of batch b, into the block's part of f.part.
 func (f *Fast) backwardBlock(sc *scratch, b, blk int) {
 	s := f.shape
-	size := 2 * f.chunk * s.State
-	part := f.part[(b*f.nBlk+blk)*size:][:size]
+	N := s.State
+	half := f.win * f.chunk * N
+	part := f.part[(b*f.nBlk+blk)*2*half:][:2*half]
 	clear(part)
-	f.chunkBackward(sc, b, blk*f.blk, min((blk+1)*f.blk, s.Channels), f.k, part, 0)
+	c0, c1 := blk*f.blk, min((blk+1)*f.blk, s.Channels)
+	for k := f.k1 - 1; k >= f.k0; k-- {
+		off := (k - f.k0) * f.chunk * N
+		f.chunkBackward(sc, b, c0, c1, k, part[off:], part[half+off:], 0)
+	}
 }

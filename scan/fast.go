@@ -7,12 +7,24 @@ import (
 	"github.com/mambago/mamba/internal/parallel"
 )
 
-// channelBlock is the number of channels of one work item in channel mode. It is fixed, never
-// derived from the worker count, because dB and dC are summed over channels block by block.
-const channelBlock = 64
-
-// targetSegments is how many time segments time mode aims for.
-const targetSegments = 64
+// Work items are cut by the shape alone, never by the worker count: dB and dC are summed over
+// channels block by block, so the blocks fix the bits of the result.
+const (
+	// maxBlock channels make one work item of channel mode; the block is halved, down to
+	// minBlock (16 floats, a cache line of a token row), while the shape gives fewer than
+	// targetItems items, so that small batches still keep 16 cores busy with two items each.
+	// Smaller blocks cost about a quarter more per element (per-row work over fewer channels).
+	maxBlock, minBlock = 64, 16
+	targetItems        = 32
+	// targetSegments is how many time segments time mode aims for.
+	targetSegments = 64
+	// blockPartFloats bounds a block's partial sums of dB and dC in the backward of channel
+	// mode (64 KiB, so that they stay in a core's L2): the chunks of a window run without a
+	// barrier between them, and their partial sums are kept until the window's reduction.
+	blockPartFloats = 16 << 10
+	// reduceSteps is the number of steps of one item of that reduction.
+	reduceSteps = 16
+)
 
 // Fast is the float32 selective-scan kernel. It implements Kernel[float32]; see the package doc
 // for the scheme. A Fast holds its scratch and the chunk-boundary states between Forward and
@@ -26,8 +38,9 @@ type Fast struct {
 	timeMode       bool
 	segChunks      int // chunks per segment: nChunks in channel mode
 	nSeg           int // segments per sequence: 1 in channel mode
-	nBlk           int // channel blocks: ceil(Channels/channelBlock) in channel mode, 1 in time mode
-	blk            int // channels per block
+	nBlk           int // channel blocks: ceil(Channels/blk) in channel mode, 1 in time mode
+	blk            int // channels per block (blockSize), Channels in time mode
+	win            int // channel mode: chunks per backward window
 
 	saved []float32 // (Batch, nChunks, Channels, State): the state entering each chunk
 	ready bool      // Forward has filled saved
@@ -35,7 +48,7 @@ type Fast struct {
 	mu       []float32 // (Batch, nSeg, Channels, State): d(loss)/d(h) entering the current chunk from the right
 	dA       []float32 // (Batch, nSeg, Channels, State): partial sums of dA
 	dD, dBia []float32 // (Batch, nSeg, Channels): partial sums of dD and d(DeltaBias)
-	part     []float32 // channel mode: (Batch, nBlk, 2, chunk, State), dB then dC of the current chunk per block
+	part     []float32 // channel mode: (Batch, nBlk, 2, win·chunk, State), dB then dC of the window per block
 	segA     []float32 // time mode: (Batch, nSeg, Channels, State), ∏Ā over each segment
 	segB     []float32 // time mode: the same, the segment's own contribution (state or adjoint)
 	segCut   []bool    // time mode: (Batch, nSeg), a document starts inside the segment
@@ -44,14 +57,14 @@ type Fast struct {
 	job  parallel.Job
 
 	// The arguments of the running call, and its phase.
-	phase int
-	k     int // channel mode backward: the chunk being processed
-	in    Inputs[float32]
-	out   []float32
-	last  []float32
-	dout  []float32
-	dlast []float32
-	g     Grads[float32]
+	phase  int
+	k0, k1 int // channel mode backward: the window's chunks [k0, k1)
+	in     Inputs[float32]
+	out    []float32
+	last   []float32
+	dout   []float32
+	dlast  []float32
+	g      Grads[float32]
 }
 
 // scratch is one worker slot's memory. Tiles are (chunk, channels of the item) in token-major
@@ -88,8 +101,8 @@ const (
 	phaseForward   = iota // item (b, block or segment): run the forward over its chunks
 	phaseSegState         // time mode: item (b, segment): ∏Ā and the state from zero over the segment
 	phaseSegAdjust        // time mode: item (b, segment): ∏Ā and the adjoint from zero over the segment
-	phaseBackward         // time mode: item (b, segment); channel mode: item (b, block) of chunk f.k
-	phaseReduce           // channel mode: item b: sum the blocks' dB and dC of chunk f.k
+	phaseBackward         // time mode: item (b, segment); channel mode: item (b, block) over the window's chunks
+	phaseReduce           // channel mode: item (b, reduceSteps steps): sum the blocks' dB and dC of the window
 )
 
 var _ Kernel[float32] = (*Fast)(nil)
@@ -109,7 +122,7 @@ func New(s Shape, o Options) (*Fast, error) {
 	}
 	chunk = min(chunk, s.Len)
 	nChunks := (s.Len + chunk - 1) / chunk
-	nBlk := (s.Channels + channelBlock - 1) / channelBlock
+	nBlk := (s.Channels + blockSize(s) - 1) / blockSize(s)
 	segChunks := (nChunks + targetSegments - 1) / targetSegments
 	nSeg := (nChunks + segChunks - 1) / segChunks
 	f := &Fast{shape: s, soft: o.Softplus, workers: o.Workers, chunk: chunk, nChunks: nChunks}
@@ -126,7 +139,8 @@ func (f *Fast) setSplit(segChunks, nSeg int) {
 	s := f.shape
 	f.timeMode = nSeg > 1
 	f.segChunks, f.nSeg = segChunks, nSeg
-	f.nBlk, f.blk = (s.Channels+channelBlock-1)/channelBlock, min(channelBlock, s.Channels)
+	f.blk = blockSize(s)
+	f.nBlk = (s.Channels + f.blk - 1) / f.blk
 	if f.timeMode {
 		f.nBlk, f.blk = 1, s.Channels
 	}
@@ -142,10 +156,28 @@ func (f *Fast) setSplit(segChunks, nSeg int) {
 		f.segB = make([]float32, s.Batch*nSeg*d*N)
 		f.segCut = make([]bool, s.Batch*nSeg)
 	} else {
-		f.part = make([]float32, s.Batch*f.nBlk*2*f.chunk*N)
+		f.setWindow(blockPartFloats / (2 * f.chunk * N))
 	}
 	f.work = nil
 	f.ready = false
+}
+
+// blockSize returns the channels of a channel-mode work item for shape s: maxBlock, halved down
+// to minBlock while Batch·ceil(Channels/block) < targetItems, and at most Channels.
+func blockSize(s Shape) int {
+	blk := maxBlock
+	for blk > minBlock && s.Batch*((s.Channels+blk-1)/blk) < targetItems {
+		blk /= 2
+	}
+	return min(blk, s.Channels)
+}
+
+// setWindow makes the backward of channel mode run win chunks (at least 1, at most all) between
+// two reductions of dB and dC. It changes no bit of the results: every element of dB and dC is
+// summed over the blocks in block order whatever the window.
+func (f *Fast) setWindow(win int) {
+	f.win = max(1, min(win, f.nChunks))
+	f.part = make([]float32, f.shape.Batch*f.nBlk*2*f.win*f.chunk*f.shape.State)
 }
 
 // Shape returns the shape the kernel was made for.
@@ -218,12 +250,13 @@ func (f *Fast) Backward(in Inputs[float32], dout, dlast []float32, g Grads[float
 		f.job.Run((*items)(f), s.Batch*f.nSeg, w)
 	} else {
 		f.initAdjoints()
-		for f.k = f.nChunks - 1; f.k >= 0; f.k-- {
+		for f.k1 = f.nChunks; f.k1 > 0; f.k1 = f.k0 {
+			f.k0 = max(0, f.k1-f.win)
 			f.phase = phaseBackward
 			f.job.Run((*items)(f), s.Batch*f.nBlk, w)
 			if g.B != nil || g.C != nil {
 				f.phase = phaseReduce
-				f.job.Run((*items)(f), s.Batch, w)
+				f.job.Run((*items)(f), s.Batch*f.reducePieces(), w)
 			}
 		}
 	}
@@ -260,7 +293,8 @@ func (it *items) Item(w, i int) {
 			f.backwardBlock(sc, i/f.nBlk, i%f.nBlk)
 		}
 	case phaseReduce:
-		f.reduceChunk(i)
+		n := f.reducePieces()
+		f.reduceWindow(i/n, i%n)
 	}
 }
 
@@ -364,23 +398,33 @@ func copyOrZero(dst, src []float32, off int) {
 // initAdjoints (channel mode) starts the adjoint at the end of the sequence from dlast.
 func (f *Fast) initAdjoints() { copyOrZero(f.mu, f.dlast, 0) }
 
-// reduceChunk (channel mode) writes dB and dC of chunk f.k of batch b: the blocks' parts summed
-// in block order.
-func (f *Fast) reduceChunk(b int) {
+// reducePieces returns the number of reduction items per batch row of the current window.
+func (f *Fast) reducePieces() int {
+	t0, _ := f.span(f.k0)
+	_, t1 := f.span(f.k1 - 1)
+	return (t1 - t0 + reduceSteps - 1) / reduceSteps
+}
+
+// reduceWindow (channel mode) writes piece p (reduceSteps steps) of the current window's rows
+// of dB and dC of batch b: the blocks' parts summed in block order.
+func (f *Fast) reduceWindow(b, p int) {
 	s := f.shape
 	N := s.State
-	t0, t1 := f.span(f.k)
-	rows := (t1 - t0) * N
-	size := 2 * f.chunk * N
-	parts := f.part[b*f.nBlk*size:][:f.nBlk*size]
-	for half, dst := range [2][]float32{f.g.B, f.g.C} {
+	w0, _ := f.span(f.k0)
+	_, w1 := f.span(f.k1 - 1)
+	t0 := w0 + p*reduceSteps
+	t1 := min(t0+reduceSteps, w1)
+	half := f.win * f.chunk * N // one of dB, dC of a block
+	parts := f.part[b*f.nBlk*2*half:][:f.nBlk*2*half]
+	for h, dst := range [2][]float32{f.g.B, f.g.C} {
 		if dst == nil {
 			continue
 		}
-		dst = dst[(b*s.Len+t0)*N:][:rows]
-		copy(dst, parts[half*f.chunk*N:][:rows])
+		dst = dst[(b*s.Len+t0)*N : (b*s.Len+t1)*N]
+		off := h*half + (t0-w0)*N
+		copy(dst, parts[off:][:len(dst)])
 		for blk := 1; blk < f.nBlk; blk++ {
-			p := parts[blk*size+half*f.chunk*N:][:rows]
+			p := parts[blk*2*half+off:][:len(dst)]
 			for r := range dst {
 				dst[r] += p[r]
 			}

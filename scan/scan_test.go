@@ -333,6 +333,38 @@ func TestWorkersBitwise(t *testing.T) {
 	}
 }
 
+// TestBlocks: channel blocks are 64 channels, halved down to 16 while a shape gives fewer than
+// 32 (batch, block) items; the backward's windows change no bit of any result.
+func TestBlocks(t *testing.T) {
+	for _, tc := range []struct {
+		s   Shape
+		blk int
+	}{{Shape{8, 512, 512, 16}, 64}, {Shape{1, 512, 512, 16}, 16}, {Shape{2, 512, 512, 16}, 32},
+		{Shape{4, 512, 512, 16}, 64}, {Shape{1, 10, 1536, 16}, 32}, {Shape{16, 10, 1536, 16}, 64}, {Shape{1, 10, 5, 16}, 5}} {
+		k, err := New(tc.s, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.blk != tc.blk {
+			t.Errorf("%v: blocks of %d channels, want %d", tc.s, k.blk, tc.blk)
+		}
+	}
+	r := rand.New(rand.NewPCG(49, 50))
+	for _, s := range []Shape{{2, 100, 40, 16}, {3, 77, 37, 4}} {
+		in, dout, dlast := randomCase(r, s, packed)
+		o := Options{Softplus: true, Chunk: 8}
+		want := fast(t, s, o, in, dout, dlast)
+		for _, win := range []int{1, 3, 5} {
+			k, err := New(s, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.setWindow(win)
+			sameBits(t, fmt.Sprintf("%v window %d", s, win), runKernel(t, k, toF32(in), f32(dout), f32(dlast)), want)
+		}
+	}
+}
+
 // TestTimeMode: the parallel-in-time mode is chosen for one long sequence with few channels and
 // agrees with channel mode and with the reference.
 func TestTimeMode(t *testing.T) {
