@@ -89,8 +89,9 @@ func reportPerElement(b *testing.B, s Shape, n int, units []string, sums []time.
 
 // BenchmarkScan runs the fast kernel's forward and backward on each path of math32 on each shape,
 // with Options.Workers 1 and 2 alternated within every iteration (so that both see the same load),
-// and reports ns per element of the forward, the backward and both (w1-…, w2-…) and the speed-up
-// from one to two workers (x-speedup, forward+backward).
+// and reports ns per element of the forward, the backward and both (w1-…, w2-…), the process's
+// CPU time per element of the one-worker runs (w1-cpu-ns/elem, steadier than wall-clock time
+// on a shared machine) and the speed-up from one to two workers (x-speedup, forward+backward).
 func BenchmarkScan(b *testing.B) {
 	for _, path := range slices.Backward(math32.Paths()) {
 		for _, s := range benchShapes {
@@ -106,19 +107,27 @@ func BenchmarkScan(b *testing.B) {
 					timed(b, k, d)
 					ks[i] = k
 				}
-				var sums [6]time.Duration // forward, backward, both; one worker then two
+				var sums [7]time.Duration // forward, backward, both; one worker then two; CPU time of one worker
 				n := 0
 				for b.Loop() {
 					n++
 					for i, k := range ks {
+						cpu0, _ := cpuTime()
 						fwd, bwd := timed(b, k, d)
 						sums[3*i] += fwd
 						sums[3*i+1] += bwd
 						sums[3*i+2] += fwd + bwd
+						if cpu1, ok := cpuTime(); ok && i == 0 {
+							sums[6] += cpu1 - cpu0
+						}
 					}
 				}
-				reportPerElement(b, s, n, []string{"w1-fwd-ns/elem", "w1-bwd-ns/elem", "w1-ns/elem",
-					"w2-fwd-ns/elem", "w2-bwd-ns/elem", "w2-ns/elem"}, sums[:])
+				units := []string{"w1-fwd-ns/elem", "w1-bwd-ns/elem", "w1-ns/elem", "w2-fwd-ns/elem", "w2-bwd-ns/elem",
+					"w2-ns/elem"}
+				if _, ok := cpuTime(); ok {
+					units = append(units, "w1-cpu-ns/elem")
+				}
+				reportPerElement(b, s, n, units, sums[:len(units)])
 				b.ReportMetric(float64(sums[2])/float64(sums[5]), "x-speedup")
 			})
 		}
@@ -171,4 +180,32 @@ func BenchmarkReference(b *testing.B) {
 		}
 		reportPerElement(b, s, n, units, sums)
 	})
+}
+
+// BenchmarkStep runs Stepper.Step over all channels of d768's d_inner (1536, State 16) for 1 and
+// 16 rows on each path, and reports ns per (row, channel, state) element and per row-token of
+// one layer.
+func BenchmarkStep(b *testing.B) {
+	for _, path := range slices.Backward(math32.Paths()) {
+		for _, rows := range []int{1, 16} {
+			s := Shape{rows, 1, 1536, 16}
+			b.Run(fmt.Sprintf("%v/rows%d", path, rows), func(b *testing.B) {
+				setPath(b, path)
+				d := benchInputs[float32](s)
+				p, err := NewStepper(s, Options{Softplus: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				h := make([]float32, s.Batch*s.Channels*s.State)
+				for b.Loop() {
+					if err := p.Step(d.in, h, d.out, 0, s.Channels); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				b.ReportMetric(ns/float64(s.Batch*s.Channels*s.State), "ns/elem")
+				b.ReportMetric(ns/float64(s.Batch), "ns/row")
+			})
+		}
+	}
 }

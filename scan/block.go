@@ -206,6 +206,24 @@ func (f *Fast) chunkBackward(sc *scratch, b, c0, c1, k int, db, dc []float32, se
 	f.backwardRows(sc, b, c0, c1, t0, t1, seg)
 }
 
+// prefetch asks the cache for the token rows of channels [c0, c1) of batch b that chunk k will
+// read (δ, u, z, and dout with grad), while the current chunk computes: the rows are strided
+// pieces of the token rows, which the hardware prefetcher does not follow.
+func (f *Fast) prefetch(b, c0, c1, k int, grad bool) {
+	s := f.shape
+	t0, t1 := f.span(k)
+	i0 := (b*s.Len+t0)*s.Channels + c0
+	rows := [...][]float32{f.in.Delta, f.in.U, f.in.Z, nil}
+	if grad {
+		rows[3] = f.dout
+	}
+	for _, x := range rows {
+		if x != nil {
+			prefetchRows(&x[i0], t1-t0, s.Channels, c1-c0)
+		}
+	}
+}
+
 // pieces returns the runs of steps [t0, t1) of batch row b that no document start interrupts,
 // as the offsets from t0 of their first steps followed by t1 − t0, and whether a document
 // starts at t0. Every run but the first starts a document, and so does the first when first is
@@ -333,6 +351,9 @@ func (f *Fast) forwardItem(sc *scratch, b, c0, c1, seg int) {
 		for c := c0; c < c1; c++ {
 			copy(f.savedAt(b, k, c), h[(c-c0)*N:][:N])
 		}
+		if k+1 < k1 {
+			f.prefetch(b, c0, c1, k+1, false)
+		}
 		f.chunkForward(sc, b, c0, c1, k, h, true)
 	}
 	if k1 == f.nChunks && f.last != nil {
@@ -414,6 +435,9 @@ func (f *Fast) backwardBlock(sc *scratch, b, blk int) {
 	clear(part)
 	c0, c1 := blk*f.blk, min((blk+1)*f.blk, s.Channels)
 	for k := f.k1 - 1; k >= f.k0; k-- {
+		if k > 0 {
+			f.prefetch(b, c0, c1, k-1, true)
+		}
 		off := (k - f.k0) * f.chunk * N
 		f.chunkBackward(sc, b, c0, c1, k, part[off:], part[half+off:], 0)
 	}

@@ -85,3 +85,8 @@ func duDeltaRow(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 []float32) {
 	}
 	duDeltaRowGo(gu[n:], gd[n:], sumD[n:], sumBias[n:], u[n:], D[n:], gh[n:], dt[n:], ddt[n:], s1[n:], s2[n:])
 }
+
+// prefetchRows asks the cache for width floats of each of rows rows, stride floats apart.
+//
+//go:noescape
+func prefetchRows(p *float32, rows, stride, width int)

@@ -290,3 +290,30 @@ wide:
 	DUDELTA(loop16, $64, Z0, Z1, Z2, Z3, Z4, Z5, Z6)
 	VZEROUPPER
 	RET
+
+// func prefetchRows(p *float32, rows, stride, width int)
+// Prefetches width floats of rows rows, stride floats apart, into the cache.
+TEXT ·prefetchRows(SB), NOSPLIT, $0-32
+	MOVQ rows+8(FP), CX
+	TESTQ CX, CX
+	JZ done
+	MOVQ p+0(FP), DI
+	MOVQ width+24(FP), BX
+	SHLQ $2, BX
+	MOVQ stride+16(FP), DX
+	SHLQ $2, DX
+
+row:
+	XORQ AX, AX
+
+line:
+	PREFETCHT0 (DI)(AX*1)
+	ADDQ $64, AX
+	CMPQ AX, BX
+	JLT line
+	ADDQ DX, DI
+	DECQ CX
+	JNZ row
+
+done:
+	RET

@@ -19,3 +19,6 @@ func adjoint(mu, abar, C, gh []float32, steps, n, stride int) {
 func duDeltaRow(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 []float32) {
 	duDeltaRowGo(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2)
 }
+
+// prefetchRows is a no-op without assembly.
+func prefetchRows(p *float32, rows, stride, width int) {}
