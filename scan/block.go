@@ -7,7 +7,7 @@ import (
 )
 
 // Work on one chunk of timesteps for the channels [c0, c1) of one batch row. The per-token
-// scalars (Δ, dΔ/dδ, Δ·u, σ(z), ĝ) are computed into (time, channel) tiles, reading the
+// scalars (Δ, dΔ/dδ, Δ·u, silu(z), ĝ) are computed into (time, channel) tiles, reading the
 // token-major inputs row by row; the (time, state) loops of kernel.go read and write a
 // channel's column of the tiles in place (stride = the tile's width), and the result tiles are
 // written out row by row.
@@ -16,12 +16,12 @@ import (
 const (
 	tilesForward  = iota // Δ, dΔ/dδ, Δ·u
 	tilesOut             // and silu(z) (when there is a gate)
-	tilesAdjoint         // and ĝ
-	tilesBackward        // and ĝ and the dz factor g·σ(z)·(1 + z·(1 − σ(z)))
+	tilesAdjoint         // and ĝ = g·silu(z)
+	tilesBackward        // and ĝ and the dz factor g·silu'(z)
 )
 
 // prepare fills the tiles for steps [t0, t1) and channels [c0, c1) of batch b. Rows are copied
-// in, then softplus and sigmoid run over the whole tile at once, so that they stay vectorised
+// in, then softplus and SiLU run over the whole tile at once, so that they stay vectorised
 // however few channels there are.
 func (f *Fast) prepare(sc *scratch, b, c0, c1, t0, t1, what int) {
 	s := f.shape
@@ -40,30 +40,24 @@ func (f *Fast) prepare(sc *scratch, b, c0, c1, t0, t1, what int) {
 		}
 	}
 	deltaRow(f.soft, sc.tdt[:mw], sc.tddt[:mw])
-	if gate {
-		math32.SigmoidRow(sc.tsg[:mw], sc.tsg[:mw])
+	switch {
+	case !gate:
+	case what == tilesOut:
+		math32.SiLURow(sc.tsg[:mw], sc.tsg[:mw])
+	default:
+		math32.SiLUGradRow(sc.tsg[:mw], sc.tzf[:mw], sc.tsg[:mw])
 	}
 	for t := t0; t < t1; t++ {
 		r, i0 := (t-t0)*w, (b*s.Len+t)*s.Channels+c0
 		mulRow(sc.tdu[r:r+w], sc.tdt[r:r+w], f.in.U[i0:i0+w])
-		var z, sg []float32
-		if gate {
-			z, sg = f.in.Z[i0:i0+w], sc.tsg[r:r+w]
-		}
-		switch what {
-		case tilesOut:
-			mulRow(sg, sg, z)
-		case tilesAdjoint, tilesBackward:
+		if what == tilesAdjoint || what == tilesBackward {
 			gh, g := sc.tgh[r:r+w], f.dout[i0:i0+w]
-			copy(gh, g)
-			if z == nil {
+			if !gate {
+				copy(gh, g)
 				continue
 			}
-			zf := sc.tzf[r : r+w]
-			for j := range gh {
-				gh[j] = g[j] * z[j] * sg[j]
-				zf[j] = g[j] * sg[j] * (1 + z[j]*(1-sg[j]))
-			}
+			mulRow(gh, g, sc.tsg[r:r+w])
+			mulRow(sc.tzf[r:r+w], sc.tzf[r:r+w], g)
 		}
 	}
 }

@@ -68,9 +68,10 @@
 // 4·Batch·Channels·State·ceil(Len/Chunk) bytes (SavedBytes), never a state per step. Backward
 // walks the chunks last to first; per channel it recomputes the chunk's Ā and h into per-worker
 // scratch (exp once per element), then runs the reverse pass over them. Per worker the scratch
-// is about 4·Chunk·(9·W + 4·State) bytes, W = min(Channels, 64) (≈ 165 KiB at the defaults),
-// mostly (time, channel) tiles of per-token values; it is allocated on first use, and Forward
-// and Backward do not allocate afterwards.
+// is about 4·Chunk·(9·W + 4·State) bytes, W the channels of a work item (≤ 64; ≈ 165 KiB at
+// the defaults), mostly (time, channel) tiles of per-token values; the backward's partial sums
+// of dB and dC take at most 64 KiB per (batch, block) item. All of it is allocated by New or on
+// first use, and Forward and Backward do not allocate afterwards.
 //
 // # Parallel scheme and determinism
 //
@@ -78,24 +79,30 @@
 // disjoint memory; sums across items are reduced afterwards in a fixed order. Results are
 // therefore bitwise identical for every Options.Workers and GOMAXPROCS.
 //
-// Channel mode (the usual case): items are (batch, block of 64 channels). Forward runs each
-// item over the whole sequence. Backward runs chunk by chunk: all items of chunk k, then dB and
-// dC of chunk k are summed over the blocks in block order (each block summed its channels in
-// channel order). dA, dD and d(bias) are summed per (batch, channel) over time and then over the
-// batch in order.
+// Channel mode (the usual case): items are (batch, block of channels). Blocks are 64 channels,
+// halved down to 16 while the shape gives fewer than 32 items, so that small batches keep many
+// cores busy: the training batch (8, 512, 512, 16) has 64 items of 64 channels, batch 1 at
+// 512 channels 32 items of 16. Forward runs each item over the whole sequence. Backward runs
+// windows of chunks (as many as keep an item's partial dB and dC within 64 KiB; the whole
+// sequence at L = 512): every item walks the window's chunks last to first, carrying its
+// channels' adjoint, and keeps its block's partial dB and dC (its channels summed in channel
+// order); then items of (batch, 16 steps) sum the blocks' parts in block order. dA, dD and
+// d(bias) are summed per (batch, channel) over time and then over the batch in order. Neither
+// the window nor the worker count changes a bit.
 //
-// Time mode, chosen when channel mode would have a single item (Batch = 1, Channels ≤ 64) and
-// the sequence has several chunks: the sequence is cut into up to 64 segments of whole chunks
+// Time mode, chosen when 64-channel blocks would give a single item (Batch = 1, Channels ≤ 64)
+// and the sequence has several chunks: the sequence is cut into up to 64 segments of whole chunks
 // and the scan becomes a chunked associative scan over the affine maps h ↦ a·h + b with
 //
 //	(a1, b1)∘(a2, b2) = (a1·a2, a2·b1 + b2).
 //
-// Forward: every segment computes its map from the zero state in parallel (a = exp(A·ΣΔ));
-// the maps are chained from H0 sequentially (Segments·Channels·State work); every segment is
-// rerun in parallel from its true entering state. Backward does the same for the adjoint
-// μ ↦ ∏Ā⊙μ + μ_own, right to left from dlast, and then runs the chunked backward of every
-// segment in parallel. It costs about 1.5× the work of channel mode and divides it among all
-// cores, for batch 1 and L in the millions.
+// Forward: every segment computes its map from the zero state in parallel (a = exp(A·ΣΔ), or
+// the constant map a = 0 when a document starts inside the segment); the maps are chained from
+// H0 sequentially (Segments·Channels·State work); every segment is rerun in parallel from its
+// true entering state. Backward does the same for the adjoint μ ↦ ∏Ā⊙μ + μ_own, right to left
+// from dlast, and then runs the chunked backward of every segment in parallel. It costs about
+// 1.5× the work of channel mode and divides it among all cores, for batch 1 and L in the
+// millions.
 //
 // # Scalar and vector math
 //
@@ -108,12 +115,9 @@
 // vector width, they run in assembly (kernel_amd64.s), 8 or 16 states per instruction, one macro
 // text for both widths; otherwise the Go loops of kernel.go, which are the specification. The
 // paths differ in the last bits (fused multiply-adds, the tree of the sums over states); one
-// call uses one path throughout, so results stay bitwise independent of the worker count.
-
-// # Measured (2-core dev box; tables and method in README.md)
+// call uses one path throughout, so results stay bitwise independent of the worker count. The
+// token rows a chunk reads are strided pieces of (Batch, Len, Channels) tensors, which hardware
+// prefetchers do not follow: the kernel prefetches the next chunk's rows while it computes.
 //
-// ns per (batch, time, channel, state) element, forward+backward, wall clock, quiet machine
-// (2026-11-29): AVX2 kernels 7.4 at (8, 512, 512, 16) and 7.8 at (1, 65536, 512, 16) on one
-// worker, 4.1 and 4.3 on two (×1.80, ×1.83); pure-Go loops 33 and 42 on one worker; float64
-// reference 174 (19× the AVX2 kernels' time, 4.2× the pure-Go loops').
+// Measurements and the choices they led to are in README.md.
 package scan

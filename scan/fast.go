@@ -78,8 +78,8 @@ type scratch struct {
 	sum      []float32 // (blk): running ΣΔ of each channel (time mode)
 	part     []float32 // time mode: (2, chunk, State), dB then dC of the current chunk
 
-	tdt, tddt, tdu, tsg []float32 // tiles: Δ, dΔ/dδ, Δ·u, σ(z) (silu(z) for the forward)
-	tgh, tzf            []float32 // tiles: ĝ, dz factor
+	tdt, tddt, tdu, tsg []float32 // tiles: Δ, dΔ/dδ, Δ·u, silu(z)
+	tgh, tzf            []float32 // tiles: ĝ, the dz factor (silu'(z), then g·silu'(z))
 	ty, ts1, ts2        []float32 // tiles: C·h (y before D·u and the gate), Σ_n λ·B, Σ_n A·λ·Ā·h_{t−1}
 
 	skip, sumD, sumBias []float32 // (blk): D of the item's channels (0 without D), sums of dD and d(bias) over a chunk
@@ -122,12 +122,12 @@ func New(s Shape, o Options) (*Fast, error) {
 	}
 	chunk = min(chunk, s.Len)
 	nChunks := (s.Len + chunk - 1) / chunk
-	nBlk := (s.Channels + blockSize(s) - 1) / blockSize(s)
 	segChunks := (nChunks + targetSegments - 1) / targetSegments
 	nSeg := (nChunks + segChunks - 1) / segChunks
 	f := &Fast{shape: s, soft: o.Softplus, workers: o.Workers, chunk: chunk, nChunks: nChunks}
-	// Time mode pays off when channel mode would have a single item.
-	if s.Batch*nBlk > 1 {
+	// Time mode (1.5× the work) pays off when channel mode would have a single item of
+	// maxBlock channels: batch 1 and at most 64 channels.
+	if s.Batch > 1 || s.Channels > maxBlock {
 		segChunks, nSeg = nChunks, 1
 	}
 	f.setSplit(segChunks, nSeg)

@@ -383,8 +383,13 @@ func TestTimeMode(t *testing.T) {
 	sequential := runKernel(t, k, toF32(in), f32(dout), f32(dlast))
 	compareResults(t, "time vs channel mode", timed, sequential, 1e-5)
 	compareResults(t, "time mode vs reference", timed, reference(t, s, true, in, dout, dlast), 1e-4)
-	if b, _ := New(Shape{2, 3000, 4, 16}, Options{Chunk: 16}); b.timeMode {
-		t.Errorf("batch 2: time mode chosen, want channel mode")
+	for _, s := range []Shape{{2, 3000, 4, 16}, {1, 3000, 65, 16}} {
+		if k, _ := New(s, Options{Chunk: 16}); k.timeMode {
+			t.Errorf("%v: time mode chosen, want channel mode", s)
+		}
+	}
+	if k, _ := New(Shape{1, 3000, 64, 16}, Options{Chunk: 16}); !k.timeMode {
+		t.Errorf("batch 1, 64 channels: channel mode chosen, want time mode")
 	}
 }
 

@@ -82,8 +82,7 @@ func (p *Stepper) Step(in Inputs[float32], h, out []float32, c0, c1 int) error {
 		var silu []float32
 		if in.Z != nil {
 			silu = p.sg[i0:i1]
-			math32.SigmoidRow(silu, in.Z[i0:i1])
-			mulRow(silu, silu, in.Z[i0:i1])
+			math32.SiLURow(silu, in.Z[i0:i1])
 		}
 		hr, abar := h[i0*N:i1*N], p.abar[i0*N:i1*N]
 		if in.Resets != nil && in.Resets[r] != 0 {
