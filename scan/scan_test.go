@@ -275,13 +275,15 @@ func guarded(t *testing.T, name string, n int) ([]float32, func()) {
 }
 
 // TestGuardBands: outputs and gradients surrounded by NaN: every element inside is written,
-// nothing outside is.
-func TestGuardBands(t *testing.T) {
+// nothing outside is, on every path.
+func TestGuardBands(t *testing.T) { onPaths(t, guardBands) }
+
+func guardBands(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for _, tc := range []struct {
 		s     Shape
 		chunk int
-	}{{Shape{2, 31, 137, 3}, 8}, {Shape{1, 50, 3, 4}, 4}, {Shape{1, 33, 70, 16}, 5}} {
+	}{{Shape{2, 31, 137, 3}, 8}, {Shape{1, 50, 3, 4}, 4}, {Shape{1, 33, 70, 16}, 5}, {Shape{2, 19, 40, 32}, 4}} {
 		s := tc.s
 		in := toF32(randomInputs(r, s, allOn))
 		k, err := New(s, Options{Softplus: true, Chunk: tc.chunk})
@@ -312,8 +314,10 @@ func TestGuardBands(t *testing.T) {
 }
 
 // TestWorkersBitwise: every worker count and GOMAXPROCS give bit-identical results, in channel
-// and in time mode.
-func TestWorkersBitwise(t *testing.T) {
+// and in time mode, on every path.
+func TestWorkersBitwise(t *testing.T) { onPaths(t, workersBitwise) }
+
+func workersBitwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for i, s := range []Shape{{2, 70, 80, 4}, {1, 300, 5, 3}, {2, 40, 70, 16}, {1, 300, 5, 8}, {2, 40, 70, 16}, {1, 300, 5, 8}} {
@@ -414,8 +418,10 @@ func TestSavedBytes(t *testing.T) {
 	}
 }
 
-// TestNoAllocations: after the first call Forward and Backward allocate nothing.
-func TestNoAllocations(t *testing.T) {
+// TestNoAllocations: after the first call Forward and Backward allocate nothing, on every path.
+func TestNoAllocations(t *testing.T) { onPaths(t, noAllocations) }
+
+func noAllocations(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
 	for _, s := range []Shape{{2, 64, 40, 4}, {1, 400, 3, 4}, {2, 64, 40, 16}} {
 		k, err := New(s, Options{Softplus: true, Chunk: 16, Workers: 2})

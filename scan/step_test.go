@@ -99,8 +99,10 @@ func TestStepMatchesFast(t *testing.T) {
 	}
 }
 
-// TestStepNoAllocations: a warm Step allocates nothing.
-func TestStepNoAllocations(t *testing.T) {
+// TestStepNoAllocations: a warm Step allocates nothing, on every path.
+func TestStepNoAllocations(t *testing.T) { onPaths(t, stepNoAllocations) }
+
+func stepNoAllocations(t *testing.T) {
 	s := Shape{4, 1, 40, 16}
 	in := toF32(randomInputs(rand.New(rand.NewPCG(45, 46)), s, allOn))
 	in.H0 = nil
