@@ -21,13 +21,33 @@
 	VHADDPS X4, X4, X4 \
 	VHADDPS X4, X4, X4
 
-// RECUR: per iteration, h = Ā⊙h_prev + x·B into the row at BX and y = Σ C⊙h; then the next
-// h_prev is the row just written (SI = 0) or the next one (SI = row bytes, in place). DI h_prev,
-// R13 Ā, R8 B, R9 C, R10 x, R11 y, CX iterations, DX row bytes, R12 stride bytes.
+// The recurrence and the reverse pass carry a value from step to step (h; μ and dA). When a
+// row is one or two vectors (State 16 on either width, 32 on AVX-512) the carried values stay
+// in registers: through memory every step would wait for a store to be forwarded to the next
+// load. The register variants compute the same operations in the same order as the general
+// loop, so every variant gives the same bits.
+
+// RECUR runs recurVec's iterations: h = Ā⊙h_prev + x·B into the row at BX and y = Σ C⊙h;
+// then the next h_prev is the row just written (SI = 0) or the next one (SI = row bytes, in
+// place). DI h_prev, R13 Ā, R8 B, R9 C, R10 x, R11 y, CX iterations, DX row bytes, R12 stride
+// bytes. RHEAD and RTAIL open and close an iteration.
+#define RHEAD(V12, V13) \
+	VBROADCASTSS (R10), V13 \
+	VXORPS V12, V12, V12
+#define RTAIL(step, HSUMW, V12) \
+	HSUMW(V12, Y12, X12) \
+	VMOVSS X4, (R11) \
+	ADDQ DX, BX \
+	ADDQ DX, R13 \
+	ADDQ bstride+80(FP), R8 \
+	ADDQ bstride+80(FP), R9 \
+	ADDQ R12, R10 \
+	ADDQ R12, R11 \
+	DECQ CX \
+	JNZ step
 #define RECUR(step, state, W, HSUMW, V1, V3, V12, V13) \
 step: \
-	VBROADCASTSS (R10), V13 \
-	VXORPS V12, V12, V12 \
+	RHEAD(V12, V13) \
 	XORQ AX, AX \
 state: \
 	VMULPS (R8)(AX*1), V13, V3 \
@@ -38,32 +58,63 @@ state: \
 	ADDQ W, AX \
 	CMPQ AX, DX \
 	JLT state \
-	HSUMW(V12, Y12, X12) \
-	VMOVSS X4, (R11) \
 	LEAQ (BX)(SI*1), DI \
-	ADDQ DX, BX \
-	ADDQ DX, R13 \
-	ADDQ bstride+80(FP), R8 \
-	ADDQ bstride+80(FP), R9 \
-	ADDQ R12, R10 \
-	ADDQ R12, R11 \
-	DECQ CX \
-	JNZ step
+	RTAIL(step, HSUMW, V12)
+
+// RVEC is RECUR's work on the vector at byte off of the row, with h_prev in register H.
+#define RVEC(off, H, V3, V12, V13) \
+	VMULPS off(R8), V13, V3 \
+	VFMADD231PS off(R13), H, V3 \
+	VMOVAPS V3, H \
+	VMOVUPS V3, off(BX) \
+	VFMADD231PS off(R9), V3, V12
+
+// RECURS dispatches on the row (DX bytes, W a vector) and inPlace: rows of one or two vectors of
+// a sequence keep h in H0 (and H1), others run RECUR.
+#define RECURS(gen, one, two, s0, s1, s2, st, W, WB, TWOWB, HSUMW, V1, V3, V12, V13, H0, H1) \
+	CMPB inPlace+88(FP), $0 \
+	JNE gen \
+	CMPQ DX, WB \
+	JEQ one \
+	CMPQ DX, TWOWB \
+	JEQ two \
+gen: \
+	RECUR(s0, st, WB, HSUMW, V1, V3, V12, V13) \
+	VZEROUPPER \
+	RET \
+one: \
+	VMOVUPS (DI), H0 \
+s1: \
+	RHEAD(V12, V13) \
+	RVEC(0, H0, V3, V12, V13) \
+	RTAIL(s1, HSUMW, V12) \
+	VZEROUPPER \
+	RET \
+two: \
+	VMOVUPS (DI), H0 \
+	VMOVUPS W(DI), H1 \
+s2: \
+	RHEAD(V12, V13) \
+	RVEC(0, H0, V3, V12, V13) \
+	RVEC(W, H1, V3, V12, V13) \
+	RTAIL(s2, HSUMW, V12) \
+	VZEROUPPER \
+	RET
 
 // REVERSE walks the steps t = CX … 0 backwards (see scanReverseGo). Row pointers point at the
-// end of their row and AX runs from −(row bytes) up to 0: DI μ, SI A, DX dA; R8 B_t, R9 C_t,
-// R10 Ā_t, R11 h_t, R12 h_{t−1}, R13 db_t, BX dc_t. The per-step scalars are t·stride in; n and
-// stride are kept in bytes in their argument slots.
-#define REVERSE(step, rows, state, end, W, HSUMW, V0, V1, V2, V3, V4, V5, V11, V12, V13, V14, V15) \
-step: \
+// end of their row: DI μ, SI A, DX dA; R8 B_t, R9 C_t, R10 Ā_t, R11 h_t, R12 h_{t−1}, R13 db_t,
+// BX dc_t. The per-step scalars are t·stride in; n and stride are kept in bytes in their
+// argument slots. REVHEAD opens a step (V15 Δ_t, V14 Δ_t·u_t, V13 ĝ_t, R12, the sums V12 of
+// λ·B and V11 of A·q zeroed; AX = row bytes); REVTAIL stores the sums and moves to the next.
+#define REVHEAD(rows, V11, V12, V13, V14, V15) \
 	MOVQ stride+136(FP), R12 \
 	IMULQ CX, R12 \
 	MOVQ dt+80(FP), AX \
-	VBROADCASTSS (AX)(R12*1), V15 /* Δ_t */ \
+	VBROADCASTSS (AX)(R12*1), V15 \
 	MOVQ du+88(FP), AX \
-	VBROADCASTSS (AX)(R12*1), V14 /* Δ_t·u_t */ \
+	VBROADCASTSS (AX)(R12*1), V14 \
 	MOVQ gh+96(FP), AX \
-	VBROADCASTSS (AX)(R12*1), V13 /* ĝ_t */ \
+	VBROADCASTSS (AX)(R12*1), V13 \
 	MOVQ n+128(FP), AX \
 	MOVQ R11, R12 \
 	SUBQ AX, R12 /* h_{t−1} is the row before h_t */ \
@@ -72,29 +123,9 @@ step: \
 	MOVQ hstart+48(FP), R12 /* except at t = 0 */ \
 	ADDQ AX, R12 \
 rows: \
-	VXORPS V12, V12, V12 /* Σ λ·B */ \
-	VXORPS V11, V11, V11 /* Σ A·q */ \
-	NEGQ AX \
-state: \
-	VMOVUPS (DI)(AX*1), V0 \
-	VFMADD231PS (R9)(AX*1), V13, V0 /* λ = C·ĝ + μ */ \
-	VMOVUPS (R10)(AX*1), V1 \
-	VMULPS V0, V1, V2 /* Ā·λ */ \
-	VMOVUPS V2, (DI)(AX*1) /* μ ← Ā·λ */ \
-	VMULPS (R12)(AX*1), V2, V2 /* q = λ·Ā·h_{t−1} */ \
-	VMOVUPS (BX)(AX*1), V3 \
-	VFMADD231PS (R11)(AX*1), V13, V3 /* dc += ĝ·h */ \
-	VMOVUPS V3, (BX)(AX*1) \
-	VMOVUPS (R13)(AX*1), V4 \
-	VFMADD231PS V0, V14, V4 /* db += Δu·λ */ \
-	VMOVUPS V4, (R13)(AX*1) \
-	VFMADD231PS (R8)(AX*1), V0, V12 /* s1 += λ·B */ \
-	VFMADD231PS (SI)(AX*1), V2, V11 /* s2 += A·q */ \
-	VMOVUPS (DX)(AX*1), V5 \
-	VFMADD231PS V2, V15, V5 /* dA += Δ·q */ \
-	VMOVUPS V5, (DX)(AX*1) \
-	ADDQ W, AX \
-	JNZ state \
+	VXORPS V12, V12, V12 \
+	VXORPS V11, V11, V11
+#define REVTAIL(step, end, HSUMW, V11, V12) \
 	MOVQ stride+136(FP), R12 \
 	IMULQ CX, R12 \
 	HSUMW(V12, Y12, X12) \
@@ -115,6 +146,82 @@ state: \
 	DECQ CX \
 	JMP step \
 end:
+
+// REVVEC is the reverse pass's work on one vector of the rows, at address M(row): AT, the
+// element AX of the general loop, or ENDk, k bytes before the rows' ends (MU, DA and AR hold μ,
+// dA and A: registers in the register variants).
+#define AT(r) (r)(AX*1)
+#define END32(r) -32(r)
+#define END64(r) -64(r)
+#define END128(r) -128(r)
+#define REVVEC(M, MU, DA, AR, V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	VMOVAPS MU, V0 \
+	VFMADD231PS M(R9), V13, V0 /* λ = C·ĝ + μ */ \
+	VMULPS M(R10), V0, V2 /* Ā·λ */ \
+	VMOVAPS V2, MU /* μ ← Ā·λ */ \
+	VMULPS M(R12), V2, V2 /* q = λ·Ā·h_{t−1} */ \
+	VMOVUPS M(BX), V3 \
+	VFMADD231PS M(R11), V13, V3 /* dc += ĝ·h */ \
+	VMOVUPS V3, M(BX) \
+	VMOVUPS M(R13), V4 \
+	VFMADD231PS V0, V14, V4 /* db += Δu·λ */ \
+	VMOVUPS V4, M(R13) \
+	VFMADD231PS M(R8), V0, V12 /* s1 += λ·B */ \
+	VFMADD231PS AR, V2, V11 /* s2 += A·q */ \
+	VFMADD231PS V2, V15, DA /* dA += Δ·q */
+
+// REVREG is the reverse pass with μ, dA and A of the row's last vector in registers MU1, DA1,
+// AR1 (addressed by NW), and with FIRST = REVVEC (and LOADREG, STOREREG) those of the vector
+// before it in MU0, DA0, AR0 (NTWOW); NOVEC, NOLOAD and NOSTORE make it a row of one vector.
+#define LOADREG(M, MU, DA, AR) \
+	VMOVUPS M(DI), MU \
+	VMOVUPS M(DX), DA \
+	VMOVUPS M(SI), AR
+#define STOREREG(M, MU, DA) \
+	VMOVUPS MU, M(DI) \
+	VMOVUPS DA, M(DX)
+#define NOLOAD(M, MU, DA, AR)
+#define NOSTORE(M, MU, DA)
+#define NOVEC(M, MU, DA, AR, V0, V2, V3, V4, V11, V12, V13, V14, V15)
+#define REVREG(step, rows, end, FIRSTLOAD, FIRST, FIRSTSTORE, NW, NTWOW, HSUMW, V0, V2, V3, V4, V11, V12, V13, V14, V15, MU0, DA0, AR0, MU1, DA1, AR1) \
+	FIRSTLOAD(NTWOW, MU0, DA0, AR0) \
+	LOADREG(NW, MU1, DA1, AR1) \
+step: \
+	REVHEAD(rows, V11, V12, V13, V14, V15) \
+	FIRST(NTWOW, MU0, DA0, AR0, V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	REVVEC(NW, MU1, DA1, AR1, V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	REVTAIL(step, end, HSUMW, V11, V12) \
+	FIRSTSTORE(NTWOW, MU0, DA0) \
+	STOREREG(NW, MU1, DA1) \
+	VZEROUPPER \
+	RET
+
+// REVERSES dispatches on the row (n bytes, WB a vector): rows of one or two vectors keep μ, dA
+// and A in registers (REVREG), others loop over the row through memory.
+#define REVERSES(one, two, g0, gr, gs, ge, s1, r1, e1, s2, r2, e2, NW, NTWOW, WB, TWOWB, HSUMW, V0, V1, V2, V3, V4, V5, V11, V12, V13, V14, V15, MU0, MU1, DA0, DA1, AR0, AR1) \
+	MOVQ n+128(FP), AX \
+	CMPQ AX, WB \
+	JEQ one \
+	CMPQ AX, TWOWB \
+	JEQ two \
+g0: \
+	REVHEAD(gr, V11, V12, V13, V14, V15) \
+	NEGQ AX \
+gs: \
+	VMOVUPS (DI)(AX*1), V1 \
+	VMOVUPS (DX)(AX*1), V5 \
+	REVVEC(AT, V1, V5, AT(SI), V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	VMOVUPS V1, (DI)(AX*1) \
+	VMOVUPS V5, (DX)(AX*1) \
+	ADDQ WB, AX \
+	JNZ gs \
+	REVTAIL(g0, ge, HSUMW, V11, V12) \
+	VZEROUPPER \
+	RET \
+one: \
+	REVREG(s1, r1, e1, NOLOAD, NOVEC, NOSTORE, NW, NTWOW, HSUMW, V0, V2, V3, V4, V11, V12, V13, V14, V15, MU0, DA0, AR0, MU1, DA1, AR1) \
+two: \
+	REVREG(s2, r2, e2, LOADREG, REVVEC, STOREREG, NW, NTWOW, HSUMW, V0, V2, V3, V4, V11, V12, V13, V14, V15, MU0, DA0, AR0, MU1, DA1, AR1)
 
 // ADJOINT: for t = CX−1 … 0, μ ← Ā_t⊙(ĝ_t·C_t + μ). DI μ, R13 Ā_t, R9 C_t, R11 ĝ_t (the rows of
 // the last step first), DX row bytes, R12 stride bytes.
@@ -182,14 +289,10 @@ TEXT ·recurVec(SB), NOSPLIT, $0-90
 	CMOVQNE DX, SI
 	CMPB wide+89(FP), $0
 	JNE wide
-	RECUR(step8, state8, $32, HSUM8, Y1, Y3, Y12, Y13)
-	VZEROUPPER
-	RET
+	RECURS(gen8, one8, two8, rs8, r1s8, r2s8, st8, 32, $32, $64, HSUM8, Y1, Y3, Y12, Y13, Y5, Y6)
 
 wide:
-	RECUR(step16, state16, $64, HSUM16, Z1, Z3, Z12, Z13)
-	VZEROUPPER
-	RET
+	RECURS(gen16, one16, two16, rs16, r1s16, r2s16, st16, 64, $64, $128, HSUM16, Z1, Z3, Z12, Z13, Z5, Z6)
 
 // func reverseVec(mu, A, B, C, abar, hs, hstart, db, dc, dA, dt, du, gh, s1, s2 *float32, steps, n, stride int, wide bool)
 TEXT ·reverseVec(SB), NOSPLIT, $0-145
@@ -223,14 +326,10 @@ TEXT ·reverseVec(SB), NOSPLIT, $0-145
 	DECQ CX
 	CMPB wide+144(FP), $0
 	JNE wide
-	REVERSE(step8, rows8, state8, end8, $32, HSUM8, Y0, Y1, Y2, Y3, Y4, Y5, Y11, Y12, Y13, Y14, Y15)
-	VZEROUPPER
-	RET
+	REVERSES(one8, two8, g8, gr8, gs8, ge8, s18, r18, e18, s28, r28, e28, END32, END64, $32, $64, HSUM8, Y0, Y1, Y2, Y3, Y4, Y5, Y11, Y12, Y13, Y14, Y15, Y5, Y6, Y7, Y8, Y9, Y10)
 
 wide:
-	REVERSE(step16, rows16, state16, end16, $64, HSUM16, Z0, Z1, Z2, Z3, Z4, Z5, Z11, Z12, Z13, Z14, Z15)
-	VZEROUPPER
-	RET
+	REVERSES(one16, two16, g16, gr16, gs16, ge16, s116, r116, e116, s216, r216, e216, END64, END128, $64, $128, HSUM16, Z0, Z1, Z2, Z3, Z4, Z5, Z11, Z12, Z13, Z14, Z15, Z5, Z6, Z7, Z8, Z9, Z10)
 
 // func adjointVec(mu, abar, C, gh *float32, steps, n, stride int, wide bool)
 TEXT ·adjointVec(SB), NOSPLIT, $0-57
