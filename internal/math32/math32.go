@@ -7,11 +7,11 @@ const SoftplusThreshold = 20
 
 // Constants of the range reduction (the vector exp of rows_amd64.s uses them too).
 const (
-	Log2E = 1.44269504088896341
-	// RoundMagic = 1.5·2^23: adding it to |v| < 2^22 rounds v to an integer held in the low
+	log2E = 1.44269504088896341
+	// roundMagic = 1.5·2^23: adding it to |v| < 2^22 rounds v to an integer held in the low
 	// mantissa bits (two's complement in the low 22 bits).
-	RoundMagic     = 12582912
-	RoundMagicBits = 0x4b400000 // math.Float32bits(RoundMagic)
+	roundMagic     = 12582912
+	roundMagicBits = 0x4b400000 // math.Float32bits(roundMagic)
 	// ExpLo: below it exp(x) < 2^-126 is subnormal and is returned as 0. ExpHi: above it
 	// k = round(x/ln 2) could reach 128, outside the normal exponent range.
 	ExpLo = -87.33654
@@ -67,11 +67,11 @@ func Bounds(a []float32) (lo, hi float32) {
 
 // expParts splits x = (64k + j)·ln2/64 + r with |r| ≤ ln2/128 and returns e^r − 1 ≈ r + r²/2
 // (truncation error r³/6 ≤ 2.7e-8) and the bits of t, whose low bits hold 64k + j: j = u&63 and,
-// because RoundMagicBits is a multiple of 64 whose bits from 2^6 up shift out of 32 bits,
+// because roundMagicBits is a multiple of 64 whose bits from 2^6 up shift out of 32 bits,
 // u>>6<<23 is k in the exponent field.
 func expParts(x float32) (p float32, u uint32) {
-	t := x*(64*Log2E) + RoundMagic
-	kf := t - RoundMagic
+	t := x*(64*log2E) + roundMagic
+	kf := t - roundMagic
 	r := (x - kf*ln2Hi64) - kf*ln2Lo64
 	return r * (1 + r*0.5), math.Float32bits(t)
 }

@@ -58,6 +58,9 @@ func Lanes(n int) int {
 	return 0
 }
 
+// The row functions write y (and d) element by element of x; y and d must be at least as long
+// as x (they panic otherwise, like an index out of range), and y may be x.
+
 // ExpAffine sets dst[i] = e^(a·x[i] + b) (a·x[i] + b rounded, then the exp). dst may be x.
 func ExpAffine(dst, x []float32, a, b float32) { rows(opExpAffine, dst[:len(x)], nil, x, a, b) }
 

@@ -43,9 +43,9 @@ const (
 // vecConsts holds the constants of the vector functions broadcast to 16 lanes (64 bytes a row),
 // in the order rows_amd64.s names them; the 8-lane code reads the first half of a row.
 var vecConsts = [...][16]float32{
-	splat(Log2E), splat(RoundMagic), splat(-ln2Hi), splat(-ln2Lo),
+	splat(log2E), splat(roundMagic), splat(-ln2Hi), splat(-ln2Lo),
 	splat(expC6), splat(expC5), splat(expC4), splat(expC3), splat(expC2), splat(expC1), splat(1),
-	splat(ExpLo), splat(ExpHi), splat(math.Float32frombits(RoundMagicBits - 127)),
+	splat(ExpLo), splat(ExpHi), splat(math.Float32frombits(roundMagicBits - 127)),
 	splat(2), splat(1.0 / 3), splat(1.0 / 5), splat(1.0 / 7), splat(1.0 / 9), splat(1.0 / 11), splat(1.0 / 13),
 	splat(SoftplusThreshold), splat(math.Float32frombits(1<<31 - 1)),
 }
