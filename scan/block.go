@@ -201,15 +201,16 @@ func (f *Fast) chunkBackward(sc *scratch, b, c0, c1, k int, db, dc []float32, se
 }
 
 // prefetch asks the cache for the token rows of channels [c0, c1) of batch b that chunk k will
-// read (δ, u, z, and dout with grad), while the current chunk computes: the rows are strided
-// pieces of the token rows, which the hardware prefetcher does not follow.
+// read or write (δ, u, z, and out; with grad dout, du, dδ and dz instead of out), while the
+// current chunk computes: the rows are strided pieces of the token rows, which the hardware
+// prefetcher does not follow.
 func (f *Fast) prefetch(b, c0, c1, k int, grad bool) {
 	s := f.shape
 	t0, t1 := f.span(k)
 	i0 := (b*s.Len+t0)*s.Channels + c0
-	rows := [...][]float32{f.in.Delta, f.in.U, f.in.Z, nil}
+	rows := [...][]float32{f.in.Delta, f.in.U, f.in.Z, f.out, nil, nil, nil}
 	if grad {
-		rows[3] = f.dout
+		rows[3], rows[4], rows[5], rows[6] = f.dout, f.g.U, f.g.Delta, f.g.Z
 	}
 	for _, x := range rows {
 		if x != nil {
