@@ -42,17 +42,12 @@ func ExampleNew() {
 // The recurrent decoder advances the state one token at a time; three Steps reproduce the first
 // three outputs of ExampleNew's scan.
 func ExampleStepper() {
-	s := scan.Shape{Batch: 1, Len: 1, Channels: 1, State: 2}
-	p, err := scan.NewStepper(s, scan.Options{})
+	// One token of one row: U, Delta, Z (rows, Channels), B, C (rows, State).
+	in := scan.Inputs[float32]{U: []float32{1}, Delta: []float32{0.5}, A: []float32{-1, -2}, B: []float32{1, 1},
+		C: []float32{1, 1}}
+	p, err := scan.NewStepper(scan.Shape{Batch: 1, Len: 1, Channels: 1, State: 2}, scan.Options{})
 	if err != nil {
 		panic(err)
-	}
-	in := scan.Inputs[float32]{
-		U:     []float32{1},
-		Delta: []float32{0.5},
-		A:     []float32{-1, -2},
-		B:     []float32{1, 1},
-		C:     []float32{1, 1},
 	}
 	h := make([]float32, 2) // the state, updated in place
 	out := make([]float32, 1)
