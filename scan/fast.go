@@ -71,7 +71,7 @@ type Fast struct {
 // order.
 type scratch struct {
 	abar, hs []float32 // (chunk, State): Ā_t and h_t of one channel, kept for the reverse pass
-	row      []float32 // (State): Ā of one step
+	row      []float32 // (State): the state or adjoint chained over the segments (time mode)
 	zero     []float32 // (State): the state entering a step where a document starts; never written
 	cuts     []int     // the pieces of the current chunk (see pieces)
 	h        []float32 // (blk, State): running state (or adjoint) of each channel of the item
@@ -90,8 +90,9 @@ func newScratch(chunk, blk, N int) *scratch {
 	v := func(n int) []float32 { return make([]float32, n) }
 	T, W := chunk, blk
 	return &scratch{
-		abar: v(T * N), hs: v(T * N), row: v(N), zero: v(N), cuts: make([]int, 0, T+1), h: v(W * N), sum: v(W), part: v(2 * T * N),
-		tdt: v(T * W), tddt: v(T * W), tdu: v(T * W), tsg: v(T * W), tgh: v(T * W), tzf: v(T * W),
+		abar: v(T * N), hs: v(T * N), row: v(N), zero: v(N), cuts: make([]int, 0, T+1), h: v(W * N), sum: v(W),
+		part: v(2 * T * N),
+		tdt:  v(T * W), tddt: v(T * W), tdu: v(T * W), tsg: v(T * W), tgh: v(T * W), tzf: v(T * W),
 		ty: v(T * W), ts1: v(T * W), ts2: v(T * W), skip: v(W), sumD: v(W), sumBias: v(W), sink: v(W),
 	}
 }
