@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"time"
-	"unsafe"
 
 	"github.com/mambago/mamba/internal/mpi"
 	"github.com/mambago/mamba/internal/parallel"
@@ -53,6 +52,9 @@ type dist struct {
 	waited, blocked, allBlocked time.Duration
 	steps, allSteps             int
 }
+
+// floatBytes is the size of a gradient element.
+const floatBytes = 4
 
 // pieceBytes bounds one collective call (a variable so that tests can make
 // gradients of a few elements go in many pieces).
@@ -323,7 +325,7 @@ func newDist(w *mpi.World, params []optim.Param, g int, s *Summary) *dist {
 		total += len(p.Grad)
 	}
 	chunk := (total + d.size - 1) / d.size
-	d.c = max(1, min(chunk, pieceBytes/int(unsafe.Sizeof(float32(0)))/d.size))
+	d.c = max(1, min(chunk, pieceBytes/floatBytes/d.size))
 	d.pieces = (chunk + d.c - 1) / d.c
 	d.c = (chunk + d.pieces - 1) / d.pieces // even pieces
 	at := func(i int) int {
@@ -356,12 +358,12 @@ func (d *dist) close() { close(d.start) }
 // bytesPerStep is what one rank sends in a step: g reduce-scatters and one
 // allgather, each (size−1)/size of the padded gradient.
 func (d *dist) bytesPerStep() int {
-	return (d.g + 1) * (d.size - 1) * d.pieces * d.c * int(unsafe.Sizeof(float32(0)))
+	return (d.g + 1) * (d.size - 1) * d.pieces * d.c * floatBytes
 }
 
 func (d *dist) note(cfg Config) string {
-	return fmt.Sprintf("data parallel: %d ranks × %d micro-batches × %d sequences = global batch %d (bitwise the run of one process with grad_accum %d); %.3g MB sent per rank per step in calls of ≤ %.3g MB",
-		d.size, d.g, cfg.Data.BatchSize, d.summary.GlobalBatch, d.g*d.size, float64(d.bytesPerStep())/1e6, float64(4*d.size*d.c)/1e6)
+	return fmt.Sprintf("data parallel: %d ranks × grad_accum %d × %d sequences = global batch %d (bitwise the run of one process with grad_accum %d); %.3g MB sent per rank per step in calls of ≤ %.3g MB",
+		d.size, d.g, cfg.Data.BatchSize, d.summary.GlobalBatch, d.g*d.size, float64(d.bytesPerStep())/1e6, float64(floatBytes*d.size*d.c)/1e6)
 }
 
 // Item copies segment i between Param.Grad and stage (parallel.Body).

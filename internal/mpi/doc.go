@@ -18,6 +18,8 @@
 // libmpi.so.40 (or the file MAMBA_MPI_LIB names) with purego, so `CGO_ENABLED=0 go
 // build` works, and initialises it with MPI_THREAD_FUNNELED on a goroutine locked to
 // its OS thread; every later MPI call runs on that goroutine, whichever goroutine asks.
+// Waiting calls yield their core instead of spinning (OMPI_MCA_mpi_yield_when_idle=1
+// unless set otherwise), since training overlaps them with computation on every core.
 // Open MPI's handles are the addresses of its exported globals (ompi_mpi_comm_world,
 // ompi_mpi_float, ompi_mpi_double, ompi_mpi_byte) and MPI_IN_PLACE is (void*)1.
 //

@@ -58,7 +58,10 @@ type funcs struct {
 	comm, float, double, byte                                                            uintptr
 }
 
-// Thread support levels (mpi.h).
+// yieldEnv is Open MPI's setting for waiting calls: spin (0) or yield the core (1).
+const yieldEnv = "OMPI_MCA_mpi_yield_when_idle"
+
+// Constants of Open MPI's mpi.h.
 const (
 	threadFunneled = 1
 	inPlace        = 1 // MPI_IN_PLACE is (void*)1 in Open MPI
@@ -70,6 +73,11 @@ func Init(l Launch) (*World, error) {
 	f, err := load()
 	if err != nil {
 		return nil, fmt.Errorf("%s started %s, but the MPI library cannot be loaded (%v): install Open MPI's libmpi.so.40 (Debian: libopenmpi3) or set %s to its path", l.By, ranks(l.Size), err, LibEnv)
+	}
+	// The calls of a data-parallel run overlap computation that keeps every core
+	// busy: an MPI call waiting for a peer yields its core rather than spinning on it.
+	if _, set := os.LookupEnv(yieldEnv); !set {
+		os.Setenv(yieldEnv, "1")
 	}
 	w := &World{calls: make(chan *call), fn: f}
 	w.c.done = make(chan struct{}, 1)
@@ -99,9 +107,10 @@ func load() (funcs, error) {
 	}
 	var lib uintptr
 	var err error
-	for _, n := range names {
+	name := ""
+	for _, name = range names {
 		// RTLD_GLOBAL: Open MPI's plugins resolve their symbols against libmpi.
-		if lib, err = purego.Dlopen(n, purego.RTLD_NOW|purego.RTLD_GLOBAL); err == nil {
+		if lib, err = purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_GLOBAL); err == nil {
 			break
 		}
 	}
@@ -119,7 +128,7 @@ func load() (funcs, error) {
 		{&f.comm, "ompi_mpi_comm_world"}, {&f.float, "ompi_mpi_float"}, {&f.double, "ompi_mpi_double"}, {&f.byte, "ompi_mpi_byte"},
 	} {
 		if *s.p, err = purego.Dlsym(lib, s.name); err != nil {
-			return funcs{}, fmt.Errorf("%s is not Open MPI's library: %v", names[0], err)
+			return funcs{}, fmt.Errorf("%s is not Open MPI's library: %v", name, err)
 		}
 	}
 	return f, nil

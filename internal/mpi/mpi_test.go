@@ -57,10 +57,12 @@ func TestDetect(t *testing.T) {
 }
 
 func TestMissingLibraryNamesTheFix(t *testing.T) {
-	t.Setenv(LibEnv, "/nonexistent/libmpi.so.40")
-	_, err := Init(Launch{Rank: 1, Size: 4, By: "mpirun"})
-	if err == nil || !strings.Contains(err.Error(), LibEnv) || !strings.Contains(err.Error(), "4 ranks") {
-		t.Fatalf("Init with a missing library: %v; want an error naming %s and the launch", err, LibEnv)
+	for lib, want := range map[string]string{"/nonexistent/libmpi.so.40": "/nonexistent/libmpi.so.40", "libm.so.6": "libm.so.6 is not Open MPI's library"} {
+		t.Setenv(LibEnv, lib)
+		_, err := Init(Launch{Rank: 1, Size: 4, By: "mpirun"})
+		if err == nil || !strings.Contains(err.Error(), LibEnv) || !strings.Contains(err.Error(), "4 ranks") || !strings.Contains(err.Error(), want) {
+			t.Errorf("Init with %s: %v; want an error naming %q, %s and the launch", lib, err, want, LibEnv)
+		}
 	}
 }
 
