@@ -6,7 +6,7 @@
 #
 # Usage (from anywhere):  experiments/mpi/run.sh [bench|d768|reduce]...   (default: bench d768)
 #   bench   the benchmark model: vocabulary 256, d_model 256, 4 layers, batch 8 × 512
-#   d768    the mamba-130m shape: vocabulary 50277, d_model 768, 24 layers, batch 4 × 1024
+#   d768    the mamba-130m shape: vocabulary 50277, d_model 768, 24 layers, batch 2 × 1024
 #   reduce  the communication of one step alone (train's BenchmarkDataParallelReduce)
 #           for the ladder's sizes, on RANKS ranks
 #
@@ -106,7 +106,7 @@ for what in "${@:-bench d768}"; do
 	for w in $what; do
 		case $w in
 		bench) efficiency bench 8 512 --set model.vocab_size=256 --set model.d_model=256 --set model.n_layer=4 ;;
-		d768) efficiency d768 4 1024 --set model.vocab_size=50277 --set model.d_model=768 --set model.n_layer=24 ;;
+		d768) efficiency d768 2 1024 --set model.vocab_size=50277 --set model.d_model=768 --set model.n_layer=24 ;;
 		reduce) reduce ;;
 		*) echo "run.sh: unknown experiment $w (bench, d768, reduce)" >&2; exit 2 ;;
 		esac
