@@ -29,6 +29,8 @@ type Metric struct {
 	TokensPerS float64  `json:"tokens_per_s"`
 	ElapsedS   float64  `json:"elapsed_s"`
 	Skipped    int      `json:"skipped"` // non-finite steps skipped so far
+
+	CommS *float64 `json:"comm_s,omitempty"` // data-parallel runs: seconds per step spent waiting for the other ranks
 	Eval
 }
 
@@ -42,7 +44,7 @@ type Eval struct {
 }
 
 var csvHeader = []string{"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "skipped",
-	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_accuracy"}
+	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_accuracy", "comm_s"}
 
 func (m Metric) csvRow() string {
 	f := func(p *float64) string {
@@ -54,7 +56,7 @@ func (m Metric) csvRow() string {
 	g := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	return strings.Join([]string{strconv.Itoa(m.Step), f(m.Loss), g(m.LR), f(m.GradNorm), g(m.TokensPerS),
 		g(m.ElapsedS), strconv.Itoa(m.Skipped), f(m.ValLoss), f(m.ValPerplexity), f(m.ValBitsPerTok),
-		f(m.ValBitsPerByte), f(m.ValAccuracy)}, ",")
+		f(m.ValBitsPerByte), f(m.ValAccuracy), f(m.CommS)}, ",")
 }
 
 // finite returns &x, or nil when x is NaN or infinite (JSON has no such numbers).
@@ -184,8 +186,12 @@ func (p *progress) end() {
 func (p *progress) step(step int, loss, tokPerS float64, eta time.Duration, logged bool, m Metric) {
 	if !p.terminal {
 		if logged {
-			p.line("step %d/%d | loss %s | lr %.3g | grad_norm %s | %.0f tok/s | eta %s",
-				step, p.total, num(m.Loss, "%.4f"), m.LR, num(m.GradNorm, "%.3f"), m.TokensPerS, fmtDur(eta))
+			comm := ""
+			if m.CommS != nil {
+				comm = fmt.Sprintf(" | comm %.1f ms/step", 1e3**m.CommS)
+			}
+			p.line("step %d/%d | loss %s | lr %.3g | grad_norm %s | %.0f tok/s%s | eta %s",
+				step, p.total, num(m.Loss, "%.4f"), m.LR, num(m.GradNorm, "%.3f"), m.TokensPerS, comm, fmtDur(eta))
 		}
 		return
 	}
@@ -226,6 +232,10 @@ func (s *Summary) Table(w io.Writer) {
 		{"wall time", fmtDur(time.Duration(s.ElapsedS * float64(time.Second)))},
 		{"tokens/s", fmt.Sprintf("%.0f", float64(s.Tokens)/max(s.ElapsedS, 1e-9))},
 		{"final train loss", fmt.Sprintf("%.4f", s.Loss)},
+	}
+	if s.Ranks > 1 {
+		rows = append(rows, []string{"ranks (global batch)", fmt.Sprintf("%d (%d sequences)", s.Ranks, s.GlobalBatch)},
+			[]string{"communication/step", fmt.Sprintf("%.1f ms waited", 1e3*s.CommS)})
 	}
 	rows = append(rows, s.Eval.rows()...)
 	rows = append(rows, []string{"skipped steps", strconv.Itoa(s.Skipped)}, []string{"checkpoint", s.Checkpoint})
