@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/strictjson"
 
 	"github.com/mambago/mamba/data"
 	"github.com/mambago/mamba/data/safetensors"
@@ -285,7 +286,34 @@ func readState(dir string) (trainerState, error) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("checkpoint %s: corrupt %s: %v", dir, stateFile, err)
 	}
+	// Checkpoints written before configs were decoded strictly stored an empty
+	// run.freeze as null, which ParseConfig now refuses: such a null (ours, so
+	// it means "the default") is dropped.
+	tree, err := strictjson.Decode(st.Config)
+	if err != nil {
+		return st, fmt.Errorf("checkpoint %s: corrupt config in %s: %v", dir, stateFile, err)
+	}
+	st.Config, _ = json.Marshal(dropNulls(tree)) // a decoded tree: cannot fail
 	return st, nil
+}
+
+// dropNulls deletes the null members of every object in v.
+func dropNulls(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if e == nil {
+				delete(v, k)
+			} else {
+				v[k] = dropNulls(e)
+			}
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = dropNulls(e)
+		}
+	}
+	return v
 }
 
 // readOptimizer fills an optim.State for the parameters named in names.

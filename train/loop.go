@@ -237,9 +237,9 @@ func checkOut(out string) error {
 }
 
 // sameStream reports whether two data sections produce the same training stream
-// (evaluation settings may change on resume).
+// (evaluation and verification settings may change on resume).
 func sameStream(a, b DataConfig) bool {
-	a.EvalBatches, a.Valid = b.EvalBatches, b.Valid
+	a.EvalBatches, a.Valid, a.Verify = b.EvalBatches, b.Valid, b.Verify
 	return a == b
 }
 

@@ -15,3 +15,5 @@ func mapFile(f *os.File, size int64) ([]byte, error) {
 }
 
 func unmapFile([]byte) error { return nil }
+
+const openNonBlock = 0
