@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
 	"github.com/mambago/mamba/internal/strictjson"
 
 	"github.com/mambago/mamba/data/safetensors"
@@ -234,7 +235,7 @@ func (c Config) hfConfigJSON() ([]byte, error) {
 // as backbone.embeddings.weight (transformers) or backbone.embedding.weight
 // (mamba_ssm); a tied lm_head.weight, if present, must equal it.
 func Load(dir string) (*Model, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, configFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, configFile))
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
 	"github.com/mambago/mamba/internal/strictjson"
 
 	"github.com/mambago/mamba/data"
@@ -141,7 +142,7 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -165,7 +166,7 @@ func syncDir(dir string) error {
 // VerifyCheckpoint checks that dir is a complete checkpoint whose files match the
 // SHA-256 sums of its manifest.
 func VerifyCheckpoint(dir string) error {
-	raw, err := os.ReadFile(filepath.Join(dir, manifestFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, manifestFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("checkpoint %s is incomplete or not a checkpoint: no %s", dir, manifestFile)
@@ -279,7 +280,7 @@ func removeTemps(root string) error {
 // readState reads the trainer state of a verified checkpoint.
 func readState(dir string) (trainerState, error) {
 	var st trainerState
-	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}

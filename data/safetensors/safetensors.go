@@ -21,12 +21,12 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
 
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
 	"github.com/mambago/mamba/internal/strictjson"
 )
 
@@ -89,9 +89,10 @@ type File struct {
 	data     []byte
 }
 
-// ReadFile reads and validates a safetensors file.
+// ReadFile reads and validates a safetensors file (a regular file: a named
+// pipe or device is refused rather than waited on).
 func ReadFile(path string) (*File, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := regfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}

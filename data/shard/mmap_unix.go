@@ -13,6 +13,3 @@ func mapFile(f *os.File, size int64) ([]byte, error) {
 }
 
 func unmapFile(b []byte) error { return syscall.Munmap(b) }
-
-// openNonBlock keeps open() from blocking on a named pipe that has no writer.
-const openNonBlock = syscall.O_NONBLOCK

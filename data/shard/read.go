@@ -3,8 +3,10 @@ package shard
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"os"
+
+	"github.com/mambago/mamba/internal/regfile"
 )
 
 // Shard is an open, memory-mapped token shard. Its methods may be called
@@ -23,20 +25,18 @@ type Shard struct {
 // Only a regular file is opened: a named pipe would block open() until a
 // writer appears, and a device or socket cannot be mapped.
 func Open(path string, want Expect) (*Shard, error) {
-	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("shard %s: %s, not a regular file; %s", path, fileKind(st.Mode()), recreate(want.Modality))
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|openNonBlock, 0)
+	f, err := regfile.Open(path)
 	if err != nil {
+		var nr *regfile.NotRegularError
+		if errors.As(err, &nr) {
+			return nil, fmt.Errorf("shard %s: %s, not a regular file; %s", path, regfile.Kind(nr.Mode), recreate(want.Modality))
+		}
 		return nil, fmt.Errorf("shard: %v; %s", err, recreate(want.Modality))
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: %v", path, err)
-	}
-	if !st.Mode().IsRegular() { // replaced after the first look
-		return nil, fmt.Errorf("shard %s: %s, not a regular file; %s", path, fileKind(st.Mode()), recreate(want.Modality))
 	}
 	size := st.Size()
 	if size < HeaderSize {
@@ -64,21 +64,6 @@ func Open(path string, want Expect) (*Shard, error) {
 		}
 	}
 	return s, nil
-}
-
-// fileKind names what a non-regular file is.
-func fileKind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&os.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	}
-	return "a special file"
 }
 
 // Path returns the file the shard was opened from.
