@@ -159,7 +159,7 @@ func parseHFConfig(raw []byte) (Config, error) {
 			return Config{}, fmt.Errorf("config.json: time_step_rank %q is neither an integer nor \"auto\"", r)
 		}
 	case float64:
-		if r != math.Trunc(r) || r < 1 {
+		if r != math.Trunc(r) || r < 1 || r > 1<<31 {
 			return Config{}, fmt.Errorf("config.json: time_step_rank %v is not a positive integer", r)
 		}
 		c.DtRank = int(r)

@@ -129,6 +129,7 @@ func TestLoadErrors(t *testing.T) {
 		{"state_size", nil, `missing required field "state_size"`},
 		{"expand", "two", `field "expand"`},
 		{"time_step_rank", "big", "time_step_rank"},
+		{"time_step_rank", 1e300, "time_step_rank 1e+300 is not a positive integer"},
 		{"model_type", "llama", `model_type "llama"`},
 		{"rms_norm", false, "rms_norm false"},
 		{"n_layer", 5, "n_layer 5"},

@@ -120,6 +120,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"version", mutate("version.tok", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 7); return b }), Expect{}, "format version 7"},
 		{"width", mutate("width.tok", func(b []byte) []byte { b[12] = 4; return b }), Expect{}, "token width 4"},
 		{"index", mutate("index.tok", func(b []byte) []byte { b[len(b)-8] = 9; return b }), Expect{}, "corrupt document index"},
+		{"units", mutate("units.tok", func(b []byte) []byte { b[47] = 0x80; return b }), Expect{}, "corrupt header: -"},
 		{"want vocab", path, Expect{Vocab: 256}, "vocabulary 300"},
 		{"want modality", path, Expect{Modality: Audio}, "modality text, want audio"},
 		{"want width", path, Expect{Width: 1}, "token width 2 bytes, want 1"},
