@@ -136,10 +136,11 @@ func (s *Shard) Verify() error {
 	const chunk = 1 << 18 // tokens per pass: the hash and the scan share the cache
 	buf := make([]int32, chunk)
 	w := int64(s.h.Width)
+	scan := int64(s.h.Vocab) < 1<<(8*w) // else every value of the width is a token
 	for start := int64(0); start < s.h.Tokens; start += chunk {
 		n := min(chunk, s.h.Tokens-start)
 		h.Write(s.tokens[start*w : (start+n)*w])
-		if bad != nil {
+		if bad != nil || !scan {
 			continue
 		}
 		s.read(buf[:n], start)

@@ -238,3 +238,28 @@ func ExampleCreate() {
 	fmt.Println(h.Width, s.Len(), s.Docs(), s.Header().Units, dst)
 	// Output: 1 8 [0 5] 6 [6 3 3]
 }
+
+// BenchmarkVerify measures the checksum and token scan of Open's verification
+// (bytes/s of shard).
+func BenchmarkVerify(b *testing.B) {
+	for _, v := range []int{256, 50257} {
+		b.Run(fmt.Sprintf("vocab=%d", v), func(b *testing.B) {
+			doc := make([]int32, 1<<22)
+			for i := range doc {
+				doc[i] = int32(i * 7919 % v)
+			}
+			path, h := writeShard(b, v, [][]int32{doc})
+			s, err := Open(path, Expect{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.SetBytes(h.Tokens * int64(h.Width))
+			for b.Loop() {
+				if err := s.Verify(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
