@@ -250,4 +250,12 @@ func TestPrepareExitsTwoAndLeavesNothing(t *testing.T) {
 	if es, _ := os.ReadDir(mine); len(es) != 1 {
 		t.Errorf("the refused --out now holds %d entries", len(es))
 	}
+	// A manifest that is a named pipe is refused, not waited on.
+	piped := filepath.Join(dir, "piped")
+	os.Mkdir(piped, 0o755)
+	if err := syscall.Mkfifo(filepath.Join(piped, "MANIFEST.sha256"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkBadInput(t, "verify a piped manifest", runBinWithin(t, time.Minute, "prepare", "--verify", "--out", piped), "a named pipe (FIFO), not a regular file", "")
+	checkBadInput(t, "prepare over a piped manifest", runBinWithin(t, time.Minute, "prepare", "--modality", "text", "--input", books, "--out", piped), "a named pipe (FIFO), not a regular file", "")
 }

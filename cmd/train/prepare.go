@@ -30,11 +30,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/mambago/mamba/data/corpus"
 	"github.com/mambago/mamba/data/shard"
+	"github.com/mambago/mamba/internal/regfile"
 	"github.com/spf13/pflag"
 )
 
@@ -98,7 +98,7 @@ func runPrepare(args []string, stdout, stderr io.Writer) error {
 	case dl == "":
 		o.Fetch.Dir = filepath.Join(o.Out, "downloads")
 	}
-	previous, _ := os.ReadFile(filepath.Join(o.Out, corpus.Manifest))
+	previous, _ := regfile.ReadFile(filepath.Join(o.Out, corpus.Manifest))
 	stats, err := corpus.Prepare(o)
 	if err != nil {
 		return err
@@ -106,7 +106,7 @@ func runPrepare(args []string, stdout, stderr io.Writer) error {
 	if err := corpus.Table(stdout, stats); err != nil {
 		return err
 	}
-	current, err := os.ReadFile(filepath.Join(o.Out, corpus.Manifest))
+	current, err := regfile.ReadFile(filepath.Join(o.Out, corpus.Manifest))
 	switch {
 	case err != nil:
 		return err

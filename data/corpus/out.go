@@ -12,6 +12,7 @@ import (
 
 	"github.com/mambago/mamba/data/shard"
 	"github.com/mambago/mamba/data/tokenize"
+	"github.com/mambago/mamba/internal/regfile"
 )
 
 // Prepare never leaves a half-written output: the shards and the manifest are
@@ -22,7 +23,7 @@ import (
 
 // manifestFiles returns the files listed in dir's manifest (nil when absent).
 func manifestFiles(dir string) ([]string, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, Manifest))
+	raw, err := regfile.ReadFile(filepath.Join(dir, Manifest))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
