@@ -89,7 +89,7 @@ func (s *Shard) Read(dst []int32, start int64) error {
 		return fmt.Errorf("shard %s: read [%d, %d) outside [0, %d)", s.path, start, start+int64(len(dst)), s.h.Tokens)
 	}
 	s.read(dst, start)
-	if w := int64(s.h.Width); int64(s.h.Vocab) < 1<<(8*w) {
+	if s.narrowVocab() {
 		for i, t := range dst {
 			if t < 0 || int64(t) >= int64(s.h.Vocab) {
 				return s.outside(start+int64(i), int64(uint32(t)))
@@ -98,6 +98,10 @@ func (s *Shard) Read(dst []int32, start int64) error {
 	}
 	return nil
 }
+
+// narrowVocab reports whether a token of the shard's width can lie outside
+// its vocabulary (not so for 256 tokens of one byte, say).
+func (s *Shard) narrowVocab() bool { return int64(s.h.Vocab) < 1<<(8*s.h.Width) }
 
 func (s *Shard) outside(at, token int64) error {
 	return fmt.Errorf("shard %s: token %d at index %d is outside the vocabulary [0, %d) of its header (file corrupted); %s", s.path, token, at, s.h.Vocab, recreate(s.h.Modality))
@@ -136,7 +140,7 @@ func (s *Shard) Verify() error {
 	const chunk = 1 << 18 // tokens per pass: the hash and the scan share the cache
 	buf := make([]int32, chunk)
 	w := int64(s.h.Width)
-	scan := int64(s.h.Vocab) < 1<<(8*w) // else every value of the width is a token
+	scan := s.narrowVocab()
 	for start := int64(0); start < s.h.Tokens; start += chunk {
 		n := min(chunk, s.h.Tokens-start)
 		h.Write(s.tokens[start*w : (start+n)*w])
