@@ -251,22 +251,25 @@ func checkOut(out string) error {
 }
 
 // sameStream reports whether two data sections produce the same training stream
-// (evaluation settings may change on resume).
+// (evaluation and verification settings may change on resume).
 func sameStream(a, b DataConfig) bool {
-	a.EvalBatches, a.Valid = b.EvalBatches, b.Valid
+	a.EvalBatches, a.Valid, a.Verify = b.EvalBatches, b.Valid, b.Verify
 	return a == b
 }
 
 // ModelDir resolves a directory of weights: a run directory means its newest valid
-// checkpoint; a checkpoint directory is verified; anything else is taken to be a
+// checkpoint; a checkpoint directory (any of our checkpoint files present, so one
+// whose manifest was deleted too) is verified; anything else is taken to be a
 // transformers-style model directory.
 func ModelDir(dir string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, checkpointsDir)); err == nil {
 		d, _, err := LatestCheckpoint(dir)
 		return d, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err == nil {
-		return dir, VerifyCheckpoint(dir)
+	for _, ours := range []string{manifestFile, stateFile, optimizerFile} {
+		if _, err := os.Lstat(filepath.Join(dir, ours)); err == nil {
+			return dir, VerifyCheckpoint(dir)
+		}
 	}
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("%s: directory does not exist", dir)
