@@ -146,7 +146,7 @@ func (s *stepper) step(ids []int32) ([]float32, error) {
 
 func (s *stepper) run(phase, n int) {
 	s.phase = phase
-	s.team.Run(s.body, n)
+	s.team.Run(s.body, n, 0)
 }
 
 func (s *stepper) item(_, i int) {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // counter records how often each item ran and the largest slot seen.
@@ -106,9 +107,33 @@ func TestRunDoesNotAllocate(t *testing.T) {
 	s := &sink{x: make([]float64, 256)}
 	var j Job
 	j.Run(s, len(s.x), 4) // start the helpers
+	settle(t)
 	if a := testing.AllocsPerRun(50, func() { j.Run(s, len(s.x), 4) }); a != 0 {
 		t.Errorf("Job.Run allocates %v times per call, want 0", a)
 	}
+}
+
+// settle waits until every idle helper has parked: a helper parking for the first time may
+// allocate (the runtime's record of a blocked goroutine), which a test counting the
+// allocations of Run must not see.
+func settle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		pool.Lock()
+		n := 0
+		for _, k := range pool.idle {
+			if k.state.Load() != parked {
+				n++
+			}
+		}
+		pool.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("idle helpers still spinning after 5 s")
 }
 
 func BenchmarkRun(b *testing.B) {
