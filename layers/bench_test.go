@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mambago/mamba/autograd"
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // benchModel is the benchmark model of the issue: vocabulary 256, d_model
@@ -39,12 +40,27 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
+	cpu := cpuClock()
 	for i := 0; i < b.N; i++ {
 		if _, err := tr.Step(ids, tg); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*batch*L)/time.Since(start).Seconds(), "tokens/s")
+	cpu(b)
+}
+
+// cpuClock starts a clock of the process's CPU time; the function it returns
+// reports the CPU time per op (cpu-µs/op; on a shared machine the CPU time
+// of a one-thread run is steadier than its wall-clock time, but it counts
+// the helpers' spinning too).
+func cpuClock() func(b *testing.B) {
+	c0, ok := testutil.CPUTime()
+	return func(b *testing.B) {
+		if c1, _ := testutil.CPUTime(); ok {
+			b.ReportMetric(float64((c1-c0).Microseconds())/float64(b.N), "cpu-µs/op")
+		}
+	}
 }
 
 // BenchmarkDecode is recurrent generation, one Step per token per row.
@@ -60,12 +76,14 @@ func BenchmarkDecode(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			start := time.Now()
+			cpu := cpuClock()
 			for i := 0; i < b.N; i++ {
 				if _, err := d.Step(tok); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "tokens/s")
+			cpu(b)
 		})
 	}
 }

@@ -124,9 +124,12 @@ func TestFixtureDecode(t *testing.T) {
 }
 
 // TestDecoderStepDeterministic: the one-token step gives bitwise the same logits
-// whatever the size of its team (GOMAXPROCS when the decoder is made), over
-// several blocks of channels, with batch 1 and 3.
+// whatever the size of its team (GOMAXPROCS when the decoder is made, every
+// phase spread over all of it), over several blocks of channels, with batch 1
+// and 3.
 func TestDecoderStepDeterministic(t *testing.T) {
+	defer func(ns float64) { stepMemberNs = ns }(stepMemberNs)
+	stepMemberNs = 1
 	m := variantModel(t, func(c *Config) { c.DModel, c.DState, c.Bias = 64, 8, true })
 	for _, batch := range []int{1, 3} {
 		ids := randomIDs(batch*6, m.cfg.VocabSize, 4)
@@ -152,6 +155,26 @@ func TestDecoderStepDeterministic(t *testing.T) {
 		}
 		if !slices.Equal(got[0], got[1]) {
 			t.Errorf("batch %d: logits differ between teams of 1 and 4", batch)
+		}
+	}
+}
+
+// TestDecoderStepRowsIndependent: a row's logits from Step are bitwise the same
+// whether it is decoded alone or in a batch (the products sum every output in
+// one order, whatever the other rows), on a model whose dimensions take the
+// vector tiles (multiples of 8) and one that does not.
+func TestDecoderStepRowsIndependent(t *testing.T) {
+	for _, dModel := range []int{64, 36} {
+		m := variantModel(t, func(c *Config) { c.DModel, c.DState, c.Bias = dModel, 8, true })
+		const batch, L = 5, 4
+		ids := randomIDs(batch*L, m.cfg.VocabSize, 9)
+		V := m.cfg.PaddedVocab()
+		all := decodeAll(t, m, ids, batch, L)
+		for b := 0; b < batch; b++ {
+			one := decodeAll(t, m, ids[b*L:(b+1)*L], 1, L)
+			if !slices.Equal(one, all[b*L*V:(b+1)*L*V]) {
+				t.Errorf("d_model %d: row %d decoded alone differs from the same row in a batch of %d", dModel, b, batch)
+			}
 		}
 	}
 }

@@ -81,9 +81,9 @@
 // — RMSNorm output, x, z, conv output, [δ | B | C] and its three parts, Δ,
 // the scan output and the block's output (the residual sum, computed by the
 // out_proj product): 2·D + 5·E + 2·(R + 2·N) floats, measured 3,360 bytes
-// for d_model 64 (TestActivationMemory) — plus σ of the conv's
-// pre-activation, kept by the conv kernel for its backward (E floats), plus
-// the scan's chunk-boundary states, E·N floats every 64 tokens. Nothing of
+// for d_model 64 (TestActivationMemory) — plus the scan's chunk-boundary
+// states, E·N floats every 64 tokens. The conv kernel keeps nothing: its
+// backward recomputes the pre-activation and its SiLU derivative. Nothing of
 // size E·N per token is kept: the scan recomputes its states in the
 // backward pass.
 //

@@ -5,7 +5,7 @@ package layers
 // gradient, the two AdamW moments and the graph's own gradient buffers) and,
 // per token, what the graph keeps (see Compile's doc):
 //
-//	per layer: forward outputs 2·D + 7·E + 2·(R+2N) (σ of the conv included)
+//	per layer: forward outputs 2·D + 6·E + 2·(R+2N)
 //	           + input gradients 8·D + 7·E + 7·(R+2N) + 2·N
 //	           + the scan's saved states, E·N/64
 //	head:      embedding and norm outputs and gradients 4·D, logits and their gradient 2·V
@@ -15,7 +15,7 @@ package layers
 // finite number: a caller can refuse a model before allocating it.
 func (c Config) TrainingBytes(batch, seqLen int) float64 {
 	D, E, N, R, V := float64(c.DModel), float64(c.DInner()), float64(c.DState), float64(c.Rank()), float64(c.PaddedVocab())
-	perLayer := 10*D + 14*E + 9*(R+2*N) + 2*N + E*N/64
+	perLayer := 10*D + 13*E + 9*(R+2*N) + 2*N + E*N/64
 	perToken := float64(c.NLayer)*perLayer + 4*D + 2*V
 	tokens := float64(batch) * float64(seqLen)
 	return 4 * (6*float64(c.NumParams()) + 1.25*tokens*perToken)

@@ -73,19 +73,6 @@ func ConvTranspose(wt, w []float32, channels, width int) {
 	}
 }
 
-// SiLU writes y = c·σ(c), σ(c) = 1/(1 + e^{−c}), and, when sig is not nil,
-// sig = σ(c). y may be c. The conv kernel and the decoder share it.
-func SiLU(y, sig, c []float32) {
-	y = y[:len(c)]
-	for i, v := range c {
-		s := sigmoidOf(v)
-		if sig != nil {
-			sig[i] = s
-		}
-		y[i] = v * s
-	}
-}
-
 // ConvStep advances channels [lo, hi) of one sequence by one input row x
 // (channels): y = silu(bias + Σ_{j<K−1} wt[j]⊙state[j] + wt[K−1]⊙x) (no SiLU
 // without silu), then state moves up one row and takes x as its last. state
@@ -109,7 +96,7 @@ func ConvStep(y, x, state, wt, bias []float32, channels, width, lo, hi int, silu
 		copy(state[(width-2)*channels+lo:(width-2)*channels+hi], x[lo:hi])
 	}
 	if silu {
-		SiLU(c, nil, c)
+		math32.SiLURow(c, c)
 	}
 }
 
@@ -118,23 +105,20 @@ const convSteps = 64
 
 func (s Conv1d) CPUKernel() Kernel[[]float32] {
 	k := &conv32{s: s, wt: make([]float32, s.Width*s.Channels)}
-	if s.SiLU {
-		k.sig = make([]float32, s.Batch*s.Len*s.Channels)
-	}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k
 }
 
 // conv32 is the float32 kernel. Work is cut into (sequence, block of
 // convSteps time steps) pieces; inner loops run over contiguous channels
-// (MulAdd) with the weights transposed to (K, channels). The forward keeps
-// σ(c), so the backward computes no exponential; it recomputes c itself (K
-// multiply-adds per element) rather than keep it.
+// (MulAdd, math32's vector SiLU rows) with the weights transposed to (K,
+// channels). The forward keeps nothing: the backward recomputes c (K
+// multiply-adds per element) and silu'(c), cheaper than writing σ(c) out and
+// reading it back.
 type conv32 struct {
 	s    Conv1d
 	wt   []float32 // (K, ch) w transposed, refreshed by every forward and backward
-	sig  []float32 // (batch·L, ch) σ(c) of the last forward, with SiLU
-	ring []float32 // (workers, K, ch) the last K rows of dc in the backward sweep
+	ring []float32 // (workers, K+1, ch) the last K rows of dc in the backward sweep, and a row of silu'(c)
 	part []float32 // (pieces, (K+1)·ch) per-piece sums of dw (K, ch) and db (ch)
 	sum  []float32 // ((K+1)·ch) their sum over pieces, in piece order
 
@@ -199,7 +183,7 @@ func (k *conv32) forwardItem(_, p int) {
 		c := k.y[row:][:ch]
 		k.pre(x, b, st, seq, t, c)
 		if k.s.SiLU {
-			SiLU(c, k.sig[row:][:ch], c)
+			math32.SiLURow(c, c)
 		}
 	}
 }
@@ -214,13 +198,13 @@ func (k *conv32) forwardItem(_, p int) {
 // and dstate is dx at the times −(K−1) … −1. Each piece sweeps its steps s
 // upward keeping dc of steps s … s+K−1 in a ring of K rows, so dc of a step
 // is computed once per piece (K−1 steps past the piece's end are recomputed
-// by the next piece). σ(c) comes from the forward.
+// by the next piece).
 func (k *conv32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	_, w, _, _ := k.s.split32(in)
 	ch, kw := k.s.Channels, k.s.Width
 	ConvTranspose(k.wt, w, ch, kw)
 	np, stride := k.pieces(), (kw+1)*ch
-	k.ring = grow(k.ring, parallel.Workers(np, 0)*kw*ch)
+	k.ring = grow(k.ring, parallel.Workers(np, 0)*(kw+1)*ch)
 	k.part = grow(k.part, np*stride)
 	k.in, k.dy, k.din = in, dy, din
 	run(&k.job, k.bwd, np)
@@ -246,21 +230,19 @@ func (k *conv32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	k.in, k.dy, k.din = nil, nil, nil
 }
 
-// dc writes dc_t of sequence seq into dst (ch).
-func (k *conv32) dc(seq, t int, dst []float32) {
+// dc writes dc_t of sequence seq into dst (ch), using tmp (ch) for silu'(c).
+func (k *conv32) dc(seq, t int, dst, tmp []float32) {
 	x, _, b, st := k.s.split32(k.in)
 	ch := k.s.Channels
-	row := (seq*k.s.Len + t) * ch
-	g := k.dy[row:][:ch]
+	g := k.dy[(seq*k.s.Len+t)*ch:][:ch]
 	if !k.s.SiLU {
 		copy(dst, g)
 		return
 	}
 	k.pre(x, b, st, seq, t, dst)
-	sg := k.sig[row:][:ch]
-	for d, c := range dst {
-		s := sg[d]
-		dst[d] = g[d] * s * (1 + c*(1-s))
+	math32.SiLUGradRow(dst, tmp, dst)
+	for d, v := range tmp {
+		dst[d] = g[d] * v
 	}
 }
 
@@ -269,7 +251,8 @@ func (k *conv32) backwardItem(wk, p int) {
 	dx := k.din[0]
 	ch, kw, L := k.s.Channels, k.s.Width, k.s.Len
 	seq, t0, t1 := k.piece(p)
-	ring := k.ring[wk*kw*ch:][:kw*ch]
+	ring := k.ring[wk*(kw+1)*ch:][:kw*ch]
+	tmp := k.ring[(wk*(kw+1)+kw)*ch:][:ch]
 	part := k.part[p*(kw+1)*ch:][:(kw+1)*ch]
 	clear(part)
 	dw, db := part[:kw*ch], part[kw*ch:]
@@ -277,7 +260,7 @@ func (k *conv32) backwardItem(wk, p int) {
 	// piece, adds its terms to dw and db.
 	dcAt := func(t int) {
 		dc := ring[t%kw*ch:][:ch]
-		k.dc(seq, t, dc)
+		k.dc(seq, t, dc, tmp)
 		if t >= t1 {
 			return
 		}
@@ -313,10 +296,10 @@ func (k *conv32) backwardItem(wk, p int) {
 func (k *conv32) stateGrad(dst []float32) {
 	ch, kw := k.s.Channels, k.s.Width
 	clear(dst)
-	dc := k.sum[:ch] // free again: the weight gradients were copied out
+	dc, tmp := k.sum[:ch], k.ring[:ch] // free again: the weight gradients were copied out, the sweep is over
 	for seq := 0; seq < k.s.Batch; seq++ {
 		for t := 0; t < min(k.s.Len, kw-1); t++ {
-			k.dc(seq, t, dc)
+			k.dc(seq, t, dc, tmp)
 			for j := 0; j < kw; j++ {
 				if s := t - (kw - 1) + j; s < 0 {
 					MulAdd(dst[(seq*(kw-1)+kw-1+s)*ch:][:ch], dc, k.wt[j*ch:])
@@ -431,9 +414,6 @@ func (k *convRef) Backward(in [][]float64, dy []float64, din [][]float64) {
 		}
 	}
 }
-
-// sigmoidOf is σ(c) as SiLU computes it.
-func sigmoidOf(c float32) float32 { return 1 / (1 + math32.Exp(-c)) }
 
 // ConvState writes next (Batch·(Width−1), Channels), the state after x
 // (Batch·Len, Channels): the last Width−1 inputs of each sequence, oldest

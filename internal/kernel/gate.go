@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mambago/mamba/internal/math32"
 	"github.com/mambago/mamba/internal/parallel"
 )
 
@@ -22,11 +23,19 @@ func (s Gate) ReferenceKernel() Kernel[[]float64] { return gateRef{} }
 // which the decoder calls too. out may be a or g.
 func GateRow(out, a, g []float32) {
 	a, out = a[:len(g)], out[:len(g)]
-	SiLU(out, nil, g)
-	for i := range out {
-		out[i] *= a[i]
+	var sg [gateRow]float32
+	for lo := 0; lo < len(g); lo += gateRow {
+		hi := min(len(g), lo+gateRow)
+		math32.SiLURow(sg[:hi-lo], g[lo:hi])
+		for i, v := range sg[:hi-lo] {
+			out[lo+i] = a[lo+i] * v
+		}
 	}
 }
+
+// gateRow is the number of elements of one piece of a row, whose silu (and
+// derivative) the kernel keeps on the stack.
+const gateRow = 256
 
 // gateBlock is the number of elements in one parallel block of the float32 kernel.
 const gateBlock = 1 << 14
@@ -38,7 +47,7 @@ func (s Gate) CPUKernel() Kernel[[]float32] {
 }
 
 // gate32 is the float32 kernel, parallel over fixed blocks of elements. The
-// backward recomputes σ(g).
+// backward recomputes silu(g) and its derivative (math32's vector rows).
 type gate32 struct {
 	s        Gate
 	job      parallel.Job
@@ -70,15 +79,20 @@ func (k *gate32) Backward(in [][]float32, dy []float32, din [][]float32) {
 
 func (k *gate32) backwardItem(_, b int) {
 	lo, hi := span(b, gateBlock, k.s.elems())
-	a, g, dy := k.in[0][lo:hi], k.in[1][lo:hi], k.dy[lo:hi]
-	da, dg := k.din[0], k.din[1]
-	for i, gi := range g {
-		s := sigmoidOf(gi)
-		if da != nil {
-			da[lo+i] = dy[i] * gi * s
+	var sg, ds [gateRow]float32
+	for p := lo; p < hi; p += gateRow {
+		q := min(hi, p+gateRow)
+		a, g, dy := k.in[0][p:q], k.in[1][p:q], k.dy[p:q]
+		math32.SiLUGradRow(sg[:q-p], ds[:q-p], g)
+		if da := k.din[0]; da != nil {
+			for i, v := range sg[:q-p] {
+				da[p+i] = dy[i] * v
+			}
 		}
-		if dg != nil {
-			dg[lo+i] = dy[i] * a[i] * s * (1 + gi*(1-s))
+		if dg := k.din[1]; dg != nil {
+			for i, v := range ds[:q-p] {
+				dg[p+i] = dy[i] * a[i] * v
+			}
 		}
 	}
 }
