@@ -343,43 +343,27 @@ func (op *fusedOp[T]) SymDiff(inputs gorgonia.Nodes, output, grad *gorgonia.Node
 type gradCache[T float] struct {
 	op   *fusedOp[T]
 	gen  int
-	step uint64 // op.steps when din was computed; 0 = never
+	step uint64 // op.steps when the backward last ran; 0 = never
 	din  [][]T
 	vals []gorgonia.Value
 	args [][]T
-	mask [][]T // din with nil for the gradients an executor does not need
-	runs int   // backward kernel runs, counted for tests
+	runs int // backward kernel runs, counted for tests
 }
 
-// backward runs the kernel's backward unless it ran since the last forward.
-// want, when not nil, says which gradients are needed (the others are left
-// alone).
-func (c *gradCache[T]) backward(args [][]T, dout []T, want []bool) {
+// run runs the kernel's backward into din (nil entries are skipped) unless it
+// ran since the last forward. add, when not nil, names the gradients the
+// kernel adds to din rather than overwrites (a kernel.Accumulator).
+func (c *gradCache[T]) run(args [][]T, dout []T, din [][]T, add []bool) {
 	if c.step == c.op.steps && c.runs > 0 {
 		return
 	}
-	din := c.din
-	if want != nil {
-		din = c.masked(want)
+	if add != nil {
+		c.op.k.(kernel.Accumulator[[]T]).BackwardAdd(args, dout, din, add)
+	} else {
+		c.op.k.Backward(args, dout, din)
 	}
-	c.op.k.Backward(args, dout, din)
 	c.step = c.op.steps
 	c.runs++
-}
-
-// masked returns din with nil for the gradients not wanted, in a slice kept
-// for the purpose.
-func (c *gradCache[T]) masked(want []bool) [][]T {
-	if c.mask == nil {
-		c.mask = make([][]T, len(c.din))
-	}
-	for i, d := range c.din {
-		c.mask[i] = nil
-		if want[i] {
-			c.mask[i] = d
-		}
-	}
-	return c.mask
 }
 
 // gradOp is the gradient node for input `which` of a fused op:
@@ -417,7 +401,7 @@ func (g *gradOp[T]) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
 		if err != nil {
 			return nil, fmt.Errorf("autograd: %s gradient: upstream: %w", op.name, err)
 		}
-		c.backward(c.args, dout, nil)
+		c.run(c.args, dout, c.din, nil)
 	}
 	return c.vals[g.which], nil
 }

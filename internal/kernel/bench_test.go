@@ -79,9 +79,10 @@ func cut(s string) (string, string, bool) {
 }
 
 // BenchmarkSgemm runs products of the bench model's shapes (in_proj forward,
-// its weight gradient, out_proj forward) as one BLAS call and cut into items
-// (productCut), on one core and on all: on one core the difference is the
-// cost of the cut (repacking, the sum of the chunks).
+// its weight gradient, out_proj forward) as one BLAS call, cut into items
+// (productCut) and cut into twice as many, on one core and on all: on one core
+// the difference is the cost of the cut (repacking, the sum of the chunks),
+// on many the cores it keeps busy. cpu-GFLOP/s counts the process's CPU time.
 func BenchmarkSgemm(b *testing.B) {
 	if BLAS().Lib != "openblas" {
 		b.Skip("OpenBLAS is not installed")
@@ -93,20 +94,23 @@ func BenchmarkSgemm(b *testing.B) {
 		bm := testutil.Convert[float32](testutil.Normals(r, k*n, 1))
 		c := make([]float32, m*n)
 		for _, procs := range []int{1, runtime.GOMAXPROCS(0)} {
-			for _, cut := range []bool{false, true} {
-				p := newCutProduct(false, false, m, n, k, k, n, n, m, n, k, nil)
-				if cut {
-					p = newProduct(false, false, m, n, k, k, n, n, nil)
-				}
+			for _, count := range []int{1, tileCount, 2 * tileCount} {
+				tm, tn, kc := cutInto(m, n, k, count)
+				p := newCutProduct(false, false, m, n, k, k, n, n, tm, tn, kc, nil)
 				p.set(a, bm, c)
 				ts, sums := newTasks(productTask(p)), newTasks(reduceTask(p))
 				b.Run(fmt.Sprintf("%dx%dx%d/procs=%d/items=%d", m, n, k, procs, p.items()), func(b *testing.B) {
 					defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 					b.ReportAllocs()
+					c0, cpuOK := testutil.CPUTime()
 					for b.Loop() {
 						runProducts(ts, sums, p)
 					}
-					b.ReportMetric(2*float64(m*n*k)*float64(b.N)/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
+					flops := 2 * float64(m*n*k) * float64(b.N)
+					b.ReportMetric(flops/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
+					if c1, _ := testutil.CPUTime(); cpuOK {
+						b.ReportMetric(flops/float64((c1-c0).Nanoseconds()), "cpu-GFLOP/s")
+					}
 				})
 			}
 		}

@@ -41,6 +41,20 @@ type Kernel[B any] interface {
 // copy (Backward still fills the input's entry of din if given one).
 type PassThrough interface{ PassThrough(i int) bool }
 
+// Accumulator is implemented by kernels whose backward can add the gradients of some inputs
+// to din instead of overwriting them: an executor then sums the gradients that reach one node
+// along several paths in place, with no buffer and no pass of their own (Add).
+type Accumulator[B any] interface {
+	// Accumulates reports whether BackwardAdd can add the gradient of input i.
+	Accumulates(i int) bool
+	// BackwardAdd is Backward, except that the gradient of every input i with add[i] is
+	// added to din[i]; add may be nil (Backward).
+	BackwardAdd(in []B, dout B, din []B, add []bool)
+}
+
+// adds reports whether add asks for input i's gradient to be added.
+func adds(add []bool, i int) bool { return add != nil && add[i] }
+
 // Backend builds kernels over buffers of type B.
 type Backend[B any] interface {
 	Name() string
