@@ -16,6 +16,7 @@ import (
 
 	"github.com/mambago/mamba/autograd"
 	"github.com/mambago/mamba/internal/kernel"
+	"github.com/mambago/mamba/internal/math32"
 	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/optim"
 	"github.com/mambago/mamba/train"
@@ -33,7 +34,9 @@ backward, AdamW) on random tokens, and recurrent generation at batch 1 and 16.
 It reports tokens/s, the achieved GFLOP/s (layers.Config.FLOPsPerToken), the
 sgemm peak measured in the same process with the same number of threads
 (a tiled 2048³ product), the MFU (achieved / peak), the time of each kind of
-op and the BLAS in use. --json prints one JSON object instead of tables.
+op, the BLAS in use and the vector path of the scan and the exp rows
+(MAMBA_VECTOR=avx2 or avx512 sets it; run the bench once with each to compare
+them). --json prints one JSON object instead of tables.
 
 Examples:
   train bench --config configs/bench.json
@@ -64,6 +67,7 @@ type benchResult struct {
 	BLAS                 string       `json:"blas"`
 	BLASCore             string       `json:"blas_core"`
 	BLASWarning          string       `json:"blas_warning,omitempty"`
+	VectorPath           string       `json:"vector_path"`
 	EstimatedMemoryBytes float64      `json:"estimated_memory_bytes"`
 	Ops                  []benchOpRow `json:"ops"`
 }
@@ -148,7 +152,7 @@ func bench(cfg train.Config, steps int) (*benchResult, error) {
 	info := kernel.BLAS()
 	r := &benchResult{Params: mc.NumParams(), DModel: mc.DModel, NLayer: mc.NLayer, Vocab: mc.VocabSize, Batch: B, SeqLen: L,
 		Steps: steps, Threads: runtime.GOMAXPROCS(0), FLOPsPerToken: mc.FLOPsPerToken(L),
-		BLAS: info.Lib, BLASCore: info.Core, BLASWarning: info.Warning, EstimatedMemoryBytes: mc.TrainingBytes(B, L)}
+		BLAS: info.Lib, BLASCore: info.Core, BLASWarning: info.Warning, VectorPath: math32.Choice(), EstimatedMemoryBytes: mc.TrainingBytes(B, L)}
 	m, err := layers.New(mc, cfg.Run.Seed)
 	if err != nil {
 		return nil, usageError{err}
@@ -292,6 +296,7 @@ func (r *benchResult) tables(w io.Writer) {
 		{"batch", fmt.Sprintf("%d × %d tokens", r.Batch, r.SeqLen)},
 		{"threads (GOMAXPROCS)", strconv.Itoa(r.Threads)},
 		{"BLAS", blas},
+		{"vector path (scan, exp rows)", r.VectorPath},
 		{"training tokens/s", fmt.Sprintf("%.0f", r.TokensPerS)},
 		{"step time", fmt.Sprintf("%.1f ms (mean of %d steps)", r.StepMS, r.Steps)},
 		{"FLOPs per token", fmt.Sprintf("%.3g", r.FLOPsPerToken)},

@@ -31,6 +31,7 @@ import (
 
 	"github.com/mambago/mamba/configs"
 	"github.com/mambago/mamba/internal/kernel"
+	"github.com/mambago/mamba/internal/math32"
 	"github.com/mambago/mamba/train"
 )
 
@@ -49,6 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "train"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	}
+	if err := math32.EnvError(); err != nil { // the environment, like a flag, is input
+		fmt.Fprintf(stderr, "train: %s\n", err)
+		return 2
 	}
 	var err error
 	switch cmd {
@@ -199,7 +204,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "train: "+blas.Warning)
 	}
 	_, err = train.Run(ctx, cfg, train.Options{Out: *out, Resume: *resume, InitFrom: *initFrom,
-		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String()}, Comm: world})
+		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String(), "vector: " + math32.Choice()}, Comm: world})
 	return err
 }
 

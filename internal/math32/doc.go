@@ -25,8 +25,12 @@
 // # Vector
 //
 // The row functions run on one of three paths (Path): portable Go (the scalar functions
-// element by element), AVX2 with FMA (8 lanes), or AVX-512 (16 lanes), chosen at start-up as
-// the best this CPU has (golang.org/x/sys/cpu); the build tag purego leaves only Go. The
+// element by element), AVX2 with FMA (8 lanes), or AVX-512 (16 lanes), chosen at start-up
+// (Choice says how): the one the environment variable MAMBA_VECTOR names (go, avx2, avx512)
+// if this CPU runs it; otherwise AVX2 on the CPU families whose AVX-512 is no faster here
+// (AMD family 25, Zen 3 and 4, which splits 512-bit operations into two halves: CPUID's
+// vendor and family); otherwise the best this CPU has (golang.org/x/sys/cpu). The build tag
+// purego leaves only Go. The
 // vector exp needs no table (a gather would be slow): x = k·ln2 + r, |r| ≤ ln2/2, e^r by a
 // degree-6 polynomial, relative error ≤ 1.2e-7, below ExpLo 0, NaN kept. Softplus, σ and SiLU
 // are built on it as in the scalar code. Both widths run one macro text (rows_amd64.s), so

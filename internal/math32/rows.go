@@ -2,7 +2,9 @@ package math32
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 )
 
@@ -24,10 +26,62 @@ func (p Path) String() string {
 	return fmt.Sprintf("Path(%d)", uint32(p))
 }
 
-// current is the path in use; init sets it to the best available.
+// current is the path in use; init sets it (see Choice).
 var current atomic.Uint32
 
-func init() { current.Store(uint32(available[len(available)-1])) }
+// choice says how init chose the path; envErr is a MAMBA_VECTOR it could not follow.
+var (
+	choice string
+	envErr error
+)
+
+func init() {
+	vendor, family := cpuFamily()
+	p, why, err := choose(available, os.Getenv("MAMBA_VECTOR"), vendor, family)
+	current.Store(uint32(p))
+	choice, envErr = why, err
+}
+
+// preferAVX2 lists the CPUs (vendor, family) whose AVX-512 is no faster than AVX2 for this
+// project's loops, where the default is AVX2: AMD family 25 (Zen 3, Zen 4), which runs
+// 512-bit operations as two 256-bit halves (measured on the scan: scan/README.md).
+var preferAVX2 = []struct {
+	vendor string
+	family int
+}{{"AuthenticAMD", 25}}
+
+// choose returns the path to start with, and why: the one named by env (MAMBA_VECTOR: go,
+// avx2 or avx512) if this CPU runs it; else AVX2 on the CPUs of preferAVX2 that have it;
+// else the best available. err reports an env value that cannot be followed.
+func choose(avail []Path, env, vendor string, family int) (p Path, why string, err error) {
+	best := avail[len(avail)-1]
+	if env != "" {
+		for _, q := range avail {
+			if q.String() == env {
+				return q, fmt.Sprintf("%v (MAMBA_VECTOR)", q), nil
+			}
+		}
+		names := make([]string, len(avail))
+		for i, q := range avail {
+			names[i] = q.String()
+		}
+		err = fmt.Errorf("MAMBA_VECTOR=%q is not a vector path this CPU and build run (%s)", env, strings.Join(names, ", "))
+	}
+	for _, c := range preferAVX2 {
+		if c.vendor == vendor && c.family == family && best == AVX512 {
+			return AVX2, fmt.Sprintf("avx2 (%s family %d runs AVX-512 at half width; MAMBA_VECTOR=avx512 to override)", vendor, family), err
+		}
+	}
+	return best, fmt.Sprintf("%v (the best this CPU has)", best), err
+}
+
+// Choice says which path the row functions started with and why: the value of
+// MAMBA_VECTOR, a CPU family whose AVX-512 runs at half width, or the best this CPU has.
+func Choice() string { return choice }
+
+// EnvError reports a MAMBA_VECTOR this CPU and build cannot follow (the default was
+// taken instead), for a program to refuse.
+func EnvError() error { return envErr }
 
 // Paths returns the paths this build can run on this CPU, the best last.
 func Paths() []Path { return slices.Clone(available) }

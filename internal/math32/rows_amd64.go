@@ -22,6 +22,27 @@ var available = func() []Path {
 	return p
 }()
 
+// cpuid runs the CPUID instruction for a leaf (sub-leaf 0).
+//
+//go:noescape
+func cpuid(leaf uint32) (a, b, c, d uint32)
+
+// cpuFamily returns the CPU's vendor string and family (base family plus
+// extended family), as CPUID reports them.
+func cpuFamily() (vendor string, family int) {
+	_, b, c, d := cpuid(0)
+	v := make([]byte, 0, 12)
+	for _, r := range []uint32{b, d, c} {
+		v = append(v, byte(r), byte(r>>8), byte(r>>16), byte(r>>24))
+	}
+	a, _, _, _ := cpuid(1)
+	family = int(a>>8) & 0xf
+	if family == 0xf {
+		family += int(a>>20) & 0xff
+	}
+	return string(v), family
+}
+
 // The vector exp reduces x = k·ln2 + r with |r| ≤ ln2/2 and evaluates e^r by a polynomial: a
 // table of 2^(j/64) as in Exp would need a gather.
 const (

@@ -230,3 +230,32 @@ func TestSetPath(t *testing.T) {
 		t.Errorf("Paths() = %v, want Go first", got)
 	}
 }
+
+// TestChoose: MAMBA_VECTOR wins when the CPU runs the path it names and is an error
+// otherwise; without it, AMD family 25 (Zen 3/4) takes AVX2 over AVX-512 and every other
+// CPU the best path it has.
+func TestChoose(t *testing.T) {
+	all := []Path{Go, AVX2, AVX512}
+	for _, c := range []struct {
+		avail  []Path
+		env    string
+		vendor string
+		family int
+		want   Path
+		err    bool
+	}{
+		{all, "", "GenuineIntel", 6, AVX512, false},
+		{all, "", "AuthenticAMD", 25, AVX2, false},
+		{all, "", "AuthenticAMD", 26, AVX512, false},
+		{[]Path{Go, AVX2}, "", "AuthenticAMD", 25, AVX2, false},
+		{all, "avx512", "AuthenticAMD", 25, AVX512, false},
+		{all, "go", "GenuineIntel", 6, Go, false},
+		{[]Path{Go}, "avx2", "GenuineIntel", 6, Go, true},
+		{all, "AVX2", "GenuineIntel", 6, AVX512, true},
+	} {
+		p, why, err := choose(c.avail, c.env, c.vendor, c.family)
+		if p != c.want || (err != nil) != c.err || why == "" {
+			t.Errorf("choose(%v, %q, %s %d) = %v, %q, %v; want %v, error %t", c.avail, c.env, c.vendor, c.family, p, why, err, c.want, c.err)
+		}
+	}
+}
