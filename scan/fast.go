@@ -104,7 +104,11 @@ const (
 	phaseSegAdjust        // time mode: item (b, segment): ∏Ā and the adjoint from zero over the segment
 	phaseBackward         // time mode: item (b, segment); channel mode: item (b, block) over the window's chunks
 	phaseReduce           // channel mode: item (b, reduceSteps steps): sum the blocks' dB and dC of the window
+	phaseParams           // item (paramChannels channels): sum dA, dD and d(bias) over (batch, segment)
 )
+
+// paramChannels is the number of channels of one item of the sums of dA, dD and d(bias).
+const paramChannels = 64
 
 var _ Kernel[float32] = (*Fast)(nil)
 
@@ -261,7 +265,8 @@ func (f *Fast) Backward(in Inputs[float32], dout, dlast []float32, g Grads[float
 			}
 		}
 	}
-	f.reduceParams()
+	f.phase = phaseParams
+	f.job.Run((*items)(f), (s.Channels+paramChannels-1)/paramChannels, w)
 	if g.H0 != nil {
 		N, d := s.State, s.Channels
 		for b := range s.Batch {
@@ -296,6 +301,8 @@ func (it *items) Item(w, i int) {
 	case phaseReduce:
 		n := f.reducePieces()
 		f.reduceWindow(i/n, i%n)
+	case phaseParams:
+		f.reduceParams(i*paramChannels, min(f.shape.Channels, (i+1)*paramChannels))
 	}
 }
 
@@ -433,12 +440,12 @@ func (f *Fast) reduceWindow(b, p int) {
 	}
 }
 
-// reduceParams writes dA, dD and d(DeltaBias): the per-(batch, segment) partial sums added in
-// (batch, segment) order.
-func (f *Fast) reduceParams() {
+// reduceParams writes dA, dD and d(DeltaBias) of channels [c0, c1): the per-(batch, segment)
+// partial sums added in (batch, segment) order.
+func (f *Fast) reduceParams(c0, c1 int) {
 	s := f.shape
 	N, d := s.State, s.Channels
-	for c := range d {
+	for c := c0; c < c1; c++ {
 		var dD, dBias float32
 		for bs := range s.Batch * f.nSeg {
 			j := bs*d + c

@@ -121,6 +121,7 @@ type conv32 struct {
 	ring []float32 // (workers, K+1, ch) the last K rows of dc in the backward sweep, and a row of silu'(c)
 	part []float32 // (pieces, (K+1)·ch) per-piece sums of dw (K, ch) and db (ch)
 	sum  []float32 // ((K+1)·ch) their sum over pieces, in piece order
+	sums partSum
 
 	job      parallel.Job
 	fwd, bwd items
@@ -209,7 +210,7 @@ func (k *conv32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	k.in, k.dy, k.din = in, dy, din
 	run(&k.job, k.bwd, np)
 	k.sum = grow(k.sum, stride)
-	sumBlocks(k.sum, k.part)
+	k.sums.run(k.sum, k.part)
 	if din[1] != nil {
 		for d := 0; d < ch; d++ {
 			for j := 0; j < kw; j++ {

@@ -198,6 +198,7 @@ func (s Broadcast) ReferenceKernel() Kernel[[]float64] { return broadcastRef{s} 
 type broadcast32 struct {
 	s        Broadcast
 	part     []float32 // (blocks, cols)
+	sums     partSum
 	job      parallel.Job
 	fwd, bwd items
 	v, y     []float32
@@ -223,7 +224,7 @@ func (k *broadcast32) Backward(_ [][]float32, dy []float32, din [][]float32) {
 	k.y = dy
 	run(&k.job, k.bwd, blocks(k.s.Rows, copyRows))
 	k.y = nil
-	sumBlocks(din[0], k.part)
+	k.sums.run(din[0], k.part)
 }
 
 func (k *broadcast32) backwardItem(_, b int) {

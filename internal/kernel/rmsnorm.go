@@ -56,6 +56,7 @@ type rmsNorm32 struct {
 	eps      float32
 	rstd     []float32 // (rows) r of each row, saved for backward
 	part     []float32 // (blocks, dim) per-block sums of dw
+	sums     partSum
 	job      parallel.Job
 	fwd, bwd items
 	in       [][]float32
@@ -94,7 +95,7 @@ func (k *rmsNorm32) BackwardAdd(in [][]float32, dy []float32, din [][]float32, a
 	k.in, k.dy, k.din, k.addX = in, dy, din, adds(add, 0)
 	run(&k.job, k.bwd, blocks(k.s.Rows, rmsRows))
 	if din[1] != nil {
-		sumBlocks(din[1], k.part)
+		k.sums.run(din[1], k.part)
 	}
 	k.in, k.dy, k.din = nil, nil, nil
 }
