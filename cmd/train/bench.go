@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/olekukonko/tablewriter"
 
 	"github.com/mambago/mamba/autograd"
+	"github.com/mambago/mamba/internal/atomicfile"
 	"github.com/mambago/mamba/internal/kernel"
 	"github.com/mambago/mamba/internal/math32"
 	"github.com/mambago/mamba/layers"
@@ -26,7 +28,7 @@ const benchUsage = `Time training and generation of a model on random tokens.
 
 Usage:
   train bench [--config FILE] [--d-model N] [--n-layer N] [--vocab-size N] [--d-state N]
-              [--expand N] [--batch-size N] [--seq-len N] [--steps N] [--json]
+              [--expand N] [--batch-size N] [--seq-len N] [--steps N] [--json] [--cpuprofile FILE]
 
 It builds the model (the config's model and batch shape, changed by the model
 flags), takes two warm-up steps, then times --steps training steps (forward,
@@ -36,7 +38,9 @@ sgemm peak measured in the same process with the same number of threads
 (a tiled 2048³ product), the MFU (achieved / peak), the time of each kind of
 op, the BLAS in use and the vector path of the scan and the exp rows
 (MAMBA_VECTOR=avx2 or avx512 sets it; run the bench once with each to compare
-them). --json prints one JSON object instead of tables.
+them). --json prints one JSON object instead of tables; --cpuprofile writes a
+CPU profile of the timed steps (time in parallel.(*worker).await and
+(*latch).wait is cores waiting for work).
 
 Examples:
   train bench --config configs/bench.json
@@ -89,6 +93,7 @@ func runBench(args []string, stdout io.Writer) error {
 	batch := fs.Int("batch-size", 0, "sequences per step (overrides the config)")
 	seqLen := fs.Int("seq-len", 0, "tokens per sequence (overrides the config)")
 	steps := fs.Int("steps", 10, "training steps to time")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed training steps to this file (go tool pprof)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of tables")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -130,7 +135,23 @@ func runBench(args []string, stdout io.Writer) error {
 		return usagef("the model (%d parameters, batch %d × %d) needs about %s to train and %s are available: make it smaller",
 			cfg.Model.NumParams(), cfg.Data.BatchSize, cfg.Data.SeqLen, bytesString(need), bytesString(float64(avail)))
 	}
-	res, err := bench(cfg, *steps)
+	var profile *atomicfile.File
+	var w io.Writer // nil without a profile (not a nil *File)
+	if *cpuProfile != "" {
+		var err error
+		if profile, err = atomicfile.Create(*cpuProfile); err != nil {
+			return usagef("--cpuprofile: %v", err)
+		}
+		w = profile
+	}
+	res, err := bench(cfg, *steps, w)
+	if profile != nil {
+		if err != nil {
+			profile.Abort()
+		} else if err = profile.Commit(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -146,8 +167,9 @@ func runBench(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// bench builds the model of cfg and measures it.
-func bench(cfg train.Config, steps int) (*benchResult, error) {
+// bench builds the model of cfg and measures it; with profile, it writes a CPU
+// profile of the timed training steps there.
+func bench(cfg train.Config, steps int, profile io.Writer) (*benchResult, error) {
 	mc, B, L := cfg.Model, cfg.Data.BatchSize, cfg.Data.SeqLen
 	info := kernel.BLAS()
 	r := &benchResult{Params: mc.NumParams(), DModel: mc.DModel, NLayer: mc.NLayer, Vocab: mc.VocabSize, Batch: B, SeqLen: L,
@@ -194,6 +216,11 @@ func bench(cfg train.Config, steps int) (*benchResult, error) {
 	}
 	prof := autograd.NewProfile()
 	tr.Profile(prof)
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return nil, err
+		}
+	}
 	optTime = 0
 	start := time.Now()
 	for range steps {
@@ -203,6 +230,9 @@ func bench(cfg train.Config, steps int) (*benchResult, error) {
 	}
 	elapsed := time.Since(start)
 	tr.Profile(nil)
+	if profile != nil {
+		pprof.StopCPUProfile()
+	}
 	perStep := elapsed.Seconds() / float64(steps)
 	r.StepMS = 1e3 * perStep
 	r.TokensPerS = float64(B*L) / perStep
