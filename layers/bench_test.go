@@ -34,13 +34,13 @@ func BenchmarkTrainStep(b *testing.B) {
 	}
 	ids := randomIDs(batch*L, 256, 1)
 	tg := shiftedTargets(ids, batch, L)
-	if _, err := tr.Step(ids, tg); err != nil {
+	if _, err := tr.Step(ids, tg, nil); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		if _, err := tr.Step(ids, tg); err != nil {
+		if _, err := tr.Step(ids, tg, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -33,7 +33,7 @@ func steppedTrainer(t *testing.T, cfg Config, batch, L int) *Trainer {
 		t.Fatal(err)
 	}
 	ids := randomIDs(batch*L, cfg.VocabSize, 1)
-	if _, err := tr.Step(ids, ids); err != nil {
+	if _, err := tr.Step(ids, ids, nil); err != nil {
 		t.Fatal(err)
 	}
 	return tr

@@ -27,6 +27,7 @@ type Trainer struct {
 type graph struct {
 	g            *gorgonia.ExprGraph
 	ids, targets *autograd.Ids
+	resets       *autograd.Resets
 	params       gorgonia.Nodes // parallel to Model.params
 	grads        gorgonia.Nodes // d loss / d params, when built with gradients
 	bound        []bool         // the machine writes grads[i] straight into Param.Grad
@@ -37,8 +38,13 @@ type graph struct {
 
 // Compile builds the float32 training graph for batches of batch sequences
 // of seqLen tokens, and the gradient of the loss with respect to every
-// parameter. Inputs and targets of Step and Eval are (batch, seqLen)
-// row-major; a target of −1 is ignored.
+// parameter. Inputs, targets and resets of Step and Eval are (batch, seqLen)
+// row-major; a target of −1 is ignored. Resets marks packed documents
+// (data.Batch.Resets): where resets[r·seqLen+t] ≠ 0 a document starts at
+// token t of row r, and neither the conv nor the scan carries anything
+// across that boundary, forward or backward; nil is one document per row.
+// The target that predicts a document's first token from the one before is
+// the caller's to ignore (data's loader sets it to −1).
 func (m *Model) Compile(batch, seqLen int) (*Trainer, error) {
 	if batch < 1 || seqLen < 1 {
 		return nil, fmt.Errorf("compile: batch and sequence length must be at least 1, got %d×%d", batch, seqLen)
@@ -56,8 +62,8 @@ func (m *Model) Compile(batch, seqLen int) (*Trainer, error) {
 // Step runs the forward and backward pass on one batch, overwrites every
 // Param.Grad with d loss / d Value and returns the loss (the mean
 // cross-entropy over targets ≠ −1).
-func (t *Trainer) Step(inputs, targets []int32) (float64, error) {
-	loss, err := t.run(t.train, inputs, targets)
+func (t *Trainer) Step(inputs, targets []int32, resets []uint8) (float64, error) {
+	loss, err := t.run(t.train, inputs, targets, resets)
 	if err != nil {
 		return 0, fmt.Errorf("step: %w", err)
 	}
@@ -71,7 +77,7 @@ func (t *Trainer) Step(inputs, targets []int32) (float64, error) {
 
 // Eval runs the forward pass only and returns the loss; Param.Grad is left
 // as it was.
-func (t *Trainer) Eval(inputs, targets []int32) (float64, error) {
+func (t *Trainer) Eval(inputs, targets []int32, resets []uint8) (float64, error) {
 	if t.eval == nil {
 		gr, err := t.m.build(tensor.Float32, t.batch, t.seqLen, false, nil)
 		if err != nil {
@@ -79,7 +85,7 @@ func (t *Trainer) Eval(inputs, targets []int32) (float64, error) {
 		}
 		t.eval = gr
 	}
-	loss, err := t.run(t.eval, inputs, targets)
+	loss, err := t.run(t.eval, inputs, targets, resets)
 	if err != nil {
 		return 0, fmt.Errorf("eval: %w", err)
 	}
@@ -99,12 +105,9 @@ func (t *Trainer) Logits() []float32 {
 // of op to p (nil: stop).
 func (t *Trainer) Profile(p *autograd.Profile) { t.train.vm.SetProfile(p) }
 
-func (t *Trainer) run(gr *graph, inputs, targets []int32) (float64, error) {
-	if err := gr.ids.Set(inputs); err != nil {
-		return 0, fmt.Errorf("inputs: %w", err)
-	}
-	if err := gr.targets.Set(targets); err != nil {
-		return 0, fmt.Errorf("targets: %w", err)
+func (t *Trainer) run(gr *graph, inputs, targets []int32, resets []uint8) (float64, error) {
+	if err := gr.set(inputs, targets, resets); err != nil {
+		return 0, err
 	}
 	t.last = nil
 	loss, err := gr.run()
@@ -113,6 +116,20 @@ func (t *Trainer) run(gr *graph, inputs, targets []int32) (float64, error) {
 	}
 	t.last = gr
 	return loss, nil
+}
+
+// set sets the holders of the next run.
+func (gr *graph) set(inputs, targets []int32, resets []uint8) error {
+	if err := gr.ids.Set(inputs); err != nil {
+		return fmt.Errorf("inputs: %w", err)
+	}
+	if err := gr.targets.Set(targets); err != nil {
+		return fmt.Errorf("targets: %w", err)
+	}
+	if err := gr.resets.Set(resets); err != nil {
+		return fmt.Errorf("resets: %w", err)
+	}
+	return nil
 }
 
 // run executes the graph once and returns the loss.
@@ -158,6 +175,10 @@ func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values6
 	if gr.targets, err = autograd.NewTargets(b.rows, V); err != nil {
 		return nil, err
 	}
+	if gr.resets, err = autograd.NewResets(b.rows); err != nil {
+		return nil, err
+	}
+	b.resets = gr.resets
 	b.node = map[*Param]*gorgonia.Node{}
 	for i, p := range m.params {
 		shape := p.Shape
@@ -207,13 +228,14 @@ func (m *Model) build(dtype tensor.Dtype, batch, seqLen int, grads bool, values6
 
 // builder adds nodes to a graph, keeping the first error.
 type builder struct {
-	m     *Model
-	g     *gorgonia.ExprGraph
-	dtype tensor.Dtype
-	batch int
-	rows  int // batch·seqLen tokens
-	node  map[*Param]*gorgonia.Node
-	err   error
+	m      *Model
+	g      *gorgonia.ExprGraph
+	dtype  tensor.Dtype
+	batch  int
+	rows   int // batch·seqLen tokens
+	resets *autograd.Resets
+	node   map[*Param]*gorgonia.Node
+	err    error
 }
 
 func (b *builder) do(n *gorgonia.Node, err error) *gorgonia.Node {
@@ -247,7 +269,7 @@ func (b *builder) mixer(p *mixer, h *gorgonia.Node) *gorgonia.Node {
 	n := b.do(autograd.RMSNorm(h, b.node[p.norm], cfg.NormEps))
 	x := b.do(autograd.Linear(n, b.node[p.inW], b.opt(p.inB), nil, 0, E))
 	z := b.do(autograd.Linear(n, b.node[p.inW], b.opt(p.inB), nil, E, 2*E))
-	u := b.do(autograd.CausalConv1d(b.batch, x, b.node[p.convW], b.opt(p.convB), true))
+	u := b.do(autograd.CausalConv1d(b.batch, x, b.node[p.convW], b.opt(p.convB), true, b.resets))
 	var delta, bm, cm *gorgonia.Node
 	if p.xW != nil {
 		dbc := b.do(autograd.Linear(u, b.node[p.xW], nil, nil, 0, R+2*N)) // one product, split by copies
@@ -260,6 +282,6 @@ func (b *builder) mixer(p *mixer, h *gorgonia.Node) *gorgonia.Node {
 		bm = b.do(autograd.Broadcast(b.node[p.bLTI], b.rows))
 		cm = b.do(autograd.Broadcast(b.node[p.cLTI], b.rows))
 	}
-	y := b.do(autograd.SelectiveScan(b.batch, u, delta, b.node[p.aLog], bm, cm, b.node[p.d], z, b.node[p.dtB], scan.Options{Softplus: true}))
+	y := b.do(autograd.SelectiveScan(b.batch, u, delta, b.node[p.aLog], bm, cm, b.node[p.d], z, b.node[p.dtB], scan.Options{Softplus: true}, b.resets))
 	return b.do(autograd.Linear(y, b.node[p.outW], b.opt(p.outB), h, 0, cfg.DModel))
 }

@@ -25,7 +25,7 @@ func TestFixtureTrain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			loss, err := tr.Step(fx.ids, shiftedTargets(fx.ids, fx.batch, fx.seqLen))
+			loss, err := tr.Step(fx.ids, shiftedTargets(fx.ids, fx.batch, fx.seqLen), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +53,7 @@ func TestFixtureTrain(t *testing.T) {
 			}
 			t.Logf("worst gradient: %s, relative L2 error %.3g", worstName, worst)
 			// Eval runs the forward alone and agrees with Step.
-			ev, err := tr.Eval(fx.ids, shiftedTargets(fx.ids, fx.batch, fx.seqLen))
+			ev, err := tr.Eval(fx.ids, shiftedTargets(fx.ids, fx.batch, fx.seqLen), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,7 +112,7 @@ func TestTrainerMatchesReference(t *testing.T) {
 			for step := 0; step < 2; step++ {
 				ids := randomIDs(batch*L, m.cfg.VocabSize, uint64(step))
 				tg := randomTargets(batch*L, m.cfg.VocabSize, uint64(step+10))
-				loss, err := tr.Step(ids, tg)
+				loss, err := tr.Step(ids, tg, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -201,7 +201,7 @@ func TestStepDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		loss, err := tr.Step(ids, tg)
+		loss, err := tr.Step(ids, tg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +240,7 @@ func TestTrainerErrors(t *testing.T) {
 		{[]int32{1, 2, 3, 99}, []int32{1, 2, 3, 4}, "inputs"},
 		{[]int32{1, 2, 3, 4}, []int32{1, 2, 3, -2}, "targets"},
 	} {
-		if _, err := tr.Step(tc.ids, tc.tg); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := tr.Step(tc.ids, tc.tg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Step(%v, %v): error %v, want one about %s", tc.ids, tc.tg, err, tc.want)
 		}
 	}
@@ -259,7 +259,7 @@ func TestTrainerDegenerateShapes(t *testing.T) {
 			n := sh[0] * sh[1]
 			ids := randomIDs(n, m.cfg.VocabSize, 1)
 			tg := randomIDs(n, m.cfg.VocabSize, 2)
-			loss, err := tr.Step(ids, tg)
+			loss, err := tr.Step(ids, tg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -289,11 +289,11 @@ func TestStepAllocs(t *testing.T) {
 		for _, procs := range []int{1, 3} {
 			old := runtime.GOMAXPROCS(procs)
 			for range 2 {
-				if _, err := tr.Step(ids, tg); err != nil {
+				if _, err := tr.Step(ids, tg, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if a := testing.AllocsPerRun(3, func() { tr.Step(ids, tg) }); a != 0 {
+			if a := testing.AllocsPerRun(3, func() { tr.Step(ids, tg, nil) }); a != 0 {
 				t.Errorf("%s, GOMAXPROCS %d: %v allocations per step", v.name, procs, a)
 			}
 			runtime.GOMAXPROCS(old)

@@ -35,6 +35,10 @@ type DataConfig struct {
 	BatchSize   int    `json:"batch_size"`   // sequences per micro-batch
 	SeqLen      int    `json:"seq_len"`      // tokens per sequence (L)
 	EvalBatches int    `json:"eval_batches"` // validation batches per evaluation
+	// ResetAtDocBoundary (shards) zeroes the model's state where a packed
+	// document starts, and takes no loss on predicting a document's first
+	// token from the document before. Synthetic tasks have no documents.
+	ResetAtDocBoundary bool `json:"reset_at_doc_boundary"`
 
 	// Synthetic tasks: vocabulary (including the noise/marker tokens the task needs)
 	// and the number of tokens to memorise.
@@ -61,7 +65,7 @@ func DefaultConfig() Config {
 		Model: layers.DefaultConfig(),
 		Data: DataConfig{
 			Task: TaskSelectiveCopying, BatchSize: 16, SeqLen: 256, EvalBatches: 8,
-			Vocab: 16, Tokens: 16, Verify: true,
+			Vocab: 16, Tokens: 16, Verify: true, ResetAtDocBoundary: true,
 		},
 		Optim: optim.Defaults(),
 		Run: RunConfig{

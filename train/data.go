@@ -32,11 +32,11 @@ func OpenData(cfg Config) (*Dataset, error) {
 	d := cfg.Data
 	vocab := cfg.Model.VocabSize
 	if d.Task == TaskShards {
-		train, err := data.Open(d.Train, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Seed: cfg.Run.Seed, Order: data.Random, Prefetch: 2, Verify: d.Verify})
+		train, err := data.Open(d.Train, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Seed: cfg.Run.Seed, Order: data.Random, Prefetch: 2, Verify: d.Verify, Resets: d.ResetAtDocBoundary})
 		if err != nil {
 			return nil, err
 		}
-		valid, err := data.Open(d.Valid, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Order: data.Sequential, Passes: 1, Verify: d.Verify})
+		valid, err := data.Open(d.Valid, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Order: data.Sequential, Passes: 1, Verify: d.Verify, Resets: d.ResetAtDocBoundary})
 		if err != nil {
 			train.Close()
 			return nil, err

@@ -48,7 +48,7 @@ func (e *evaluator) run() (Eval, error) {
 		if err != nil {
 			return Eval{}, fmt.Errorf("validation data: %w", err)
 		}
-		l, err := e.stepper.Eval(e.batch.Inputs, e.batch.Targets)
+		l, err := e.stepper.Eval(e.batch.Inputs, e.batch.Targets, e.batch.Resets)
 		if err != nil {
 			return Eval{}, fmt.Errorf("evaluation: %w", err)
 		}

@@ -398,7 +398,7 @@ func (r *runner) trainStep() (loss, norm, lr float64, err error) {
 		if err := r.ds.Train.Next(&r.batch); err != nil {
 			return 0, 0, 0, fmt.Errorf("training data: %w", err)
 		}
-		l, err := r.stepper.Step(r.batch.Inputs, r.batch.Targets)
+		l, err := r.stepper.Step(r.batch.Inputs, r.batch.Targets, r.batch.Resets)
 		if err != nil {
 			return 0, 0, 0, fmt.Errorf("step %d: %w", r.st.Step+1, err)
 		}

@@ -19,11 +19,12 @@ type Model interface {
 
 // Stepper runs a compiled (batch, seqLen) graph: Step is forward+backward and
 // overwrites every Param.Grad; Eval is forward only. Both return the mean cross-entropy
-// over the targets that are not -1. Logits are those of the last run,
+// over the targets that are not -1. Resets (nil, or data.Batch.Resets) marks the
+// packed documents of the batch, across which nothing flows. Logits are those of the last run,
 // (batch·seqLen, padded vocabulary) row-major. *layers.Trainer is a Stepper.
 type Stepper interface {
-	Step(inputs, targets []int32) (float64, error)
-	Eval(inputs, targets []int32) (float64, error)
+	Step(inputs, targets []int32, resets []uint8) (float64, error)
+	Eval(inputs, targets []int32, resets []uint8) (float64, error)
 	Logits() []float32
 }
 

@@ -175,7 +175,7 @@ func bench(cfg train.Config, steps int) (*benchResult, error) {
 	}
 	var optTime time.Duration
 	step := func() error {
-		if _, err := tr.Step(ids, tg); err != nil {
+		if _, err := tr.Step(ids, tg, nil); err != nil {
 			return err
 		}
 		start := time.Now()
