@@ -48,6 +48,9 @@ type trainerState struct {
 	ElapsedS    float64         `json:"elapsed_s"`   // training wall time so far
 	Cursor      data.Cursor     `json:"cursor"`      // training stream position (holds its RNG state)
 	Config      json.RawMessage `json:"config"`      // the resolved run config
+	// Pending is the metric line of the step checkpointed, when a signal
+	// stopped its evaluation: a resumed run evaluates, then writes it.
+	Pending *Metric `json:"pending_metric,omitempty"`
 }
 
 type manifest struct {

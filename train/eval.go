@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,10 +31,12 @@ func Evaluate(cfg Config, m Model, ds *Dataset) (Eval, error) {
 	if err != nil {
 		return Eval{}, err
 	}
-	return newEvaluator(cfg, m, s, ds).run()
+	return newEvaluator(cfg, m, s, ds).run(context.Background())
 }
 
-func (e *evaluator) run() (Eval, error) {
+// run evaluates from the start of the validation stream; a signal (ctx) seen
+// between batches stops it with errStopped.
+func (e *evaluator) run(ctx context.Context) (Eval, error) {
 	v := e.ds.Valid
 	if err := v.Restore(e.start); err != nil {
 		return Eval{}, fmt.Errorf("validation data: %w", err)
@@ -41,6 +44,9 @@ func (e *evaluator) run() (Eval, error) {
 	var sum float64
 	n, correct, total := 0, 0, 0
 	for range e.cfg.Data.EvalBatches {
+		if ctx.Err() != nil {
+			return Eval{}, errStopped
+		}
 		err := v.Next(&e.batch)
 		if err == io.EOF {
 			break

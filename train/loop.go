@@ -76,6 +76,7 @@ type runner struct {
 	evals   evalRecord // last and best evaluation, for summary.json
 	batch   data.Batch
 	summary Summary
+	saved   int // step of the checkpoint on disk that holds the current state; -1 = none
 }
 
 // Run trains a model as cfg describes, writing metrics and checkpoints into o.Out.
@@ -115,7 +116,7 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, o: o, out: o.Out}
+	r := &runner{cfg: cfg, o: o, out: o.Out, saved: -1}
 	root := filepath.Join(o.Out, checkpointsDir)
 	var ckpt string
 	if o.Resume {
@@ -130,6 +131,7 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 		if r.st, err = readState(dir); err != nil {
 			return nil, err
 		}
+		r.saved = r.st.Step
 		prev, err := ParseConfig(r.st.Config, nil)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint %s: stored config: %v", dir, err)
@@ -327,19 +329,43 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 	if r.st.Step > 0 {
 		fmt.Fprintf(r.o.Stdout, "resumed at step %d\n", r.st.Step)
 	}
+	if ctx.Err() != nil {
+		return r.interrupted("during start-up")
+	}
+	if m := r.st.Pending; m != nil {
+		// Interrupted in the evaluation of this step: finish it first.
+		if ok, err := r.evaluate(ctx, m); err != nil || !ok {
+			if err != nil {
+				return r.finish(), err
+			}
+			return r.interrupted(fmt.Sprintf("in the evaluation of step %d", m.Step))
+		}
+		if err := r.log.write(*m); err != nil {
+			return r.finish(), err
+		}
+		r.st.Pending = nil
+	}
 	start, startStep := time.Now(), r.st.Step
 	base := r.st.ElapsedS
-	lastLog, lastTokens := start, r.st.Tokens
+	// tokens_per_s counts the time spent in training steps only: not the
+	// start-up, the evaluations or the checkpoints.
+	var stepTime time.Duration
+	lastTokens := r.st.Tokens
 	for r.st.Step < c.MaxSteps {
-		loss, norm, lr, err := r.trainStep()
+		t0 := time.Now()
+		loss, norm, lr, err := r.trainStep(ctx)
+		if errors.Is(err, errStopped) {
+			return r.interrupted(fmt.Sprintf("during step %d", r.st.Step+1))
+		}
 		if err != nil {
 			return r.finish(), err
 		}
 		step := r.st.Step
 		now := time.Now()
+		stepTime += now.Sub(t0)
 		r.st.ElapsedS = base + now.Sub(start).Seconds()
 		tokPerS := 0.0
-		if dt := now.Sub(lastLog).Seconds(); dt > 0 {
+		if dt := stepTime.Seconds(); dt > 0 {
 			tokPerS = float64(r.st.Tokens-lastTokens) / dt
 		}
 		eta := time.Duration(float64(now.Sub(start)) / float64(step-startStep) * float64(c.MaxSteps-step))
@@ -347,12 +373,17 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 			ElapsedS: r.st.ElapsedS, Skipped: r.st.Skipped}
 		logged := step%c.LogEvery == 0 || step == c.MaxSteps
 		if (c.EvalEvery > 0 && step%c.EvalEvery == 0) || step == c.MaxSteps {
-			if m.Eval, err = r.eval.run(); err != nil {
+			ok, err := r.evaluate(ctx, &m)
+			if err != nil {
 				return r.finish(), err
 			}
-			r.summary.Eval = m.Eval
-			r.evals.add(step, m.Eval)
-			r.prog.line("eval step %d: %s", step, evalString(m.Eval))
+			if !ok {
+				// The step is done; its line waits in the checkpoint for the
+				// evaluation, which a resumed run runs first.
+				r.st.Pending = &m
+				r.saved = -1
+				return r.interrupted(fmt.Sprintf("in the evaluation of step %d", step))
+			}
 			logged = true
 		}
 		r.dist.log(&m, logged)
@@ -360,7 +391,7 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 			if err := r.log.write(m); err != nil {
 				return r.finish(), err
 			}
-			lastLog, lastTokens = now, r.st.Tokens
+			stepTime, lastTokens = 0, r.st.Tokens
 		}
 		r.prog.step(step, loss, tokPerS, eta, logged, m)
 		if r.st.Consecutive >= c.MaxNonFinite {
@@ -372,8 +403,7 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 			}
 		}
 		if ctx.Err() != nil && step < c.MaxSteps {
-			r.prog.line("interrupted at step %d; checkpoint %s saved; continue with --resume", step, r.summary.Checkpoint)
-			return r.finish(), ErrInterrupted
+			return r.interrupted(fmt.Sprintf("at step %d", step))
 		}
 	}
 	// Also when resuming a run killed between its final checkpoint and summary.
@@ -385,16 +415,63 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 	return s, nil
 }
 
+// errStopped is a step or an evaluation abandoned between micro-batches for
+// a signal.
+var errStopped = errors.New("stopped by a signal")
+
+// interrupted ends a run stopped by a signal (when, e.g. "at step 5"): it
+// writes a checkpoint of the current state unless the newest one on disk is
+// that state, and returns ErrInterrupted.
+func (r *runner) interrupted(when string) (*Summary, error) {
+	if r.st.Step == 0 {
+		r.prog.line("interrupted %s, before the first step: nothing to save", when)
+		return r.finish(), ErrInterrupted
+	}
+	if r.saved != r.st.Step {
+		if err := r.checkpoint(); err != nil {
+			return r.finish(), err
+		}
+	}
+	r.prog.line("interrupted %s; checkpoint %s saved; continue with --resume", when, stepDir(filepath.Join(r.out, checkpointsDir), r.st.Step))
+	return r.finish(), ErrInterrupted
+}
+
+// evaluate runs the evaluation of step m.Step into m; false when a signal
+// stopped it between batches.
+func (r *runner) evaluate(ctx context.Context, m *Metric) (bool, error) {
+	e, err := r.eval.run(ctx)
+	switch {
+	case errors.Is(err, errStopped):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	m.Eval = e
+	r.summary.Eval = e
+	r.evals.add(m.Step, e)
+	r.prog.line("eval step %d: %s", m.Step, evalString(e))
+	return true, nil
+}
+
 func (r *runner) tokensPerStep() int {
 	d := r.cfg.Data
 	return d.BatchSize * d.SeqLen * r.cfg.Optim.GradAccum * r.dist.ranks()
 }
 
 // trainStep runs the micro-batches of one update, then clips and steps, or skips
-// the update when the loss or the gradient is not finite.
-func (r *runner) trainStep() (loss, norm, lr float64, err error) {
+// the update when the loss or the gradient is not finite. A signal (ctx) seen
+// between micro-batches abandons the update: the training stream goes back to
+// where the step began, and errStopped is returned.
+func (r *runner) trainStep(ctx context.Context) (loss, norm, lr float64, err error) {
 	k := r.cfg.Optim.GradAccum
-	for range k {
+	begin := r.ds.Train.Cursor()
+	for j := range k {
+		if j > 0 && ctx.Err() != nil {
+			if err := r.ds.Train.Restore(begin); err != nil {
+				return 0, 0, 0, fmt.Errorf("training data: %w", err)
+			}
+			return 0, 0, 0, errStopped
+		}
 		if err := r.ds.Train.Next(&r.batch); err != nil {
 			return 0, 0, 0, fmt.Errorf("training data: %w", err)
 		}
@@ -431,7 +508,15 @@ func (r *runner) trainStep() (loss, norm, lr float64, err error) {
 	return loss, norm, lr, nil
 }
 
-func (r *runner) checkpoint() error { return r.dist.onRank0(r.writeCheckpoint) }
+// checkpoint writes a checkpoint of the current state (rank 0 of a
+// data-parallel run; every rank calls it).
+func (r *runner) checkpoint() error {
+	if err := r.dist.onRank0(r.writeCheckpoint); err != nil {
+		return err
+	}
+	r.saved = r.st.Step
+	return nil
+}
 
 func (r *runner) writeCheckpoint() error {
 	r.st.Cursor = r.ds.Train.Cursor()

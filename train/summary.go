@@ -189,7 +189,7 @@ func (r *runner) runSummary() RunSummary {
 	sum := sha256.Sum256(r.st.Config)
 	s := RunSummary{
 		Arch: ConfigArch(r.st.Config), Params: r.summary.Params,
-		Step: r.st.Step, MaxSteps: r.cfg.Run.MaxSteps, Finished: r.st.Step == r.cfg.Run.MaxSteps,
+		Step: r.st.Step, MaxSteps: r.cfg.Run.MaxSteps, Finished: r.st.Step == r.cfg.Run.MaxSteps && r.st.Pending == nil,
 		SeqLen: r.cfg.Data.SeqLen, TokensPerStep: r.tokensPerStep(), Tokens: r.st.Tokens,
 		FLOPsPerToken: r.model.Config().FLOPsPerToken(r.cfg.Data.SeqLen),
 		WallS:         r.st.ElapsedS, Skipped: r.st.Skipped,

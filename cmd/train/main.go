@@ -186,14 +186,10 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		*out = filepath.Join("runs", name+"-"+time.Now().Format("20060102-150405"))
 	}
 	// The first SIGINT/SIGTERM (or SIGUSR1, which mpirun passes on to its ranks while
-	// it kills them on SIGINT/SIGTERM) ends the run after the current step and a checkpoint;
-	// a second one kills it at once.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
+	// it kills them on SIGINT/SIGTERM) ends the run after the current step (or
+	// micro-batch, or evaluation batch) and a checkpoint; a second one kills it at once.
+	ctx, stop := notifyOnce(os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
 	blas := kernel.BLAS()
 	if blas.Warning != "" {
 		fmt.Fprintln(stderr, "train: "+blas.Warning)
@@ -201,6 +197,18 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	_, err = train.Run(ctx, cfg, train.Options{Out: *out, Resume: *resume, InitFrom: *initFrom,
 		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String()}, Comm: world})
 	return err
+}
+
+// notifyOnce returns a context cancelled by the first of the signals; the
+// handler is then removed, so that a second one has its default effect: the
+// process dies at once.
+func notifyOnce(sigs ...os.Signal) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
 }
 
 func isTerminal(w io.Writer) bool {
