@@ -123,10 +123,12 @@ func saveCheckpoint(root string, m Model, opt *optim.AdamW, st trainerState) (st
 	return final, nil
 }
 
-// Indirections so that tests can fail a checkpoint write midway.
+// Indirections so that tests can fail a checkpoint write midway, or the
+// first write of a run (a full disk).
 var (
 	removeAll = os.RemoveAll
 	rename    = os.Rename
+	writeFile = atomicfile.WriteFile
 )
 
 // readDirNames lists the regular files of dir, sorted.
@@ -271,7 +273,7 @@ func removeTemps(root string) error {
 		return err
 	}
 	for _, e := range es {
-		if strings.HasPrefix(e.Name(), ".tmp-") {
+		if strings.HasPrefix(e.Name(), ".tmp-"+stepPrefix) { // saveCheckpoint's
 			if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
 				return err
 			}

@@ -301,6 +301,9 @@ func (c Config) JSON() []byte {
 // ResumeConfig returns the config stored in the newest valid checkpoint of out, with
 // the overrides sets applied (for example a larger run.max_steps).
 func ResumeConfig(out string, sets []string) (Config, error) {
+	if err := checkFree(out); err != nil {
+		return Config{}, err
+	}
 	dir, _, err := LatestCheckpoint(out)
 	if err != nil {
 		return Config{}, err

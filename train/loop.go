@@ -24,6 +24,7 @@ type Options struct {
 	Out      string // run directory: metrics.jsonl, metrics.csv, checkpoints/
 	Resume   bool   // continue from the newest valid checkpoint in Out
 	InitFrom string // start from these weights: a checkpoint, a run directory or a transformers Mamba directory
+	Force    bool   // write into an Out that holds other files than a run's
 	Backend  Backend
 	Data     func(Config) (*Dataset, error) // nil = OpenData
 	Stdout   io.Writer                      // config line, progress, summary; nil = discard
@@ -62,6 +63,7 @@ type runner struct {
 	cfg     Config
 	o       Options
 	out     string
+	dir     *runDir // the lock on out, and what the set-up created there
 	model   Model
 	stepper Stepper
 	ds      *Dataset
@@ -117,6 +119,15 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 		return nil, err
 	}
 	r := &runner{cfg: cfg, o: o, out: o.Out, saved: -1}
+	if r.dir, err = claimDir(o.Out, o.Force); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			r.dir.undo()
+			r.close()
+		}
+	}()
 	root := filepath.Join(o.Out, checkpointsDir)
 	var ckpt string
 	if o.Resume {
@@ -146,11 +157,6 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 		return nil, fmt.Errorf("%s already holds a run (newest checkpoint step-%d): pass --resume to continue it or choose another --out", o.Out, steps[0])
 	}
 
-	defer func() {
-		if err != nil {
-			r.close()
-		}
-	}()
 	switch {
 	case ckpt != "":
 		r.model, err = o.Backend.LoadModel(ckpt)
@@ -216,10 +222,12 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 		}
 	}
 	r.eval = newEvaluator(r.cfg, r.model, r.stepper, r.ds)
+	_, before := os.Lstat(root)
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create output directory: %v", err)
 	}
-	if r.log, err = openMetrics(o.Out, ckpt != "", r.st.Step); err != nil {
+	r.dir.made(root, before)
+	if r.log, err = openMetrics(o.Out, ckpt != "", r.st.Step, r.dir); err != nil {
 		return nil, fmt.Errorf("cannot write to output directory: %v", err)
 	}
 	if r.evals, err = readEvals(o.Out); err != nil {
@@ -316,6 +324,7 @@ func (r *runner) close() {
 	if r.log != nil {
 		r.log.close()
 	}
+	r.dir.release()
 }
 
 func (r *runner) loop(ctx context.Context) (*Summary, error) {

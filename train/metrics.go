@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mambago/mamba/internal/atomicfile"
-
 	"github.com/mattn/go-isatty"
 	"github.com/olekukonko/tablewriter"
 )
@@ -89,8 +87,8 @@ const (
 
 // openMetrics opens the metric files of out. When resuming from step, lines of
 // later steps (written after that checkpoint by the interrupted run) are dropped;
-// otherwise the files start empty.
-func openMetrics(out string, resume bool, step int) (*metricsLog, error) {
+// otherwise the files start empty. The files it creates are recorded in d.
+func openMetrics(out string, resume bool, step int, d *runDir) (*metricsLog, error) {
 	jp, cp := filepath.Join(out, metricsJSONL), filepath.Join(out, metricsCSV)
 	var keepJ, keepC []byte
 	if resume {
@@ -101,11 +99,15 @@ func openMetrics(out string, resume bool, step int) (*metricsLog, error) {
 	} else {
 		keepC = csvRecord(csvHeader)
 	}
-	if err := atomicfile.WriteFile(jp, keepJ); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(cp, keepC); err != nil {
-		return nil, err
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{jp, keepJ}, {cp, keepC}} {
+		_, before := os.Lstat(f.path)
+		if err := writeFile(f.path, f.data); err != nil {
+			return nil, err
+		}
+		d.made(f.path, before)
 	}
 	l := &metricsLog{}
 	var err error

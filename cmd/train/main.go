@@ -96,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 const trainUsage = `Train a Mamba language model.
 
 Usage:
-  train [train] [--config FILE] [--set key=value]... [--out DIR] [--resume] [--init-from DIR]
+  train [train] [--config FILE] [--set key=value]... [--out DIR] [--resume] [--init-from DIR] [--force]
   train eval --checkpoint DIR [--set key=value]...
   train generate --checkpoint DIR (--prompt TEXT --tokenizer NAME | --prompt-ids 1,2,3) [--tokens N]
   train bench [--config FILE] [--d-model N ...] [--steps N] [--json]   (see: train bench --help)
@@ -155,6 +155,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "", "run directory for metrics and checkpoints (default runs/<config>-<time>)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its newest valid checkpoint (its config, plus --set)")
 	initFrom := fs.String("init-from", "", "start from these weights: a run directory, a checkpoint or a transformers Mamba directory")
+	force := fs.Bool("force", false, "write into an --out that holds other files than a run's (metrics.* and checkpoints/ are created there)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -194,7 +195,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if blas.Warning != "" {
 		fmt.Fprintln(stderr, "train: "+blas.Warning)
 	}
-	_, err = train.Run(ctx, cfg, train.Options{Out: *out, Resume: *resume, InitFrom: *initFrom,
+	_, err = train.Run(ctx, cfg, train.Options{Out: *out, Resume: *resume, InitFrom: *initFrom, Force: *force,
 		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String()}, Comm: world})
 	return err
 }
