@@ -230,18 +230,29 @@ func (c Config) hfConfigJSON() ([]byte, error) {
 	return append(b, '\n'), err
 }
 
+// ReadConfig reads the config.json of a transformers-style Mamba directory,
+// without the weights: what a caller needs to estimate a model's memory
+// before loading it.
+func ReadConfig(dir string) (Config, error) {
+	raw, err := regfile.ReadFile(filepath.Join(dir, configFile))
+	if err != nil {
+		return Config{}, fmt.Errorf("load model: %w", err)
+	}
+	cfg, err := parseHFConfig(raw)
+	if err != nil {
+		return Config{}, fmt.Errorf("load model %s: %w", dir, err)
+	}
+	return cfg, nil
+}
+
 // Load reads a transformers-style model directory (config.json and
 // model.safetensors in F32, F64, BF16 or F16). The embedding may be stored
 // as backbone.embeddings.weight (transformers) or backbone.embedding.weight
 // (mamba_ssm); a tied lm_head.weight, if present, must equal it.
 func Load(dir string) (*Model, error) {
-	raw, err := regfile.ReadFile(filepath.Join(dir, configFile))
+	cfg, err := ReadConfig(dir)
 	if err != nil {
-		return nil, fmt.Errorf("load model: %w", err)
-	}
-	cfg, err := parseHFConfig(raw)
-	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", dir, err)
+		return nil, err
 	}
 	f, err := safetensors.ReadFile(filepath.Join(dir, weightsFile))
 	if err != nil {

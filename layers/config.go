@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
+	"strings"
 )
 
 // Config describes a Mamba language model. The JSON form uses the snake_case
@@ -110,12 +112,62 @@ func (c Config) Validate() error {
 	if c.DtMin > c.DtMax {
 		return fmt.Errorf("model config: dt_min %g exceeds dt_max %g", c.DtMin, c.DtMax)
 	}
-	for _, p := range layout(c).params {
-		if tooLarge(p.Shape...) {
-			return fmt.Errorf("model config: parameter %s of shape %v exceeds 2^31 elements", p.Name, p.Shape)
+	// The largest parameters (in float64: the sizes may overflow an int),
+	// without laying the model out: n_layer may be huge.
+	D, E, N, K := float64(c.DModel), float64(c.Expand)*float64(c.DModel), float64(c.DState), float64(c.DConv)
+	R := float64(c.DtRank)
+	if R == 0 {
+		R = math.Ceil(D / 16)
+	}
+	m := float64(max(c.PadVocabMultiple, 1))
+	if c.PadVocabMultiple == 0 {
+		m = 8
+	}
+	V := math.Ceil(float64(c.VocabSize)/m) * m
+	const mx = "backbone.layers.0.mixer."
+	for _, p := range []struct {
+		name  string
+		shape []float64
+	}{
+		{"backbone.embeddings.weight", []float64{V, D}}, {mx + "in_proj.weight", []float64{2 * E, D}}, {mx + "conv1d.weight", []float64{E, 1, K}},
+		{mx + "x_proj.weight", []float64{R + 2*N, E}}, {mx + "dt_proj.weight", []float64{E, R}}, {mx + "A_log", []float64{E, N}},
+	} {
+		n, dims := 1.0, make([]string, len(p.shape))
+		for i, d := range p.shape {
+			n *= d
+			dims[i] = strconv.FormatFloat(d, 'f', 0, 64)
+		}
+		if !(n < 1<<31) {
+			return fmt.Errorf("model config: parameter %s of shape [%s] exceeds 2^31 elements", p.name, strings.Join(dims, " "))
 		}
 	}
+	if _, ok := c.numParams(); !ok {
+		return fmt.Errorf("model config: n_layer %d: the parameter count overflows", c.NLayer)
+	}
 	return nil
+}
+
+// numParams is NumParams with overflow-checked arithmetic: ok is false when
+// the count does not fit an int. It does not lay the model out. Validate
+// first: the sizes of one layer must be those of a valid config.
+func (c Config) numParams() (int, bool) {
+	D, E, N, K, R, V := c.DModel, c.DInner(), c.DState, c.DConv, c.Rank(), c.PaddedVocab()
+	layer := D + 2*E*D + E*K + E + E*N + E + D*E // norm, in_proj, conv1d, dt_proj.bias, A_log, D, out_proj
+	if c.Bias {
+		layer += 2*E + D
+	}
+	if c.ConvBias {
+		layer += E
+	}
+	if c.Selective {
+		layer += (R+2*N)*E + E*R
+	} else {
+		layer += 2 * N
+	}
+	if c.NLayer > 0 && layer > (math.MaxInt-V*D-D)/c.NLayer {
+		return 0, false
+	}
+	return V*D + c.NLayer*layer + D, true
 }
 
 // tooLarge reports whether a tensor of these dimensions would have 2^31

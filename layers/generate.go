@@ -11,12 +11,14 @@ import (
 
 // Sampling chooses each next token from the logits.
 //
-// Temperature ≤ 0 is greedy decoding (the lowest id among the maximal
-// logits). Otherwise the logits are divided by Temperature, cut to the TopK
-// largest (0: no cut), then to the smallest most-likely set whose
-// probability reaches TopP (0 or 1: no cut), renormalised and sampled with a
-// SplitMix64 stream seeded by Seed. Only ids below Config.VocabSize are
-// candidates (the padding rows of the embedding are never produced).
+// Temperature 0 is greedy decoding (the lowest id among the maximal logits).
+// Otherwise the logits are divided by Temperature, cut to the TopK largest
+// (0: no cut), then to the smallest most-likely set whose probability
+// reaches TopP (1, or the zero value 0: no cut), renormalised and sampled
+// with a SplitMix64 stream seeded by Seed. Only ids below Config.VocabSize
+// are candidates (the padding rows of the embedding are never produced).
+// Validate refuses a negative or non-finite temperature, a negative TopK and
+// a TopP outside [0, 1].
 type Sampling struct {
 	Temperature float64
 	TopK        int
@@ -24,10 +26,11 @@ type Sampling struct {
 	Seed        uint64
 }
 
-func (s Sampling) validate() error {
+// Validate reports the first field out of its range.
+func (s Sampling) Validate() error {
 	switch {
-	case math.IsNaN(s.Temperature) || math.IsInf(s.Temperature, 0):
-		return fmt.Errorf("sampling: temperature must be finite, got %g", s.Temperature)
+	case math.IsNaN(s.Temperature) || math.IsInf(s.Temperature, 0) || s.Temperature < 0:
+		return fmt.Errorf("sampling: temperature must be a finite number ≥ 0 (0 = greedy), got %g", s.Temperature)
 	case s.TopK < 0:
 		return fmt.Errorf("sampling: top-k must be ≥ 0, got %d", s.TopK)
 	case math.IsNaN(s.TopP) || s.TopP < 0 || s.TopP > 1:
@@ -52,7 +55,7 @@ func newSampler(s Sampling, vocab int) *sampler {
 func (sp *sampler) next(logits []float32) int32 {
 	V := len(sp.order)
 	logits = logits[:V]
-	if sp.s.Temperature <= 0 {
+	if sp.s.Temperature == 0 {
 		best := int32(0)
 		for i, v := range logits {
 			if v > logits[best] {
@@ -104,7 +107,7 @@ func (sp *sampler) next(logits []float32) int32 {
 // through the parallel scan (Prefill), each new token through one recurrent
 // Step.
 func (m *Model) Generate(prompt []int32, batch, n int, s Sampling) ([]int32, error) {
-	if err := s.validate(); err != nil {
+	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	if batch < 1 || len(prompt)%batch != 0 || len(prompt) == 0 {

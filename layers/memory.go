@@ -20,3 +20,21 @@ func (c Config) TrainingBytes(batch, seqLen int) float64 {
 	tokens := float64(batch) * float64(seqLen)
 	return 4 * (6*float64(c.NumParams()) + 1.25*tokens*perToken)
 }
+
+// GenerationBytes estimates the memory, in bytes, that generating n tokens
+// after a prompt of promptLen tokens in each of batch rows needs: the
+// weights twice (the model and the file read to load it), the decoder's
+// state, the prefill's buffers for the prompt,
+//
+//	per layer and row: conv and SSM state E·(K−1) + E·N, and the scan's  per prompt token: 3·D + 7·E + 3·R + 5·N
+//
+// and 32 bytes per new token (its id, and its text or samples when decoded),
+// with a 25% margin. Like TrainingBytes it is computed in float64 without
+// laying the model out, so any sizes give a number (+Inf at worst).
+func (c Config) GenerationBytes(batch, promptLen, n int) float64 {
+	D, E, N, K, R := float64(c.DModel), float64(c.DInner()), float64(c.DState), float64(c.DConv), float64(c.Rank())
+	rows := float64(batch)
+	state := float64(c.NLayer) * rows * (E*(K-1) + E*N)
+	prefill := rows * float64(promptLen) * (3*D + 7*E + 3*R + 5*N)
+	return 1.25 * (4*(2*float64(c.NumParams())+state+prefill) + 32*rows*float64(n))
+}

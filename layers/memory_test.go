@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"math"
 	"runtime"
 	"testing"
 
@@ -105,5 +106,39 @@ func TestTrainingBytes(t *testing.T) {
 	t.Logf("estimate %.0f bytes, live heap after a step %.0f bytes (without an optimizer)", est, live)
 	if !(est >= live && est <= 2*live) {
 		t.Errorf("TrainingBytes %.0f, live heap %.0f: want the estimate in [live, 2·live]", est, live)
+	}
+}
+
+// TestGenerationBytes: the estimate covers the live heap of a decoder after
+// a prefill and its steps, with the model, and grows with the tokens asked
+// for (a trillion of them is terabytes) without overflowing.
+func TestGenerationBytes(t *testing.T) {
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.DState, c.NLayer = 64, 64, 16, 3
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m, err := New(c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Generate(randomIDs(2*300, c.VocabSize, 1), 2, 50, Sampling{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(out)
+	live, est := float64(after.HeapAlloc)-float64(before.HeapAlloc), c.GenerationBytes(2, 300, 50)
+	t.Logf("estimate %.0f bytes, live heap after generating %.0f bytes", est, live)
+	if !(est >= live) {
+		t.Errorf("GenerationBytes %.0f is below the live heap %.0f", est, live)
+	}
+	if big := c.GenerationBytes(1, 1, 1e12); !(big > 4e12) || math.IsInf(big, 0) {
+		t.Errorf("a trillion tokens: %g bytes", big)
+	}
+	if huge := c.GenerationBytes(1, 1, math.MaxInt); !(huge > 1e19) {
+		t.Errorf("MaxInt tokens: %g bytes", huge)
 	}
 }

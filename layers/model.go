@@ -57,13 +57,14 @@ func (m *Model) Config() Config { return m.cfg }
 // by block, then the final norm). The tied LM head is the embedding.
 func (m *Model) Params() []*Param { return m.params }
 
-// NumParams is the number of learned scalars of a model of this config.
+// NumParams is the number of learned scalars of a model of this config,
+// counted without laying the model out; math.MaxInt when the count overflows
+// (which Validate refuses).
 func (c Config) NumParams() int {
-	n := 0
-	for _, p := range layout(c).params {
-		n += p.Size()
+	if n, ok := c.numParams(); ok {
+		return n
 	}
-	return n
+	return math.MaxInt
 }
 
 // New builds a model initialised as mamba_ssm does, deterministically from

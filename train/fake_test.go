@@ -136,6 +136,15 @@ func (f fakeBackend) NewModel(cfg layers.Config, seed uint64) (Model, error) {
 	return m, nil
 }
 
+func (f fakeBackend) ReadConfig(dir string) (layers.Config, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return layers.Config{}, err
+	}
+	var cfg layers.Config
+	return cfg, json.Unmarshal(raw, &cfg)
+}
+
 func (f fakeBackend) LoadModel(dir string) (Model, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
@@ -205,7 +214,7 @@ func fakeData(cfg Config) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dataset{Train: tr, Valid: va, Accuracy: true, BytesPerToken: 2}, nil
+	return &Dataset{Train: tr, Valid: va, Accuracy: true, UnitsPerToken: 2, Unit: "byte"}, nil
 }
 
 // fakeConfig is a small, quick run of the fake model.

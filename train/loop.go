@@ -16,6 +16,8 @@ import (
 
 	"github.com/mambago/mamba/data"
 	"github.com/mambago/mamba/internal/mpi"
+	"github.com/mambago/mamba/internal/sysmem"
+	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/optim"
 )
 
@@ -153,16 +155,39 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 		if prev.Model != cfg.Model || !sameStream(prev.Data, cfg.Data) {
 			return nil, fmt.Errorf("the model or data section differs from checkpoint %s: a resumed run keeps them", dir)
 		}
+		if err := checkKind(Kind{r.st.Modality, r.st.Tokenizer}, "checkpoint "+dir+" was trained on", cfg.Data); err != nil {
+			return nil, err
+		}
 	} else if steps, _ := checkpointSteps(root); len(steps) > 0 {
 		return nil, fmt.Errorf("%s already holds a run (newest checkpoint step-%d): pass --resume to continue it or choose another --out", o.Out, steps[0])
+	}
+	k, who := declared(cfg.Data)
+	if err := checkKind(k, who, cfg.Data); err != nil {
+		return nil, err
 	}
 
 	switch {
 	case ckpt != "":
-		r.model, err = o.Backend.LoadModel(ckpt)
+		if err = r.checkMemory(cfg.Model); err == nil {
+			r.model, err = o.Backend.LoadModel(ckpt)
+		}
 	case o.InitFrom != "":
 		var dir string
 		if dir, err = ModelDir(o.InitFrom); err == nil {
+			var k Kind
+			if k, err = TrainedOn(dir); err == nil {
+				err = checkKind(k, "the --init-from checkpoint "+dir+" was trained on", cfg.Data)
+			}
+			var mc layers.Config
+			if err == nil {
+				mc, err = o.Backend.ReadConfig(dir)
+			}
+			if err == nil {
+				err = r.checkMemory(mc)
+			}
+			if err != nil {
+				return nil, err
+			}
 			if r.model, err = o.Backend.LoadModel(dir); err == nil {
 				r.cfg.Model = r.model.Config()
 				r.o.Notes = append(slices.Clip(r.o.Notes), "init-from "+dir+": the model section is the loaded model's")
@@ -170,7 +195,9 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 			}
 		}
 	default:
-		r.model, err = o.Backend.NewModel(cfg.Model, cfg.Run.Seed)
+		if err = r.checkMemory(cfg.Model); err == nil {
+			r.model, err = o.Backend.NewModel(cfg.Model, cfg.Run.Seed)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -206,6 +233,7 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 	if r.ds, err = o.Data(r.cfg); err != nil {
 		return nil, err
 	}
+	r.st.Modality, r.st.Tokenizer = r.ds.Kind.Modality, r.ds.Kind.Tokenizer
 	if ckpt != "" {
 		if err := r.ds.Train.Restore(r.st.Cursor); err != nil {
 			return nil, fmt.Errorf("checkpoint %s: %v", ckpt, err)
@@ -244,6 +272,27 @@ func setup(cfg Config, o Options) (_ *runner, err error) {
 	return r, nil
 }
 
+// checkMemory refuses a model of config mc whose training at the run's batch
+// shape needs more memory than run.max_memory, or than is available: the
+// estimate (layers.Config.TrainingBytes, plus the accumulated gradient) is
+// made before anything is allocated.
+func (r *runner) checkMemory(mc layers.Config) error {
+	if err := mc.Validate(); err != nil {
+		return err
+	}
+	d := r.cfg.Data
+	need := mc.TrainingBytes(d.BatchSize, d.SeqLen)
+	if r.cfg.Optim.GradAccum > 1 {
+		need += 4 * float64(mc.NumParams())
+	}
+	limit, _ := r.cfg.Run.memoryLimit() // validated
+	if err := sysmem.Check(need, limit); err != nil {
+		return fmt.Errorf("the model (%d parameters), its optimizer and the activations of %d × %d tokens %v: make the model, data.batch_size or data.seq_len smaller, or set run.max_memory (--max-memory)",
+			mc.NumParams(), d.BatchSize, d.SeqLen, err)
+	}
+	return nil
+}
+
 // checkOut fails early, before anything is created, when out cannot become a
 // writable directory.
 func checkOut(out string) error {
@@ -261,9 +310,9 @@ func checkOut(out string) error {
 }
 
 // sameStream reports whether two data sections produce the same training stream
-// (evaluation and verification settings may change on resume).
+// (evaluation, verification and the data's declared kind may change on resume).
 func sameStream(a, b DataConfig) bool {
-	a.EvalBatches, a.Valid, a.Verify = b.EvalBatches, b.Valid, b.Verify
+	a.EvalBatches, a.Valid, a.Test, a.Verify, a.Modality, a.Tokenizer = b.EvalBatches, b.Valid, b.Test, b.Verify, b.Modality, b.Tokenizer
 	return a == b
 }
 

@@ -28,10 +28,13 @@ type Stepper interface {
 	Logits() []float32
 }
 
-// Backend makes the models of runs: fresh from a config, or loaded from a directory.
+// Backend makes the models of runs: fresh from a config, or loaded from a
+// directory, whose config ReadConfig reads alone (to estimate the memory
+// before loading).
 type Backend interface {
 	NewModel(cfg layers.Config, seed uint64) (Model, error)
 	LoadModel(dir string) (Model, error)
+	ReadConfig(dir string) (layers.Config, error)
 }
 
 // Mamba is the Backend of the layers package.
@@ -57,6 +60,9 @@ func (Mamba) LoadModel(dir string) (Model, error) {
 	}
 	return mamba{m}, nil
 }
+
+// ReadConfig reads the config.json of a transformers-style Mamba directory.
+func (Mamba) ReadConfig(dir string) (layers.Config, error) { return layers.ReadConfig(dir) }
 
 // Wrap makes a loaded or built *layers.Model a Model.
 func (Mamba) Wrap(m *layers.Model) Model { return mamba{m} }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/mambago/mamba/configs"
 	"github.com/mambago/mamba/internal/kernel"
+	"github.com/mambago/mamba/internal/mpi"
 	"github.com/mambago/mamba/train"
 )
 
@@ -51,6 +52,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
+	if cmd != "train" && cmd != "help" {
+		// Only training is data-parallel: one process does the rest.
+		if l, ok, _ := mpi.Detect(os.Getenv); ok {
+			if l.Rank != 0 {
+				return 2 // rank 0 says why
+			}
+			fmt.Fprintf(stderr, "train %s: runs in one process, but %s started %d: run it without %s (only training is data-parallel)\n", cmd, l.By, l.Size, l.By)
+			return 2
+		}
+	}
 	switch cmd {
 	case "train":
 		err = runTrainRank(args, stdout, stderr)
@@ -96,9 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 const trainUsage = `Train a Mamba language model.
 
 Usage:
-  train [train] [--config FILE] [--set key=value]... [--out DIR] [--resume] [--init-from DIR] [--force]
-  train eval --checkpoint DIR [--set key=value]...
-  train generate --checkpoint DIR (--prompt TEXT --tokenizer NAME | --prompt-ids 1,2,3) [--tokens N]
+  train [train] [--config FILE] [--set key=value]... [--out DIR] [--resume] [--init-from DIR] [--force] [--max-memory SIZE]
+  train eval --checkpoint DIR [--split valid|test] [--set key=value]...
+  train generate --checkpoint DIR (--prompt TEXT | --prompt-ids 1,2,3 | --prompt-wav FILE) [--wav FILE] [--tokens N]
   train bench [--config FILE] [--d-model N ...] [--steps N] [--json]   (see: train bench --help)
   train prepare --modality text|dna|audio --out DIR [...]   (see: train prepare --help)
   train sweep --config FILE --out DIR [--parallel K]       (see: train sweep --help)
@@ -116,9 +127,10 @@ Examples:
 
 Config keys (JSON sections model, data, optim, run; see configs/README.md):
   run.max_steps run.checkpoint_every run.eval_every run.log_every run.seed run.keep_checkpoints
-  run.max_nonfinite run.freeze  optim.lr optim.min_lr optim.schedule optim.warmup_steps
+  run.max_nonfinite run.freeze run.max_memory  optim.lr optim.min_lr optim.schedule optim.warmup_steps
   optim.decay_steps optim.beta1 optim.beta2 optim.eps optim.weight_decay optim.grad_clip optim.grad_accum
-  data.task data.train data.valid data.batch_size data.seq_len data.eval_batches data.vocab data.tokens
+  data.task data.train data.valid data.test data.modality data.tokenizer data.reset_at_doc_boundary
+  data.batch_size data.seq_len data.eval_batches data.vocab data.tokens
   model.vocab_size model.d_model model.n_layer model.d_state model.expand model.d_conv model.dt_rank ...
 
 Flags:
@@ -156,8 +168,12 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	resume := fs.Bool("resume", false, "continue the run in --out from its newest valid checkpoint (its config, plus --set)")
 	initFrom := fs.String("init-from", "", "start from these weights: a run directory, a checkpoint or a transformers Mamba directory")
 	force := fs.Bool("force", false, "write into an --out that holds other files than a run's (metrics.* and checkpoints/ are created there)")
+	maxMem := fs.String("max-memory", "", "refuse a run whose estimated memory exceeds this, e.g. 16GB (sets run.max_memory; default: the memory available)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *maxMem != "" {
+		*sets = append(*sets, "run.max_memory="+*maxMem)
 	}
 	var cfg train.Config
 	var err error
