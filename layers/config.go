@@ -8,13 +8,18 @@ import (
 	"math"
 )
 
-// Config describes a Mamba language model. The JSON form uses the snake_case
-// keys in the struct tags; ParseConfig decodes it strictly on top of
-// DefaultConfig.
+// Config describes a language model of either architecture (Arch): a Mamba,
+// or a Transformer++ (transformers' LlamaForCausalLM). The JSON form uses the
+// snake_case keys in the struct tags; ParseConfig decodes it strictly on top
+// of DefaultConfig. vocab_size, d_model, n_layer, norm_eps and
+// pad_vocab_multiple serve both architectures; the keys of the other
+// architecture are ignored (so that one sweep base serves both).
 //
 // Note that the zero value of Selective is false, the LTI ablation: start
 // from DefaultConfig when building a Config in Go.
 type Config struct {
+	Arch string `json:"arch"` // ArchMamba or ArchTransformer
+
 	VocabSize int `json:"vocab_size"` // before padding
 	DModel    int `json:"d_model"`
 	NLayer    int `json:"n_layer"`
@@ -33,18 +38,43 @@ type Config struct {
 	Bias      bool `json:"bias"`      // in_proj.bias and out_proj.bias present
 	Selective bool `json:"selective"` // false: Δ, B, C are learned constants (LTI ablation)
 
+	// The Transformer++ (arch "transformer"): pre-norm blocks of causal
+	// grouped-query attention with rotary embeddings and a SwiGLU MLP, no biases.
+	NHead         int     `json:"n_head"`         // num_attention_heads
+	NKVHead       int     `json:"n_kv_head"`      // num_key_value_heads, a divisor of n_head; 0 = n_head
+	HeadDim       int     `json:"head_dim"`       // 0 = d_model / n_head
+	DFF           int     `json:"d_ff"`           // intermediate_size of the SwiGLU MLP; 0 = 8/3·d_model rounded up to a multiple of 64
+	RopeTheta     float64 `json:"rope_theta"`     // rotary base θ
+	InitStd       float64 `json:"init_std"`       // initializer_range: weights ~ N(0, init_std²)
+	TieEmbeddings bool    `json:"tie_embeddings"` // the LM head is the embedding (always, for a Mamba)
+
 	PadVocabMultiple int `json:"pad_vocab_multiple"` // vocabulary padded up to a multiple of this; 0 = 8
 }
 
-// DefaultConfig returns mamba_ssm's defaults (d_state 16, d_conv 4, expand 2,
-// dt_rank auto, Δ ∈ [1e-3, 0.1] floored at 1e-4, ε 1e-5, conv bias, no linear
-// biases, selective, vocabulary padded to a multiple of 8) with a small
-// 2-layer, d_model 256 body and a byte-level vocabulary.
+// The architectures of Config.Arch.
+const (
+	ArchMamba       = "mamba"
+	ArchTransformer = "transformer"
+)
+
+// IsTransformer reports whether c is a Transformer++.
+func (c Config) IsTransformer() bool { return c.Arch == ArchTransformer }
+
+// DefaultConfig returns a Mamba with mamba_ssm's defaults (d_state 16, d_conv
+// 4, expand 2, dt_rank auto, Δ ∈ [1e-3, 0.1] floored at 1e-4, ε 1e-5, conv
+// bias, no linear biases, selective, vocabulary padded to a multiple of 8)
+// with a small 2-layer, d_model 256 body and a byte-level vocabulary; and,
+// for arch "transformer", 4 heads (as many key/value heads, of d_model/4
+// channels), the SwiGLU width 8/3·d_model rounded up to 64, θ = 10⁴,
+// transformers' initialisation scale 0.02 and a tied head.
 func DefaultConfig() Config {
 	return Config{
+		Arch:      ArchMamba,
 		VocabSize: 256, DModel: 256, NLayer: 2, DState: 16, Expand: 2, DConv: 4,
 		DtMin: 1e-3, DtMax: 0.1, DtScale: 1, DtInitFloor: 1e-4, NormEps: 1e-5,
-		ConvBias: true, Selective: true, PadVocabMultiple: 8,
+		ConvBias: true, Selective: true,
+		NHead: 4, RopeTheta: 10000, InitStd: 0.02, TieEmbeddings: true,
+		PadVocabMultiple: 8,
 	}
 }
 
@@ -72,6 +102,16 @@ func ParseConfigBytes(b []byte) (Config, error) { return ParseConfig(bytes.NewRe
 
 // Validate reports the first invalid field, by its JSON name.
 func (c Config) Validate() error {
+	switch c.Arch {
+	case ArchTransformer:
+		return c.validateTransformer()
+	case ArchMamba:
+	default:
+		return fmt.Errorf("model config: arch must be %q or %q, got %q", ArchMamba, ArchTransformer, c.Arch)
+	}
+	if !c.TieEmbeddings {
+		return fmt.Errorf("model config: tie_embeddings false needs arch %q (a Mamba's LM head is its embedding)", ArchTransformer)
+	}
 	positive := []struct {
 		name string
 		v    int
@@ -126,6 +166,15 @@ func tooLarge(dims ...int) bool {
 		n *= float64(d)
 	}
 	return n >= 1<<31
+}
+
+// widest is the largest number of columns of an activation of the training
+// graph: the logits, in_proj's output, the attention's or the SwiGLU's.
+func (c Config) widest() int {
+	if c.IsTransformer() {
+		return max(c.PaddedVocab(), c.FF(), c.NHead*c.HeadSize(), c.DModel)
+	}
+	return max(c.PaddedVocab(), 2*c.DInner())
 }
 
 // DInner is the width of the scan, Expand·DModel.

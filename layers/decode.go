@@ -159,6 +159,17 @@ func (d *Decoder) Pos() int { return d.pos }
 // Batch is the number of rows.
 func (d *Decoder) Batch() int { return d.batch }
 
+// Advance moves every row n positions on without computing them. A Mamba's
+// step costs the same at every position, so this only moves Pos; it is there
+// for timing steps at a position, as LlamaDecoder.Advance.
+func (d *Decoder) Advance(n int) error {
+	if n < 0 {
+		return fmt.Errorf("decoder: cannot advance %d positions", n)
+	}
+	d.pos += n
+	return nil
+}
+
 func (d *Decoder) checkIDs(ids []int32, want int) error {
 	if len(ids) != want {
 		return fmt.Errorf("decoder: got %d token ids, want %d", len(ids), want)

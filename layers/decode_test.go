@@ -9,15 +9,16 @@ import (
 	"github.com/mambago/mamba/internal/testutil"
 )
 
-// decodeAll feeds ids (batch, L) to a fresh decoder one Step at a time and
+// decodeAll feeds ids (batch, L) to a fresh generator one Step at a time and
 // returns the logits of every position, (batch, L, V).
-func decodeAll(t *testing.T, m *Model, ids []int32, batch, L int) []float32 {
+func decodeAll(t *testing.T, m LM, ids []int32, batch, L int) []float32 {
 	t.Helper()
-	d, err := m.NewDecoder(batch)
+	d, err := m.NewGenerator(batch, L)
 	if err != nil {
 		t.Fatal(err)
 	}
-	V := m.cfg.PaddedVocab()
+	defer d.Close()
+	V := m.Config().PaddedVocab()
 	out := make([]float32, batch*L*V)
 	tok := make([]int32, batch)
 	for s := 0; s < L; s++ {
@@ -47,18 +48,19 @@ func lastRows[T float32 | float64](x []T, batch, L, V int) []T {
 // checkDecoder compares the recurrent paths against want (batch, L, V):
 // Step for every token, one Prefill of everything, and a Prefill of a
 // prefix followed by a second Prefill and Steps.
-func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []float64, tol float64) {
+func checkDecoder(t *testing.T, m LM, ids []int32, batch, L int, want []float64, tol float64) {
 	t.Helper()
-	V := m.cfg.PaddedVocab()
+	V := m.Config().PaddedVocab()
 	if e := testutil.RelL2(decodeAll(t, m, ids, batch, L), want); !testutil.Within(e, tol) {
 		t.Errorf("step-by-step logits: relative L2 error %.3g > %.g", e, tol)
 	} else {
 		t.Logf("step-by-step logits: relative L2 error %.3g", e)
 	}
-	d, err := m.NewDecoder(batch)
+	d, err := m.NewGenerator(batch, L)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer d.Close()
 	got, err := d.Prefill(ids, L)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +73,10 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 	if p+q >= L {
 		return
 	}
-	d.Reset()
+	if d, err = m.NewGenerator(batch, L); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	cut := func(from, to int) []int32 {
 		var c []int32
 		for b := 0; b < batch; b++ {
@@ -99,7 +104,7 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 }
 
 func TestFixtureDecode(t *testing.T) {
-	for _, dir := range hfFixtureDirs(t) {
+	for _, dir := range fixtureDirs(t, "hf_*") {
 		m, fx := loadHFFixture(t, dir)
 		t.Run(fx.name, func(t *testing.T) {
 			V := m.cfg.PaddedVocab()

@@ -85,7 +85,7 @@ func (m *Llama) Save(dir string) error { return m.SaveAs(dir, safetensors.F32) }
 
 // SaveAs is Save with a chosen storage type: F32, BF16, F16 or F64.
 func (m *Llama) SaveAs(dir string, dtype safetensors.DType) error {
-	cj, err := m.cfg.hfConfigJSON()
+	cj, err := m.cfg.llamaHFConfigJSON()
 	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}

@@ -10,66 +10,6 @@ import (
 	"slices"
 )
 
-// LlamaConfig describes a Transformer++ language model: transformers' LlamaForCausalLM with
-// RMSNorm pre-norm, rotary embeddings, grouped-query attention, a SwiGLU MLP, no biases and a
-// tied or untied LM head. The JSON form uses the snake_case keys of the struct tags;
-// ParseLlamaConfig decodes it strictly on top of DefaultLlamaConfig.
-type LlamaConfig struct {
-	VocabSize int `json:"vocab_size"` // before padding
-	DModel    int `json:"d_model"`    // hidden_size
-	NLayer    int `json:"n_layer"`    // num_hidden_layers
-	NHead     int `json:"n_head"`     // num_attention_heads
-	NKVHead   int `json:"n_kv_head"`  // num_key_value_heads, a divisor of n_head; 0 = n_head
-	HeadDim   int `json:"head_dim"`   // 0 = d_model / n_head
-	DFF       int `json:"d_ff"`       // intermediate_size of the SwiGLU MLP; 0 = 8/3·d_model rounded up to a multiple of 64
-
-	RopeTheta float64 `json:"rope_theta"` // rotary base θ
-	NormEps   float64 `json:"norm_eps"`   // rms_norm_eps
-	InitStd   float64 `json:"init_std"`   // initializer_range: weights ~ N(0, init_std²)
-
-	TieEmbeddings    bool `json:"tie_embeddings"`     // tie_word_embeddings: the LM head is the embedding
-	PadVocabMultiple int  `json:"pad_vocab_multiple"` // vocabulary padded up to a multiple of this; 0 = 8
-}
-
-// DefaultLlamaConfig returns a small 2-layer body (d_model 256, 4 heads of 64, SwiGLU width 704)
-// with a byte-level vocabulary, a tied head, θ = 10⁴, ε = 10⁻⁵ and transformers' initialisation
-// scale 0.02.
-func DefaultLlamaConfig() LlamaConfig {
-	return LlamaConfig{
-		VocabSize: 256, DModel: 256, NLayer: 2, NHead: 4,
-		RopeTheta: 10000, NormEps: 1e-5, InitStd: 0.02, TieEmbeddings: true, PadVocabMultiple: 8,
-	}
-}
-
-// ParseLlamaConfig decodes a JSON config strictly: keys absent from the input keep
-// DefaultLlamaConfig's values; unknown, duplicate and null keys and trailing data are errors; the
-// result is validated.
-func ParseLlamaConfig(r io.Reader) (LlamaConfig, error) {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return LlamaConfig{}, fmt.Errorf("model config: %w", err)
-	}
-	keys, vals, err := jsonObject(raw)
-	if err != nil {
-		return LlamaConfig{}, fmt.Errorf("model config: %w", err)
-	}
-	c := DefaultLlamaConfig()
-	for _, k := range keys {
-		if string(vals[k]) == "null" {
-			return LlamaConfig{}, fmt.Errorf("model config: %q is null (leave the key out for its default)", k)
-		}
-		dec := json.NewDecoder(bytes.NewReader(jsonField(k, vals[k])))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return LlamaConfig{}, fmt.Errorf("model config: %q: %w", k, err)
-		}
-	}
-	if err := c.Validate(); err != nil {
-		return LlamaConfig{}, err
-	}
-	return c, nil
-}
-
 // jsonObject splits a JSON object into its keys (in order) and raw values; a duplicate key, a
 // value that is not an object and trailing data are errors.
 func jsonObject(raw []byte) ([]string, map[string]json.RawMessage, error) {
@@ -110,7 +50,7 @@ func jsonField(k string, v json.RawMessage) []byte {
 }
 
 // KVHeads is the resolved number of key/value heads, NKVHead or NHead.
-func (c LlamaConfig) KVHeads() int {
+func (c Config) KVHeads() int {
 	if c.NKVHead > 0 {
 		return c.NKVHead
 	}
@@ -118,7 +58,7 @@ func (c LlamaConfig) KVHeads() int {
 }
 
 // HeadSize is the resolved head dimension, HeadDim or DModel/NHead.
-func (c LlamaConfig) HeadSize() int {
+func (c Config) HeadSize() int {
 	if c.HeadDim > 0 || c.NHead <= 0 {
 		return c.HeadDim
 	}
@@ -126,24 +66,16 @@ func (c LlamaConfig) HeadSize() int {
 }
 
 // FF is the resolved SwiGLU width: DFF, or 8/3·DModel rounded up to a multiple of 64.
-func (c LlamaConfig) FF() int {
+func (c Config) FF() int {
 	if c.DFF > 0 {
 		return c.DFF
 	}
 	return (8*c.DModel + 3*64 - 1) / (3 * 64) * 64
 }
 
-// PaddedVocab is VocabSize rounded up to a multiple of PadVocabMultiple (8 when that is 0).
-func (c LlamaConfig) PaddedVocab() int {
-	m := c.PadVocabMultiple
-	if m == 0 {
-		m = 8
-	}
-	return (c.VocabSize + m - 1) / m * m
-}
-
-// Validate reports the first invalid field, by its JSON name.
-func (c LlamaConfig) Validate() error {
+// validateTransformer is Validate for arch "transformer": the shared fields and the
+// Transformer++'s, by their JSON names.
+func (c Config) validateTransformer() error {
 	for _, f := range []struct {
 		name string
 		v    int
@@ -180,9 +112,13 @@ func (c LlamaConfig) Validate() error {
 	if math.IsNaN(c.RopeTheta) || math.IsInf(c.RopeTheta, 0) || c.RopeTheta <= 1 {
 		return fmt.Errorf("model config: rope_theta must be a finite number above 1, got %g", c.RopeTheta)
 	}
-	for _, p := range llamaLayout(c).params {
-		if tooLarge(p.Shape...) {
-			return fmt.Errorf("model config: parameter %s of shape %v exceeds 2^31 elements", p.Name, p.Shape)
+	D, V, F, Q, KV := c.DModel, c.PaddedVocab(), c.FF(), c.NHead*c.HeadSize(), c.KVHeads()*c.HeadSize()
+	for _, p := range []struct {
+		name  string
+		shape []int
+	}{{"model.embed_tokens.weight", []int{V, D}}, {"q_proj.weight", []int{Q, D}}, {"k_proj.weight", []int{KV, D}}, {"mlp.gate_proj.weight", []int{F, D}}} {
+		if tooLarge(p.shape...) {
+			return fmt.Errorf("model config: parameter %s of shape %v exceeds 2^31 elements", p.name, p.shape)
 		}
 	}
 	return nil
@@ -231,13 +167,14 @@ var (
 	}
 )
 
-// parseLlamaHFConfig converts a transformers LlamaConfig config.json into a LlamaConfig. Unknown,
+// parseLlamaHFConfig converts a transformers LlamaConfig config.json into a Config of arch
+// "transformer". Unknown,
 // duplicate, missing required and null fields are errors that name the field, as is every value
 // the network here does not implement (biases, another activation, rope scaling, dropout).
-func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
+func parseLlamaHFConfig(raw []byte) (Config, error) {
 	keys, vals, err := jsonObject(raw)
 	if err != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %w", err)
 	}
 	b, _ := json.Marshal(llamaHF{})
 	var fields map[string]any
@@ -249,48 +186,49 @@ func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
 		case slices.Contains(hfLlamaIgnored, k):
 			continue
 		case !known:
-			return LlamaConfig{}, fmt.Errorf("config.json: unknown field %q", k)
+			return Config{}, fmt.Errorf("config.json: unknown field %q", k)
 		case string(vals[k]) == "null" && slices.Contains(hfLlamaNullable, k):
 			continue
 		case string(vals[k]) == "null":
-			return LlamaConfig{}, fmt.Errorf("config.json: field %q is null", k)
+			return Config{}, fmt.Errorf("config.json: field %q is null", k)
 		}
 		if err := json.Unmarshal(jsonField(k, vals[k]), &h); err != nil {
-			return LlamaConfig{}, fmt.Errorf("config.json: field %q: %s has the wrong type", k, vals[k])
+			return Config{}, fmt.Errorf("config.json: field %q: %s has the wrong type", k, vals[k])
 		}
 	}
 	for _, k := range hfLlamaRequired {
 		if _, ok := vals[k]; !ok {
-			return LlamaConfig{}, fmt.Errorf("config.json: missing required field %q", k)
+			return Config{}, fmt.Errorf("config.json: missing required field %q", k)
 		}
 	}
 	if *h.ModelType != "llama" {
-		return LlamaConfig{}, fmt.Errorf("config.json: model_type %q is not \"llama\"", *h.ModelType)
+		return Config{}, fmt.Errorf("config.json: model_type %q is not \"llama\"", *h.ModelType)
 	}
 	if h.Architectures != nil && !slices.Equal(h.Architectures, []string{"LlamaForCausalLM"}) {
-		return LlamaConfig{}, fmt.Errorf("config.json: architectures %q: only LlamaForCausalLM is supported", h.Architectures)
+		return Config{}, fmt.Errorf("config.json: architectures %q: only LlamaForCausalLM is supported", h.Architectures)
 	}
 	for _, f := range []struct {
 		name string
 		v    *bool
 	}{{"attention_bias", h.AttentionBias}, {"mlp_bias", h.MLPBias}} {
 		if f.v != nil && *f.v {
-			return LlamaConfig{}, fmt.Errorf("config.json: %s true is not supported (the network has no biases)", f.name)
+			return Config{}, fmt.Errorf("config.json: %s true is not supported (the network has no biases)", f.name)
 		}
 	}
 	if h.HiddenAct != nil && *h.HiddenAct != "silu" {
-		return LlamaConfig{}, fmt.Errorf("config.json: hidden_act %q is not supported (only \"silu\")", *h.HiddenAct)
+		return Config{}, fmt.Errorf("config.json: hidden_act %q is not supported (only \"silu\")", *h.HiddenAct)
 	}
 	if h.AttentionDropout != nil && *h.AttentionDropout != 0 {
-		return LlamaConfig{}, fmt.Errorf("config.json: attention_dropout %g is not supported (only 0)", *h.AttentionDropout)
+		return Config{}, fmt.Errorf("config.json: attention_dropout %g is not supported (only 0)", *h.AttentionDropout)
 	}
 	if h.PretrainingTP != nil && *h.PretrainingTP < 1 {
-		return LlamaConfig{}, fmt.Errorf("config.json: pretraining_tp %d must be positive", *h.PretrainingTP)
+		return Config{}, fmt.Errorf("config.json: pretraining_tp %d must be positive", *h.PretrainingTP)
 	}
 	if h.RopeScaling != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: rope_scaling %s is not supported (only the default rotary embedding)", *h.RopeScaling)
+		return Config{}, fmt.Errorf("config.json: rope_scaling %s is not supported (only the default rotary embedding)", *h.RopeScaling)
 	}
-	c := DefaultLlamaConfig()
+	c := DefaultConfig()
+	c.Arch = ArchTransformer
 	c.DModel, c.NLayer, c.NHead = *h.HiddenSize, *h.NumHiddenLayers, *h.NumAttentionHeads
 	c.DFF, c.VocabSize = *h.IntermediateSize, *h.VocabSize
 	// transformers' LlamaConfig defaults for absent fields.
@@ -311,7 +249,7 @@ func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
 		c.InitStd = *h.InitializerRange
 	}
 	if c.RopeTheta, err = hfRopeTheta(h); err != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %w", err)
 	}
 	for _, f := range []struct {
 		name string
@@ -321,7 +259,7 @@ func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
 		{"intermediate_size", h.IntermediateSize}, {"vocab_size", h.VocabSize}, {"num_key_value_heads", h.NumKeyValueHeads}, {"head_dim", h.HeadDim},
 	} {
 		if f.v != nil && *f.v <= 0 {
-			return LlamaConfig{}, fmt.Errorf("config.json: %s must be positive, got %d", f.name, *f.v)
+			return Config{}, fmt.Errorf("config.json: %s must be positive, got %d", f.name, *f.v)
 		}
 	}
 	// The stored vocabulary is already padded (or not): keep it as it is.
@@ -329,7 +267,7 @@ func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
 		c.PadVocabMultiple = 1
 	}
 	if err := c.Validate(); err != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %w", err)
 	}
 	return c, nil
 }
@@ -372,9 +310,9 @@ func hfRopeTheta(h llamaHF) (float64, error) {
 	return theta, nil
 }
 
-// hfConfigJSON is the config.json written by Llama.Save: transformers' LlamaConfig fields, with
+// llamaHFConfigJSON is the config.json written by Llama.Save: transformers' LlamaConfig fields, with
 // θ both at the top level (transformers 4) and in rope_parameters (transformers 5).
-func (c LlamaConfig) hfConfigJSON() ([]byte, error) {
+func (c Config) llamaHFConfigJSON() ([]byte, error) {
 	m := map[string]any{
 		"architectures":       []string{"LlamaForCausalLM"},
 		"model_type":          "llama",

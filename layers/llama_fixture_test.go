@@ -2,7 +2,6 @@ package layers
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -10,25 +9,6 @@ import (
 	"github.com/mambago/mamba/data/safetensors"
 	"github.com/mambago/mamba/internal/testutil"
 )
-
-// fixtureDirs lists the directories matching pattern (such as "llama_*") under
-// $HF_FIXTURES_DIR (default ../shared/fixtures; a relative path is taken from the repository
-// root). Finding none is a failure.
-func fixtureDirs(t *testing.T, pattern string) []string {
-	t.Helper()
-	root := os.Getenv("HF_FIXTURES_DIR")
-	if root == "" {
-		root = filepath.Join("..", "shared", "fixtures")
-	}
-	if !filepath.IsAbs(root) {
-		root = filepath.Join("..", root) // the tests run in <repo>/layers
-	}
-	dirs, err := filepath.Glob(filepath.Join(root, pattern))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no %s fixture directories under %s (HF_FIXTURES_DIR=%q)", pattern, root, os.Getenv("HF_FIXTURES_DIR"))
-	}
-	return dirs
-}
 
 // TestLlamaFixtureReference checks every transformers LlamaForCausalLM fixture (llama_*, made by
 // shared/reference/llama_fixtures.py in float64) against the float64 reference model read from
@@ -100,6 +80,82 @@ func TestLlamaFixtureReference(t *testing.T) {
 						t.Fatalf("%s[%d] = %v, want float32(%v)", p.Name, i, v, w[i])
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestLlamaFixtureTrain checks the float32 Transformer++ against transformers on every llama_*
+// fixture: the training graph's logits (≤ 1e-4 relative L2), loss (≤ 1e-5 absolute, labels =
+// input_ids shifted inside the loss) and the gradient of every parameter (≤ 1e-3 relative L2,
+// against grad.<name>); Eval's loss equals Step's; and generation (the prompt through the flash
+// kernel, then key/value-cache steps) gives the greedy tokens exactly.
+func TestLlamaFixtureTrain(t *testing.T) {
+	for _, dir := range fixtureDirs(t, "llama_*") {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			m, err := LoadLlama(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := safetensors.ReadFile(filepath.Join(dir, "reference.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, shape := int32s(t, ref, "input_ids")
+			batch, L := shape[0], shape[1]
+			want, _, err := ref.Float64("logits")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLoss, _, err := ref.Float64("loss")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := m.Compile(batch, L)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg := shiftedTargets(ids, batch, L)
+			loss, err := tr.Step(ids, tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := testutil.RelL2(tr.Logits(), want)
+			testutil.CheckErr(t, "logits relative L2", e, 1e-4)
+			testutil.CheckErr(t, "loss absolute error", math.Abs(loss-wantLoss[0]), 1e-5)
+			worst, worstName := 0.0, ""
+			for _, p := range m.Params() {
+				g, _, err := ref.Float64("grad." + p.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ge := testutil.RelL2(p.Grad, g)
+				testutil.CheckErr(t, "grad "+p.Name+" relative L2", ge, 1e-3)
+				if !(ge <= worst) {
+					worst, worstName = ge, p.Name
+				}
+			}
+			t.Logf("logits: relative L2 %.3g; loss |Δ| %.2g; worst gradient %s, relative L2 %.3g", e, math.Abs(loss-wantLoss[0]), worstName, worst)
+			ev, err := tr.Eval(ids, tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ev != loss {
+				t.Errorf("Eval loss %.9g differs from Step loss %.9g", ev, loss)
+			}
+
+			gen, err := safetensors.ReadFile(filepath.Join(dir, "generate.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			prompt, _ := int32s(t, gen, "prompt")
+			greedy, _ := int32s(t, gen, "greedy")
+			got, err := m.Generate(prompt, 1, len(greedy)-len(prompt), Sampling{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, greedy[len(prompt):]) {
+				t.Errorf("greedy continuation\n got %v\nwant %v", got, greedy[len(prompt):])
 			}
 		})
 	}

@@ -57,10 +57,17 @@ func (m *Model) Config() Config { return m.cfg }
 // by block, then the final norm). The tied LM head is the embedding.
 func (m *Model) Params() []*Param { return m.params }
 
-// NumParams is the number of learned scalars of a model of this config.
+// NumParams is the number of learned scalars of a model of this config, of
+// either architecture.
 func (c Config) NumParams() int {
+	var ps []*Param
+	if c.IsTransformer() {
+		ps = llamaLayout(c).params
+	} else {
+		ps = layout(c).params
+	}
 	n := 0
-	for _, p := range layout(c).params {
+	for _, p := range ps {
 		n += p.Size()
 	}
 	return n
@@ -81,6 +88,9 @@ func (c Config) NumParams() int {
 //
 // Each parameter draws from its own stream seeded by (seed, name).
 func New(cfg Config, seed uint64) (*Model, error) {
+	if cfg.Arch != ArchMamba {
+		return nil, fmt.Errorf("model config: arch %q is not %q", cfg.Arch, ArchMamba)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -149,7 +149,7 @@ func TestDecoderMatchesReference(t *testing.T) {
 
 // perturb moves every parameter away from its initial value (biases that
 // start at 0, norms at 1, ...) so that tests exercise every term.
-func perturb(m *Model, seed uint64) {
+func perturb(m LM, seed uint64) {
 	for _, p := range m.Params() {
 		r := newRNG(seed, p.Name)
 		for i := range p.Value {

@@ -18,7 +18,7 @@ var tensorFloat64 = tensor.Float64
 // logits, loss (labels = input_ids shifted inside the loss) and the gradient
 // of every parameter.
 func TestFixtureTrain(t *testing.T) {
-	for _, dir := range hfFixtureDirs(t) {
+	for _, dir := range fixtureDirs(t, "hf_*") {
 		m, fx := loadHFFixture(t, dir)
 		t.Run(fx.name, func(t *testing.T) {
 			tr, err := m.Compile(fx.batch, fx.seqLen)
@@ -145,11 +145,11 @@ func TestGradFD(t *testing.T) {
 			}
 			ids := randomIDs(batch*L, m.cfg.VocabSize, 1)
 			tg := randomTargets(batch*L, m.cfg.VocabSize, 2)
-			train, err := m.build(tensorFloat64, batch, L, true, vals)
+			train, err := build(m, tensorFloat64, batch, L, true, vals)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fwd, err := m.build(tensorFloat64, batch, L, false, vals)
+			fwd, err := build(m, tensorFloat64, batch, L, false, vals)
 			if err != nil {
 				t.Fatal(err)
 			}

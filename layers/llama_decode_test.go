@@ -1,0 +1,109 @@
+package layers
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestLlamaDecoder: Step for every token, one Prefill, and Prefill then Prefill (by steps) then
+// Step give the logits of the float64 forward over the whole sequence, for each test config, at
+// batch 1 and 3, over more than one attention chunk for the long case.
+func TestLlamaDecoder(t *testing.T) {
+	for i := range llamaConfigs {
+		m := perturbedLlama(t, i)
+		for _, sh := range [][2]int{{1, 11}, {3, 70}} {
+			t.Run(fmt.Sprintf("%d/batch%d_L%d", i, sh[0], sh[1]), func(t *testing.T) {
+				batch, L := sh[0], sh[1]
+				ids := randomIDs(batch*L, m.cfg.VocabSize, uint64(L))
+				want := llamaRefFromModel(m, 8).forward(t, ids, batch, L)
+				checkDecoder(t, m, ids, batch, L, want, 1e-5)
+			})
+		}
+	}
+	// Past one chunk of the decode attention (attention.DecodeChunk keys).
+	m := perturbedLlama(t, 2)
+	const L = 300
+	ids := randomIDs(L, m.cfg.VocabSize, 9)
+	checkDecoder(t, m, ids, 1, L, llamaRefFromModel(m, 8).forward(t, ids, 1, L), 1e-5)
+}
+
+// TestLlamaDecoderDeterministic: the step gives bitwise the same logits whatever the size of its
+// team (GOMAXPROCS when the decoder is made), with batch 1 and 3; once warm it allocates nothing.
+func TestLlamaDecoderDeterministic(t *testing.T) {
+	m := perturbedLlama(t, 1)
+	for _, batch := range []int{1, 3} {
+		ids := randomIDs(batch*6, m.cfg.VocabSize, 4)
+		var got [2][]float32
+		for i, procs := range []int{1, 4} {
+			old := runtime.GOMAXPROCS(procs)
+			d, err := m.NewDecoder(batch, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Prefill(ids[:batch*2], 2); err != nil {
+				t.Fatal(err)
+			}
+			for s := 2; s < 6; s++ {
+				logits, err := d.Step(ids[batch*s : batch*(s+1)])
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[i] = append(got[i], logits...)
+			}
+			if !raceEnabled {
+				if a := testing.AllocsPerRun(20, func() { d.Step(ids[:batch]) }); a != 0 {
+					t.Errorf("batch %d, GOMAXPROCS %d: %v allocations per step", batch, procs, a)
+				}
+			}
+			d.Close()
+			runtime.GOMAXPROCS(old)
+		}
+		if !slices.Equal(got[0], got[1]) {
+			t.Errorf("batch %d: logits differ between teams of 1 and 4", batch)
+		}
+	}
+}
+
+func TestLlamaDecoderErrors(t *testing.T) {
+	m := perturbedLlama(t, 0)
+	if _, err := m.NewDecoder(0, 4); err == nil {
+		t.Error("NewDecoder(0, 4) succeeded")
+	}
+	if _, err := m.NewDecoder(1, 0); err == nil {
+		t.Error("NewDecoder(1, 0) succeeded")
+	}
+	d, err := m.NewDecoder(2, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, tc := range []struct {
+		f    func() error
+		want string
+	}{
+		{func() error { _, err := d.Prefill([]int32{1, 2, 3}, 2); return err }, "got 3 token ids, want 4"},
+		{func() error { _, err := d.Prefill(make([]int32, 10), 5); return err }, "exceed the cache's capacity 4"},
+		{func() error { _, err := d.Step([]int32{1, 99}); return err }, "outside the vocabulary"},
+		{func() error { return d.Advance(5) }, "cannot advance"},
+		{func() error { _, err := d.Prefill(nil, 0); return err }, "at least 1"},
+	} {
+		if err := tc.f(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want one containing %q", err, tc.want)
+		}
+	}
+	if err := d.Advance(3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Step([]int32{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Step([]int32{1, 2}); err == nil || !strings.Contains(err.Error(), "capacity") {
+		t.Errorf("a step past the capacity: error %v", err)
+	}
+	if _, err := m.Generate([]int32{1, 2, 3}, 2, 4, Sampling{}); err == nil {
+		t.Error("Generate with 3 prompt ids in 2 rows succeeded")
+	}
+}
