@@ -24,7 +24,7 @@ func tapeBytesPerToken(gr *graph, l, rows int) int {
 // steppedTrainer compiles a new model of cfg and runs one Step.
 func steppedTrainer(t *testing.T, cfg Config, batch, L int) *Trainer {
 	t.Helper()
-	m, err := New(cfg, 1)
+	m, err := NewLM(cfg, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +96,17 @@ func TestTrainingBytes(t *testing.T) {
 	}
 	c := DefaultConfig()
 	c.VocabSize, c.DModel, c.DState, c.NLayer = 64, 64, 16, 3
-	batch, L := 2, 256
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	live := float64(heapAfterStep(t, c, batch, L)) - float64(before.HeapAlloc)
-	est := c.TrainingBytes(batch, L)
-	t.Logf("estimate %.0f bytes, live heap after a step %.0f bytes (without an optimizer)", est, live)
-	if !(est >= live && est <= 2*live) {
-		t.Errorf("TrainingBytes %.0f, live heap %.0f: want the estimate in [live, 2·live]", est, live)
+	tpp := transformer(func(c *Config) { c.VocabSize, c.DModel, c.NLayer, c.NHead, c.NKVHead = 64, 64, 3, 4, 2 })
+	for _, c := range []Config{c, tpp} {
+		batch, L := 2, 256
+		var before runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		live := float64(heapAfterStep(t, c, batch, L)) - float64(before.HeapAlloc)
+		est := c.TrainingBytes(batch, L)
+		t.Logf("%s: estimate %.0f bytes, live heap after a step %.0f bytes (without an optimizer)", c.Arch, est, live)
+		if !(est >= live && est <= 2*live) {
+			t.Errorf("%s: TrainingBytes %.0f, live heap %.0f: want the estimate in [live, 2·live]", c.Arch, est, live)
+		}
 	}
 }

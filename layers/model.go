@@ -73,6 +73,17 @@ func (c Config) NumParams() int {
 	return n
 }
 
+// EmbeddingParams is the number of parameters of the vocabulary embedding
+// and of an untied LM head, V·D each: what scaling laws leave out of N
+// (train.IsEmbedding names them).
+func (c Config) EmbeddingParams() int {
+	n := c.PaddedVocab() * c.DModel
+	if c.IsTransformer() && !c.TieEmbeddings {
+		n *= 2
+	}
+	return n
+}
+
 // New builds a model initialised as mamba_ssm does, deterministically from
 // seed:
 //

@@ -23,6 +23,7 @@
 // a pure function of that state, a run killed at any moment and resumed reproduces the
 // uninterrupted run bit for bit.
 //
-// The loop depends on the small interfaces Model, Stepper and Backend; Mamba is the
-// Backend of the layers package.
+// The loop depends on the small interfaces Model, Stepper and Backend; Layers is the
+// Backend of the layers package, for both architectures (model.arch "mamba" or
+// "transformer").
 package train

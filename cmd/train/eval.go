@@ -29,7 +29,7 @@ Flags:
 
 // loadModel resolves dir (run, checkpoint or transformers directory) and returns the
 // model with the config to evaluate it under.
-func loadModel(dir, config string, sets []string) (*layers.Model, train.Config, error) {
+func loadModel(dir, config string, sets []string) (layers.LM, train.Config, error) {
 	d, err := train.ModelDir(dir)
 	if err != nil {
 		return nil, train.Config{}, usageError{err}
@@ -46,7 +46,7 @@ func loadModel(dir, config string, sets []string) (*layers.Model, train.Config, 
 		return nil, cfg, usageError{err}
 	}
 	autograd.UseBLAS()
-	m, err := layers.Load(d)
+	m, err := layers.LoadLM(d)
 	if err != nil {
 		return nil, cfg, usageError{err}
 	}
@@ -77,7 +77,7 @@ func runEval(args []string, stdout io.Writer) error {
 		return usageError{err}
 	}
 	defer ds.Close()
-	e, err := train.Evaluate(cfg, train.Mamba{}.Wrap(m), ds)
+	e, err := train.Evaluate(cfg, train.Layers{}.Wrap(m), ds)
 	if err != nil {
 		return err
 	}

@@ -162,17 +162,6 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
-// Until the model config has model.arch, "transformer" is refused with a clear line.
-func TestArchNeedsModelArchKey(t *testing.T) {
-	if HasArchKey() {
-		t.Skip("this build's model config has model.arch: the model config itself validates the archs")
-	}
-	c := parse(t, `{"base": `+tinyBase+`, "archs": ["mamba", "transformer"], "sizes": [{"name": "a", "model": {"d_model": 8}}]}`)
-	if _, err := c.Plan(); err == nil || !strings.Contains(err.Error(), `"transformer" is not available in this build`) {
-		t.Errorf("err = %v", err)
-	}
-}
-
 // Every sweep config of configs/sweeps decodes and plans (data files are not needed
 // to plan).
 func TestSweepConfigsPlan(t *testing.T) {
@@ -193,16 +182,21 @@ func TestSweepConfigsPlan(t *testing.T) {
 			continue
 		}
 		if filepath.Base(f) == "text-bytes.json" {
-			// At least 5 sizes from about 20k to at least 1M non-embedding parameters,
-			// several budgets each, and about 1e14 FLOPs per arch.
-			sizes := map[string]int{}
-			lo, hi := math.Inf(1), 0.0
-			for _, pt := range p.Points {
-				sizes[pt.Size]++
-				lo, hi = min(lo, float64(pt.NonEmbedding)), max(hi, float64(pt.NonEmbedding))
-			}
-			if len(sizes) < 5 || lo > 25e3 || hi < 1e6 || p.FLOPs() < 0.5e14 || p.FLOPs() > 1.5e14 {
-				t.Errorf("text-bytes: %d sizes, N from %g to %g, %.3g FLOPs", len(sizes), lo, hi, p.FLOPs())
+			// Both archs; for each, at least 5 sizes from about 20k to at least 1M
+			// non-embedding parameters, several budgets each, and about 1e14 FLOPs.
+			for _, arch := range []string{"mamba", "transformer"} {
+				sizes := map[string]int{}
+				lo, hi, flops := math.Inf(1), 0.0, 0.0
+				for _, pt := range p.Points {
+					if pt.Arch == arch {
+						sizes[pt.Size]++
+						lo, hi = min(lo, float64(pt.NonEmbedding)), max(hi, float64(pt.NonEmbedding))
+						flops += pt.FLOPs()
+					}
+				}
+				if len(sizes) < 5 || lo > 25e3 || hi < 1e6 || flops < 0.5e14 || flops > 1.5e14 {
+					t.Errorf("text-bytes, %s: %d sizes, N from %g to %g, %.3g FLOPs", arch, len(sizes), lo, hi, flops)
+				}
 			}
 		}
 	}
