@@ -47,9 +47,18 @@ func dotsGo(s, q, k []float32, ldk, n int) {
 var (
 	mulAdd    = mulAddGo
 	dots      = dotsGo
-	expAffine = math32.ExpAffine // dst[i] = exp(a·src[i] + b)
+	expAffine = expAffineGo // dst[i] = exp(a·src[i] + b)
 	expBias   = expBiasGo
 )
+
+// expAffineGo sets dst[i] = exp(a·src[i] + b) with math32.Exp, the scalar twin of the vector
+// rows (expBias with a constant bias gives the same bits). dst may be src.
+func expAffineGo(dst, src []float32, a, b float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = math32.Exp(a*v + b)
+	}
+}
 
 // expBiasGo sets dst[i] = exp(a·src[i] + bias[i]) with math32.Exp. dst may be src.
 func expBiasGo(dst, src []float32, a float32, bias []float32) {

@@ -37,7 +37,7 @@ func init() { useAsm(bestPath()) }
 
 // useAsm selects the loops of a path: "go", "avx2" or "avx512" (tests run each).
 func useAsm(path string) {
-	mulAdd, dots, expAffine, expBias = mulAddGo, dotsGo, math32.ExpAffine, expBiasGo
+	mulAdd, dots, expAffine, expBias = mulAddGo, dotsGo, expAffineGo, expBiasGo
 	switch path {
 	case "avx2":
 		mulAdd, dots, expAffine, expBias = mulAddAVX2, dotsAVX2Rows, expAffineAVX2Row, expBiasAVX2Row
@@ -64,12 +64,20 @@ const (
 	expC6 = 0.0013941108438804987
 )
 
+// The range-reduction constants of math32.Exp. This vector exp duplicates math32's and is to be
+// replaced by math32's row functions.
+const (
+	log2E          = 1.44269504088896341
+	roundMagic     = 12582912
+	roundMagicBits = 0x4b400000
+)
+
 // expConsts holds the constants of the vector exp broadcast to eight lanes, in the order the
 // assembly reads them.
 var expConsts = [...][8]float32{
-	splat(math32.Log2E), splat(math32.RoundMagic), splat(-ln2Hi), splat(-ln2Lo),
+	splat(log2E), splat(roundMagic), splat(-ln2Hi), splat(-ln2Lo),
 	splat(expC6), splat(expC5), splat(expC4), splat(expC3), splat(expC2), splat(expC1), splat(1),
-	splat(math32.ExpLo), splat(math32.ExpHi), splat(math.Float32frombits(math32.RoundMagicBits - 127)),
+	splat(math32.ExpLo), splat(math32.ExpHi), splat(math.Float32frombits(roundMagicBits - 127)),
 }
 
 func splat(v float32) [8]float32 { return [8]float32{v, v, v, v, v, v, v, v} }
@@ -77,7 +85,7 @@ func splat(v float32) [8]float32 { return [8]float32{v, v, v, v, v, v, v, v} }
 //go:noescape
 func expAffineAVX2(dst, src *float32, n int, a, b float32)
 
-// expAffineAVX2Row is math32.ExpAffine with whole groups of eight in assembly.
+// expAffineAVX2Row is expAffineGo with whole groups of eight in assembly.
 func expAffineAVX2Row(dst, src []float32, a, b float32) {
 	n := len(src) &^ 7
 	if len(dst) < len(src) {
@@ -86,7 +94,7 @@ func expAffineAVX2Row(dst, src []float32, a, b float32) {
 	if n > 0 {
 		expAffineAVX2(&dst[0], &src[0], n, a, b)
 	}
-	math32.ExpAffine(dst[n:], src[n:], a, b)
+	expAffineGo(dst[n:], src[n:], a, b)
 }
 
 //go:noescape
