@@ -106,6 +106,52 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkLlamaDecode is key/value-cache generation of the Transformer++ of
+// configs/bench-transformer.json, one Step per token per row after a 16-token prompt, at batch 1
+// and 16 (the cache grows by one position per step; b.N is bounded by its capacity, 4096).
+func BenchmarkLlamaDecode(b *testing.B) {
+	autograd.UseBLAS()
+	c := DefaultConfig()
+	c.Arch, c.VocabSize, c.DModel, c.NLayer, c.NHead, c.DFF = ArchTransformer, 256, 256, 2, 4, 682
+	m, err := NewLlama(c, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, batch := range []int{1, 16} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			d, err := m.NewDecoder(batch, 16+4096)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			if _, err := d.Prefill(randomIDs(batch*16, 256, 1), 16); err != nil {
+				b.Fatal(err)
+			}
+			tok := randomIDs(batch, 256, 2)
+			b.ReportAllocs()
+			cpu0, _ := testutil.CPUTime()
+			start := time.Now()
+			n := 0
+			for b.Loop() {
+				if d.Pos() == d.Capacity() {
+					d.Reset()
+					if err := d.Advance(16); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := d.Step(tok); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(n*batch)/time.Since(start).Seconds(), "tokens/s")
+			if cpu1, ok := testutil.CPUTime(); ok {
+				b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(n*batch), "cpu-ns/token")
+			}
+		})
+	}
+}
+
 // BenchmarkDecodeAt times one Step (batch 1) after the state has been
 // advanced to a position by chunked Prefill: the cost must not depend on
 // the position.

@@ -89,13 +89,34 @@ func (d *LlamaDecoder) Batch() int { return d.batch }
 // Capacity is the number of positions the cache holds.
 func (d *LlamaDecoder) Capacity() int { return d.capacity }
 
-// Advance moves every row n positions on without computing them: the cache keeps whatever those
-// positions hold (zeros in a new decoder). It is for measuring a step at a given position without
-// computing a prompt of that length first; the logits that follow are not a model's.
+// Advance moves every row n positions on without computing them: the new positions of the cache
+// repeat the positions so far in order (zeros from position 0). It is for timing a step at a long
+// context without computing a prompt of that length first: every position holds its own keys and
+// values, so a step reads as much memory as after a real prompt, but the logits that follow are
+// not the model's.
 func (d *LlamaDecoder) Advance(n int) error {
 	if n < 0 || d.pos+n > d.capacity {
 		return fmt.Errorf("decoder: cannot advance %d positions from %d in a cache of %d", n, d.pos, d.capacity)
 	}
+	kvd := d.m.cfg.KVHeads() * d.m.cfg.HeadSize()
+	from := d.pos
+	parallel.For(2*len(d.kc)*d.batch, 1, func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			c := d.kc
+			if i%2 == 1 {
+				c = d.vc
+			}
+			row := c[i/2/d.batch][(i/2%d.batch)*d.capacity*kvd:][:d.capacity*kvd]
+			for p := from; p < from+n; p++ {
+				dst := row[p*kvd : (p+1)*kvd]
+				if from == 0 {
+					clear(dst)
+				} else {
+					copy(dst, row[(p%from)*kvd:])
+				}
+			}
+		}
+	})
 	d.pos += n
 	return nil
 }

@@ -107,3 +107,38 @@ func TestLlamaDecoderErrors(t *testing.T) {
 		t.Error("Generate with 3 prompt ids in 2 rows succeeded")
 	}
 }
+
+// TestLlamaAdvance: Advance fills the skipped positions with the earlier ones in order, so a step
+// after Prefill(p) and Advance(n) sees what a step after the prompt repeated would see: the same
+// keys and values, each at its own position.
+func TestLlamaAdvance(t *testing.T) {
+	m := perturbedLlama(t, 1)
+	const batch, p, n = 2, 3, 7
+	d, err := m.NewDecoder(batch, p+n+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Prefill(randomIDs(batch*p, m.cfg.VocabSize, 1), p); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Advance(n); err != nil || d.Pos() != p+n {
+		t.Fatalf("Advance: %v, position %d", err, d.Pos())
+	}
+	kvd := m.cfg.KVHeads() * m.cfg.HeadSize()
+	for l := range d.kc {
+		for _, c := range [][]float32{d.kc[l], d.vc[l]} {
+			for b := range batch {
+				row := c[b*d.capacity*kvd:]
+				for q := p; q < p+n; q++ {
+					if !slices.Equal(row[q*kvd:(q+1)*kvd], row[(q%p)*kvd:(q%p+1)*kvd]) {
+						t.Fatalf("layer %d, row %d: position %d is not position %d", l, b, q, q%p)
+					}
+				}
+			}
+		}
+	}
+	if _, err := d.Step([]int32{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+}
