@@ -30,19 +30,26 @@ func referenceCount(c layers.Config) int {
 	return c.PaddedVocab()*D + c.NLayer*per + D
 }
 
+// parse reads and resolves one embedded config.
+func parse(t *testing.T, name string) train.Config {
+	t.Helper()
+	raw, err := configs.FS.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := train.ParseConfig(raw, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return c
+}
+
 func TestLadderSizes(t *testing.T) {
 	for name, want := range map[string]float64{
 		"mamba-0.1m.json": 0.1e6, "mamba-0.5m.json": 0.5e6, "mamba-2m.json": 2e6,
 		"mamba-8m.json": 8e6, "mamba-30m.json": 30e6, "mamba-130m.json": 130e6,
 	} {
-		raw, err := configs.FS.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := train.ParseConfig(raw, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		c := parse(t, name)
 		n := referenceCount(c.Model)
 		if math.Abs(float64(n)/want-1) > 0.15 {
 			t.Errorf("%s: %d parameters, want about %.0f", name, n, want)
@@ -71,18 +78,7 @@ func TestTransformerLadder(t *testing.T) {
 		size   string
 		params int
 	}{{"0.1m", 110912}, {"0.5m", 508544}, {"2m", 2115264}, {"8m", 7769472}, {"30m", 29171840}, {"130m", 128877312}} {
-		parse := func(name string) layers.Config {
-			raw, err := configs.FS.ReadFile(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := train.ParseConfig(raw, nil)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			return c.Model
-		}
-		tp, mb := parse("transformer-"+tc.size+".json"), parse("mamba-"+tc.size+".json")
+		tp, mb := parse(t, "transformer-"+tc.size+".json").Model, parse(t, "mamba-"+tc.size+".json").Model
 		n := transformerCount(tp)
 		if !tp.IsTransformer() || n != tc.params || tp.NumParams() != n {
 			t.Errorf("transformer-%s: arch %q, %d parameters (layers counts %d), want %d", tc.size, tp.Arch, n, tp.NumParams(), tc.params)
@@ -99,14 +95,7 @@ func TestTransformerLadder(t *testing.T) {
 // TestBenchConfig: configs/bench.json is the benchmark model of the issue
 // that added it (vocabulary 256, d_model 256, 4 layers, batch 8 × 512).
 func TestBenchConfig(t *testing.T) {
-	raw, err := configs.FS.ReadFile("bench.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := train.ParseConfig(raw, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := parse(t, "bench.json")
 	m, d := c.Model, c.Data
 	if m.VocabSize != 256 || m.DModel != 256 || m.NLayer != 4 || m.DState != 16 || m.Expand != 2 || d.BatchSize != 8 || d.SeqLen != 512 {
 		t.Errorf("bench.json: model %+v, batch %d × %d", m, d.BatchSize, d.SeqLen)
@@ -120,14 +109,7 @@ func TestBenchConfig(t *testing.T) {
 // Transformer++ speed target (experiments/bench/torch_bench.py for bench.json: d_model 256, half of
 // 4 layers, heads of 64, SwiGLU width int(8·256/3) = 682, vocabulary 256, batch 8 × 512).
 func TestBenchTransformerConfig(t *testing.T) {
-	raw, err := configs.FS.ReadFile("bench-transformer.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := train.ParseConfig(raw, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := parse(t, "bench-transformer.json")
 	m, d := c.Model, c.Data
 	if !m.IsTransformer() || m.VocabSize != 256 || m.DModel != 256 || m.NLayer != 2 || m.HeadSize() != 64 || m.FF() != 682 || d.BatchSize != 8 || d.SeqLen != 512 {
 		t.Errorf("bench-transformer.json: model %+v, batch %d × %d", m, d.BatchSize, d.SeqLen)

@@ -26,33 +26,16 @@ func benchModel(b *testing.B) *Model {
 
 // BenchmarkTrainStep is one forward and backward pass of batch 8 × 512
 // tokens.
-func BenchmarkTrainStep(b *testing.B) {
-	m := benchModel(b)
-	batch, L := 8, 512
-	tr, err := m.Compile(batch, L)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ids := randomIDs(batch*L, 256, 1)
-	tg := shiftedTargets(ids, batch, L)
-	if _, err := tr.Step(ids, tg); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if _, err := tr.Step(ids, tg); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*batch*L)/time.Since(start).Seconds(), "tokens/s")
-}
+func BenchmarkTrainStep(b *testing.B) { benchTrainStep(b, benchModel(b)) }
 
-// BenchmarkLlamaTrainStep is one forward and backward pass of the Transformer++ of
-// configs/bench-transformer.json (d_model 256, 2 layers of 4 heads, d_ff 682, vocabulary 256) on
-// batch 8 × 512 tokens. cpu-ms/step is the process's CPU time per step: on a shared machine the
-// measure of the work, where wall time counts the waiting too.
-func BenchmarkLlamaTrainStep(b *testing.B) {
+// BenchmarkLlamaTrainStep is BenchmarkTrainStep for the Transformer++ of
+// configs/bench-transformer.json (d_model 256, 2 layers of 4 heads, d_ff 682,
+// vocabulary 256).
+func BenchmarkLlamaTrainStep(b *testing.B) { benchTrainStep(b, benchLlama(b)) }
+
+// benchLlama is the Transformer++ of configs/bench-transformer.json.
+func benchLlama(b *testing.B) *Llama {
+	b.Helper()
 	autograd.UseBLAS()
 	c := DefaultConfig()
 	c.Arch, c.VocabSize, c.DModel, c.NLayer, c.NHead, c.DFF = ArchTransformer, 256, 256, 2, 4, 682
@@ -60,6 +43,13 @@ func BenchmarkLlamaTrainStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return m
+}
+
+// benchTrainStep times training steps of m on batch 8 × 512 tokens. cpu-ms/step
+// is the process's CPU time per step: on a shared machine the measure of the
+// work, where wall time counts the waiting too.
+func benchTrainStep(b *testing.B, m LM) {
 	batch, L := 8, 512
 	tr, err := m.Compile(batch, L)
 	if err != nil {
@@ -110,13 +100,7 @@ func BenchmarkDecode(b *testing.B) {
 // configs/bench-transformer.json, one Step per token per row after a 16-token prompt, at batch 1
 // and 16 (the cache grows by one position per step; b.N is bounded by its capacity, 4096).
 func BenchmarkLlamaDecode(b *testing.B) {
-	autograd.UseBLAS()
-	c := DefaultConfig()
-	c.Arch, c.VocabSize, c.DModel, c.NLayer, c.NHead, c.DFF = ArchTransformer, 256, 256, 2, 4, 682
-	m, err := NewLlama(c, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := benchLlama(b)
 	for _, batch := range []int{1, 16} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			d, err := m.NewDecoder(batch, 16+4096)

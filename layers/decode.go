@@ -171,10 +171,14 @@ func (d *Decoder) Advance(n int) error {
 }
 
 func (d *Decoder) checkIDs(ids []int32, want int) error {
+	return checkTokens(ids, want, d.m.cfg.PaddedVocab())
+}
+
+// checkTokens reports a number of ids other than want, or an id outside [0, V).
+func checkTokens(ids []int32, want, V int) error {
 	if len(ids) != want {
 		return fmt.Errorf("decoder: got %d token ids, want %d", len(ids), want)
 	}
-	V := d.m.cfg.PaddedVocab()
 	for i, t := range ids {
 		if t < 0 || int(t) >= V {
 			return fmt.Errorf("decoder: token id %d at index %d is outside the vocabulary [0, %d)", t, i, V)

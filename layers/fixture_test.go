@@ -8,8 +8,8 @@ import (
 	"github.com/mambago/mamba/data/safetensors"
 )
 
-// hfFixture is one transformers MambaForCausalLM case made by
-// shared/reference/make_fixtures.py.
+// hfFixture is one transformers case: a MambaForCausalLM (hf_*, made by
+// shared/reference/make_fixtures.py) or a LlamaForCausalLM (llama_*).
 type hfFixture struct {
 	name   string
 	dir    string
@@ -61,6 +61,13 @@ func loadHFFixture(t *testing.T, dir string) (*Model, *hfFixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, readFixture(t, dir)
+}
+
+// readFixture reads the reference.safetensors and generate.safetensors of a
+// fixture directory (hf_* or llama_*).
+func readFixture(t *testing.T, dir string) *hfFixture {
+	t.Helper()
 	ref, err := safetensors.ReadFile(filepath.Join(dir, "reference.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +90,7 @@ func loadHFFixture(t *testing.T, dir string) (*Model, *hfFixture) {
 	fx.loss = loss[0]
 	fx.prompt, _ = int32s(t, gen, "prompt")
 	fx.greedy, _ = int32s(t, gen, "greedy")
-	return m, fx
+	return fx
 }
 
 // shiftedTargets is transformers' loss convention: position t predicts

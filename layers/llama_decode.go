@@ -122,17 +122,11 @@ func (d *LlamaDecoder) Advance(n int) error {
 }
 
 func (d *LlamaDecoder) checkIDs(ids []int32, want, positions int) error {
-	if len(ids) != want {
-		return fmt.Errorf("decoder: got %d token ids, want %d", len(ids), want)
+	if err := checkTokens(ids, want, d.m.cfg.PaddedVocab()); err != nil {
+		return err
 	}
 	if d.pos+positions > d.capacity {
 		return fmt.Errorf("decoder: %d more positions from position %d exceed the cache's capacity %d", positions, d.pos, d.capacity)
-	}
-	V := d.m.cfg.PaddedVocab()
-	for i, t := range ids {
-		if t < 0 || int(t) >= V {
-			return fmt.Errorf("decoder: token id %d at index %d is outside the vocabulary [0, %d)", t, i, V)
-		}
 	}
 	return nil
 }
@@ -416,20 +410,10 @@ func (s *llamaStepper) qkv(i int) {
 	}
 }
 
-// rows computes block i of the outputs y[r, j] = x_r·w_j for the weight rows j of the block, added
-// to y with add: h += a·o_projᵀ, h += y·down_projᵀ, or the logits.
+// rows computes block i of the outputs y = x·pᵀ for the weight rows of the block, added to y with
+// add: h += a·o_projᵀ, h += y·down_projᵀ, or the logits.
 func (s *llamaStepper) rows(i int, p *Param, x, y []float32, add bool) {
-	out, in := p.Shape[0], p.Shape[1]
-	for j := i * llamaRows; j < min(out, (i+1)*llamaRows); j++ {
-		row := p.Value[j*in : (j+1)*in]
-		for r := range s.d.batch {
-			v := kernel.Dot(x[r*in:(r+1)*in], row)
-			if add {
-				v += y[r*out+j]
-			}
-			y[r*out+j] = v
-		}
-	}
+	rowDots(y, x, p.Value, nil, s.d.batch, p.Shape[1], p.Shape[0], i*llamaRows, (i+1)*llamaRows, add)
 }
 
 // gateUp is block i of the GU phase: g = silu(n·gate_projᵀ) ⊙ n·up_projᵀ for its rows of the

@@ -2,7 +2,6 @@ package layers
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -28,43 +27,6 @@ func TestLlamaDecoder(t *testing.T) {
 	const L = 300
 	ids := randomIDs(L, m.cfg.VocabSize, 9)
 	checkDecoder(t, m, ids, 1, L, llamaRefFromModel(m, 8).forward(t, ids, 1, L), 1e-5)
-}
-
-// TestLlamaDecoderDeterministic: the step gives bitwise the same logits whatever the size of its
-// team (GOMAXPROCS when the decoder is made), with batch 1 and 3; once warm it allocates nothing.
-func TestLlamaDecoderDeterministic(t *testing.T) {
-	m := perturbedLlama(t, 1)
-	for _, batch := range []int{1, 3} {
-		ids := randomIDs(batch*6, m.cfg.VocabSize, 4)
-		var got [2][]float32
-		for i, procs := range []int{1, 4} {
-			old := runtime.GOMAXPROCS(procs)
-			d, err := m.NewDecoder(batch, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := d.Prefill(ids[:batch*2], 2); err != nil {
-				t.Fatal(err)
-			}
-			for s := 2; s < 6; s++ {
-				logits, err := d.Step(ids[batch*s : batch*(s+1)])
-				if err != nil {
-					t.Fatal(err)
-				}
-				got[i] = append(got[i], logits...)
-			}
-			if !raceEnabled {
-				if a := testing.AllocsPerRun(20, func() { d.Step(ids[:batch]) }); a != 0 {
-					t.Errorf("batch %d, GOMAXPROCS %d: %v allocations per step", batch, procs, a)
-				}
-			}
-			d.Close()
-			runtime.GOMAXPROCS(old)
-		}
-		if !slices.Equal(got[0], got[1]) {
-			t.Errorf("batch %d: logits differ between teams of 1 and 4", batch)
-		}
-	}
 }
 
 func TestLlamaDecoderErrors(t *testing.T) {

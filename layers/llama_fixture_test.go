@@ -6,7 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/mambago/mamba/data/safetensors"
 	"github.com/mambago/mamba/internal/testutil"
 )
 
@@ -26,24 +25,8 @@ import (
 func TestLlamaFixtureReference(t *testing.T) {
 	for _, dir := range fixtureDirs(t, "llama_*") {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			ref, err := safetensors.ReadFile(filepath.Join(dir, "reference.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			gen, err := safetensors.ReadFile(filepath.Join(dir, "generate.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids, shape := int32s(t, ref, "input_ids")
-			batch, L := shape[0], shape[1]
-			want, _, err := ref.Float64("logits")
-			if err != nil {
-				t.Fatal(err)
-			}
-			loss, _, err := ref.Float64("loss")
-			if err != nil {
-				t.Fatal(err)
-			}
+			fx := readFixture(t, dir)
+			ids, batch, L, want := fx.ids, fx.batch, fx.seqLen, fx.logits
 			var r *llamaRef64
 			var logits []float64
 			best := math.Inf(1)
@@ -58,12 +41,9 @@ func TestLlamaFixtureReference(t *testing.T) {
 			testutil.CheckErr(t, "logits relative L2", best, 1e-8)
 			V := r.cfg.PaddedVocab()
 			ce := crossEntropy64(logits, shiftedTargets(ids, batch, L), V)
-			testutil.CheckErr(t, "loss absolute error", math.Abs(ce-loss[0]), 1e-6)
-
-			prompt, _ := int32s(t, gen, "prompt")
-			greedy, _ := int32s(t, gen, "greedy")
-			if got := r.greedy(t, prompt, len(greedy)-len(prompt)); !slices.Equal(got, greedy) {
-				t.Errorf("greedy continuation\n got %v\nwant %v", got, greedy)
+			testutil.CheckErr(t, "loss absolute error", math.Abs(ce-fx.loss), 1e-6)
+			if got := r.greedy(t, fx.prompt, len(fx.greedy)-len(fx.prompt)); !slices.Equal(got, fx.greedy) {
+				t.Errorf("greedy continuation\n got %v\nwant %v", got, fx.greedy)
 			}
 
 			m, err := LoadLlama(dir)
@@ -97,66 +77,9 @@ func TestLlamaFixtureTrain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref, err := safetensors.ReadFile(filepath.Join(dir, "reference.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids, shape := int32s(t, ref, "input_ids")
-			batch, L := shape[0], shape[1]
-			want, _, err := ref.Float64("logits")
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantLoss, _, err := ref.Float64("loss")
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr, err := m.Compile(batch, L)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tg := shiftedTargets(ids, batch, L)
-			loss, err := tr.Step(ids, tg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := testutil.RelL2(tr.Logits(), want)
-			testutil.CheckErr(t, "logits relative L2", e, 1e-4)
-			testutil.CheckErr(t, "loss absolute error", math.Abs(loss-wantLoss[0]), 1e-5)
-			worst, worstName := 0.0, ""
-			for _, p := range m.Params() {
-				g, _, err := ref.Float64("grad." + p.Name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ge := testutil.RelL2(p.Grad, g)
-				testutil.CheckErr(t, "grad "+p.Name+" relative L2", ge, 1e-3)
-				if !(ge <= worst) {
-					worst, worstName = ge, p.Name
-				}
-			}
-			t.Logf("logits: relative L2 %.3g; loss |Δ| %.2g; worst gradient %s, relative L2 %.3g", e, math.Abs(loss-wantLoss[0]), worstName, worst)
-			ev, err := tr.Eval(ids, tg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ev != loss {
-				t.Errorf("Eval loss %.9g differs from Step loss %.9g", ev, loss)
-			}
-
-			gen, err := safetensors.ReadFile(filepath.Join(dir, "generate.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			prompt, _ := int32s(t, gen, "prompt")
-			greedy, _ := int32s(t, gen, "greedy")
-			got, err := m.Generate(prompt, 1, len(greedy)-len(prompt), Sampling{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(got, greedy[len(prompt):]) {
-				t.Errorf("greedy continuation\n got %v\nwant %v", got, greedy[len(prompt):])
-			}
+			fx := readFixture(t, dir)
+			checkFixtureTrain(t, m, fx)
+			checkFixtureGreedy(t, m, fx)
 		})
 	}
 }

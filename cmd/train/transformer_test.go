@@ -5,16 +5,13 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mambago/mamba/data/safetensors"
 	"github.com/mambago/mamba/layers"
-	"github.com/mambago/mamba/train/killtest"
 )
 
 // tinyTransformer is tinyRun for a Transformer++ of the same width.
@@ -55,30 +52,7 @@ func TestTransformerTrainEvalGenerateResume(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "killed")
-	rng := rand.New(rand.NewPCG(3, 3))
-	kills := 0
-	for attempt := 0; ; attempt++ {
-		if attempt == 30 {
-			t.Fatalf("run did not finish after %d kills", kills)
-		}
-		args := append(tinyTransformer(steps, 3), "--out", out)
-		if hasCheckpoint(out) {
-			args = []string{"--resume", "--out", out}
-		}
-		cmd := exec.Command(bin, args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		killed, err := killtest.Run(cmd, func() int { return metricLines(out) }, metricLines(out)+1+rng.IntN(12),
-			time.Duration(rng.IntN(3000))*time.Microsecond, time.Millisecond)
-		if killed {
-			kills++
-			continue
-		}
-		if err != nil {
-			t.Fatalf("run %v: %v: %s", args, err, stderr.Bytes())
-		}
-		break
-	}
+	kills := killUntilDone(t, tinyTransformer(steps, 3), out, rand.New(rand.NewPCG(3, 3)))
 	if kills < 1 {
 		t.Fatal("no kill landed before the run finished")
 	}
