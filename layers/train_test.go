@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"slices"
@@ -142,63 +143,74 @@ func TestTrainerMatchesReference(t *testing.T) {
 }
 
 // TestGradFD checks the float64 graph's gradients against central finite
-// differences of its loss, a few coordinates of every parameter.
+// differences of its loss, a few coordinates of every parameter, and the
+// float32 graph's gradients against the float64 graph's, for every Mamba
+// variant and Transformer++ test config.
 func TestGradFD(t *testing.T) {
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			m := variantModel(t, v.edit)
-			batch, L := 2, 5
-			vals := make([][]float64, len(m.params))
-			for i, p := range m.params {
-				vals[i] = make([]float64, len(p.Value))
-				for k, x := range p.Value {
-					vals[i][k] = float64(x)
-				}
+	for _, m := range allModels(t) {
+		batch, L := 2, 6
+		vals := widen(m.Params())
+		ids := randomIDs(batch*L, m.Config().VocabSize, 1)
+		tg := randomTargets(batch*L, m.Config().VocabSize, 2)
+		train, err := build(m.(net), tensorFloat64, batch, L, true, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fwd, err := build(m.(net), tensorFloat64, batch, L, false, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		graphLoss(t, train, ids, tg)
+		tr, err := m.Compile(batch, L)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Step(ids, tg); err != nil {
+			t.Fatal(err)
+		}
+		r := newRNG(3, "fd")
+		const h = 1e-5
+		for i, p := range m.Params() {
+			grad := train.vm.Float64s(train.grads[i])
+			testutil.CheckErr(t, p.Name+": float32 gradient, relative L2 to float64", testutil.RelL2(p.Grad, grad), 1e-4)
+			for range 3 {
+				k := int(r.Uint64() % uint64(len(grad)))
+				x := vals[i][k]
+				vals[i][k] = x + h
+				up := graphLoss(t, fwd, ids, tg)
+				vals[i][k] = x - h
+				down := graphLoss(t, fwd, ids, tg)
+				vals[i][k] = x
+				fd := (up - down) / (2 * h)
+				testutil.CheckErr(t, fmt.Sprintf("%s[%d]: |gradient − finite difference|", p.Name, k), math.Abs(fd-grad[k]), 1e-6*math.Max(1, math.Abs(fd)))
 			}
-			ids := randomIDs(batch*L, m.cfg.VocabSize, 1)
-			tg := randomTargets(batch*L, m.cfg.VocabSize, 2)
-			train, err := build(m, tensorFloat64, batch, L, true, vals)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fwd, err := build(m, tensorFloat64, batch, L, false, vals)
-			if err != nil {
-				t.Fatal(err)
-			}
-			loss := func(gr *graph) float64 {
-				if err := gr.ids.Set(ids); err != nil {
-					t.Fatal(err)
-				}
-				if err := gr.targets.Set(tg); err != nil {
-					t.Fatal(err)
-				}
-				l, err := gr.run()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return l
-			}
-			loss(train)
-			r := newRNG(3, "fd")
-			const h = 1e-5
-			for i, p := range m.params {
-				grad := train.vm.Float64s(train.grads[i])
-				for try := 0; try < 3; try++ {
-					k := int(r.Uint64() % uint64(len(grad)))
-					x := vals[i][k]
-					vals[i][k] = x + h
-					up := loss(fwd)
-					vals[i][k] = x - h
-					down := loss(fwd)
-					vals[i][k] = x
-					fd := (up - down) / (2 * h)
-					if !testutil.Within(math.Abs(fd-grad[k]), 1e-6*math.Max(1, math.Abs(fd))) {
-						t.Errorf("%s[%d]: gradient %.9g, finite difference %.9g", p.Name, k, grad[k], fd)
-					}
-				}
-			}
-		})
+		}
 	}
+}
+
+// widen copies float32 parameter values to float64.
+func widen(ps []*Param) [][]float64 {
+	vals := make([][]float64, len(ps))
+	for i, p := range ps {
+		vals[i] = testutil.Convert[float64](p.Value)
+	}
+	return vals
+}
+
+// graphLoss sets the ids and targets of gr, runs it and returns the loss.
+func graphLoss(t *testing.T, gr *graph, ids, tg []int32) float64 {
+	t.Helper()
+	if err := gr.ids.Set(ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := gr.targets.Set(tg); err != nil {
+		t.Fatal(err)
+	}
+	l, err := gr.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // TestStepDeterministic: results do not depend on GOMAXPROCS, for either arch.
