@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/mambago/mamba/internal/atomicfile"
-
 	"github.com/mambago/mamba/data/safetensors"
 )
 
@@ -302,25 +300,9 @@ func (m *Model) Save(dir string) error { return m.SaveAs(dir, safetensors.F32) }
 
 // SaveAs is Save with a chosen storage type: F32, BF16, F16 or F64.
 func (m *Model) SaveAs(dir string, dtype safetensors.DType) error {
-	if !slices.Contains([]safetensors.DType{safetensors.F32, safetensors.BF16, safetensors.F16, safetensors.F64}, dtype) {
-		return fmt.Errorf("save model: unsupported dtype %q (want F32, BF16, F16 or F64)", dtype)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	ts := make([]safetensors.Tensor, len(m.params))
-	for i, p := range m.params {
-		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, DType: dtype, F32: p.Value}
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, weightsFile), ts, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
 	cj, err := m.cfg.hfConfigJSON()
 	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, configFile), cj); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	return nil
+	return saveParams(dir, m.params, cj, dtype)
 }

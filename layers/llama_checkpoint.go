@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/mambago/mamba/data/safetensors"
-	"github.com/mambago/mamba/internal/atomicfile"
 )
 
 // LoadLlama reads a transformers LlamaForCausalLM directory: config.json (transformers 4 or 5)
@@ -90,26 +89,4 @@ func (m *Llama) SaveAs(dir string, dtype safetensors.DType) error {
 		return fmt.Errorf("save model: %w", err)
 	}
 	return saveParams(dir, m.params, cj, dtype)
-}
-
-// saveParams writes params as model.safetensors in dtype (F32, BF16, F16 or F64), then config.json
-// holding cj, into dir (created if needed), each file atomically.
-func saveParams(dir string, params []*Param, cj []byte, dtype safetensors.DType) error {
-	if !slices.Contains([]safetensors.DType{safetensors.F32, safetensors.BF16, safetensors.F16, safetensors.F64}, dtype) {
-		return fmt.Errorf("save model: unsupported dtype %q (want F32, BF16, F16 or F64)", dtype)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	ts := make([]safetensors.Tensor, len(params))
-	for i, p := range params {
-		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, DType: dtype, F32: p.Value}
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, weightsFile), ts, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, configFile), cj); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	return nil
 }

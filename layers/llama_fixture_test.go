@@ -20,8 +20,11 @@ import (
 // does not record which, so both are tried and the closer is kept) and PyTorch's float32 cos,
 // which is not correctly rounded there (on llama_shared_tiny, 7 of the 96 cosines are one ulp
 // away from the correctly rounded value; with those 7 values the logits match bit for bit). The
-// logits agree to 2.4e-9 relative L2 on llama_shared_tiny; the check allows 1e-8. The loss is
-// taken in float32 by transformers (it upcasts the logits to float32, and stores it as F32).
+// logits agree to 2.4e-9 relative L2 on llama_shared_tiny and to 1e-9 … 1e-8 on the other
+// random-weight fixtures; a trained model's larger activations carry those float32 differences
+// further (1.0e-7 on llama_x_trained), so the check allows 1e-6, still ten times below the
+// float32 model's tolerance that this reference serves. The loss is taken in float32 by
+// transformers (it upcasts the logits to float32, and stores it as F32).
 func TestLlamaFixtureReference(t *testing.T) {
 	for _, dir := range fixtureDirs(t, "llama_*") {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
@@ -38,7 +41,7 @@ func TestLlamaFixtureReference(t *testing.T) {
 				}
 			}
 			t.Logf("logits: relative L2 error %.3g (float32 sums of %d lanes)", best, r.lanes)
-			testutil.CheckErr(t, "logits relative L2", best, 1e-8)
+			testutil.CheckErr(t, "logits relative L2", best, 1e-6)
 			V := r.cfg.PaddedVocab()
 			ce := crossEntropy64(logits, shiftedTargets(ids, batch, L), V)
 			testutil.CheckErr(t, "loss absolute error", math.Abs(ce-fx.loss), 1e-6)

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/mambago/mamba/data/safetensors"
+	"github.com/mambago/mamba/internal/atomicfile"
 )
 
 // LM is a language model of either architecture: *Model (a Mamba) or *Llama (a Transformer++).
@@ -68,4 +70,26 @@ func LoadLM(dir string) (LM, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// saveParams writes params as model.safetensors in dtype (F32, BF16, F16 or F64), then config.json
+// holding cj, into dir (created if needed), each file atomically.
+func saveParams(dir string, params []*Param, cj []byte, dtype safetensors.DType) error {
+	if !slices.Contains([]safetensors.DType{safetensors.F32, safetensors.BF16, safetensors.F16, safetensors.F64}, dtype) {
+		return fmt.Errorf("save model: unsupported dtype %q (want F32, BF16, F16 or F64)", dtype)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	ts := make([]safetensors.Tensor, len(params))
+	for i, p := range params {
+		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, DType: dtype, F32: p.Value}
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, weightsFile), ts, map[string]string{"format": "pt"}); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, configFile), cj); err != nil {
+		return fmt.Errorf("save model: %w", err)
+	}
+	return nil
 }

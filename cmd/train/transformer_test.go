@@ -51,6 +51,11 @@ func TestTransformerTrainEvalGenerateResume(t *testing.T) {
 		t.Errorf("generate: exit %d, stdout %q, stderr %q", g.code, g.stdout, g.stderr)
 	}
 
+	ft := filepath.Join(t.TempDir(), "ft")
+	if r := runBin(t, append(tinyRun(2, 0, "--init-from", ref, "--set", `run.freeze=["model.layers.0.*"]`), "--out", ft)...); r.code != 0 || !strings.Contains(r.stdout, `"arch":"transformer"`) {
+		t.Errorf("init-from the run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+
 	out := filepath.Join(t.TempDir(), "killed")
 	kills := killUntilDone(t, tinyTransformer(steps, 3), out, rand.New(rand.NewPCG(3, 3)))
 	if kills < 1 {
