@@ -2,8 +2,8 @@
 // (Batch, Len) inputs and next-token targets, deterministically by seed, and
 // its Cursor resumes the stream exactly.
 //
-// For a corpus of tokens x_0 … x_{N-1} (one memory-mapped shard) and a
-// window starting at s,
+// For a corpus of tokens x_0 … x_{N-1} (one memory-mapped shard, or the
+// shards of a directory concatenated in name order) and a window starting at s,
 //
 //	Inputs[r, t] = x_{s+t},  Targets[r, t] = x_{s+t+1},  t = 0 … Len-1
 //

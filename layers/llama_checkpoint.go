@@ -3,18 +3,18 @@ package layers
 import (
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/mambago/mamba/data/safetensors"
+	"github.com/mambago/mamba/internal/regfile"
 )
 
 // LoadLlama reads a transformers LlamaForCausalLM directory: config.json (transformers 4 or 5)
 // and model.safetensors in F32, F64, BF16 or F16. A tied lm_head.weight, if stored, must equal the
 // embedding; an untied one is required. NaN or infinite weights are refused, naming the tensor.
 func LoadLlama(dir string) (*Llama, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, configFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, configFile))
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}

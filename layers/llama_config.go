@@ -1,53 +1,14 @@
 package layers
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"math"
 	"slices"
+
+	"github.com/mambago/mamba/internal/strictjson"
 )
-
-// jsonObject splits a JSON object into its keys (in order) and raw values; a duplicate key, a
-// value that is not an object and trailing data are errors.
-func jsonObject(raw []byte) ([]string, map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, nil, errors.New("not a JSON object")
-	}
-	var keys []string
-	vals := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, err
-		}
-		k := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, fmt.Errorf("%q: %w", k, err)
-		}
-		if _, dup := vals[k]; dup {
-			return nil, nil, fmt.Errorf("duplicate key %q", k)
-		}
-		keys, vals[k] = append(keys, k), v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, errors.New("trailing data after the JSON object")
-	}
-	return keys, vals, nil
-}
-
-// jsonField is the one-key object {k: v}.
-func jsonField(k string, v json.RawMessage) []byte {
-	b, _ := json.Marshal(map[string]json.RawMessage{k: v})
-	return b
-}
 
 // KVHeads is the resolved number of key/value heads, NKVHead or NHead.
 func (c Config) KVHeads() int {
@@ -127,26 +88,26 @@ func (c Config) validateTransformer() error {
 // llamaHF is the part of transformers' LlamaConfig that defines the network. Pointers are
 // optional fields; hfLlamaRequired lists the required ones.
 type llamaHF struct {
-	HiddenSize        *int             `json:"hidden_size"`
-	NumHiddenLayers   *int             `json:"num_hidden_layers"`
-	NumAttentionHeads *int             `json:"num_attention_heads"`
-	NumKeyValueHeads  *int             `json:"num_key_value_heads"`
-	HeadDim           *int             `json:"head_dim"`
-	IntermediateSize  *int             `json:"intermediate_size"`
-	VocabSize         *int             `json:"vocab_size"`
-	RMSNormEps        *float64         `json:"rms_norm_eps"`
-	RopeTheta         *float64         `json:"rope_theta"`
-	RopeParameters    *json.RawMessage `json:"rope_parameters"` // transformers 5: {"rope_theta", "rope_type"}
-	RopeScaling       *json.RawMessage `json:"rope_scaling"`    // transformers 4: null, or a scaling we refuse
-	TieWordEmbeddings *bool            `json:"tie_word_embeddings"`
-	InitializerRange  *float64         `json:"initializer_range"`
-	AttentionBias     *bool            `json:"attention_bias"`
-	MLPBias           *bool            `json:"mlp_bias"`
-	HiddenAct         *string          `json:"hidden_act"`
-	AttentionDropout  *float64         `json:"attention_dropout"`
-	PretrainingTP     *int             `json:"pretraining_tp"` // splits transformers' products, same function
-	ModelType         *string          `json:"model_type"`
-	Architectures     []string         `json:"architectures"`
+	HiddenSize        *int           `json:"hidden_size"`
+	NumHiddenLayers   *int           `json:"num_hidden_layers"`
+	NumAttentionHeads *int           `json:"num_attention_heads"`
+	NumKeyValueHeads  *int           `json:"num_key_value_heads"`
+	HeadDim           *int           `json:"head_dim"`
+	IntermediateSize  *int           `json:"intermediate_size"`
+	VocabSize         *int           `json:"vocab_size"`
+	RMSNormEps        *float64       `json:"rms_norm_eps"`
+	RopeTheta         *float64       `json:"rope_theta"`
+	RopeParameters    map[string]any `json:"rope_parameters"` // transformers 5: {"rope_theta", "rope_type"}
+	RopeScaling       any            `json:"rope_scaling"`    // transformers 4: null, or a scaling we refuse
+	TieWordEmbeddings *bool          `json:"tie_word_embeddings"`
+	InitializerRange  *float64       `json:"initializer_range"`
+	AttentionBias     *bool          `json:"attention_bias"`
+	MLPBias           *bool          `json:"mlp_bias"`
+	HiddenAct         *string        `json:"hidden_act"`
+	AttentionDropout  *float64       `json:"attention_dropout"`
+	PretrainingTP     *int           `json:"pretraining_tp"` // splits transformers' products, same function
+	ModelType         *string        `json:"model_type"`
+	Architectures     []string       `json:"architectures"`
 }
 
 var (
@@ -172,28 +133,29 @@ var (
 // duplicate, missing required and null fields are errors that name the field, as is every value
 // the network here does not implement (biases, another activation, rope scaling, dropout).
 func parseLlamaHFConfig(raw []byte) (Config, error) {
-	keys, vals, err := jsonObject(raw)
+	tree, err := strictjson.Decode(raw)
 	if err != nil {
-		return Config{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %v", err)
 	}
-	b, _ := json.Marshal(llamaHF{})
-	var fields map[string]any
-	json.Unmarshal(b, &fields)
+	vals, ok := tree.(map[string]any)
+	if !ok {
+		return Config{}, fmt.Errorf("config.json: not a JSON object")
+	}
+	fields := jsonFields(llamaHF{})
 	var h llamaHF
-	for _, k := range keys {
-		_, known := fields[k]
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
 		switch {
 		case slices.Contains(hfLlamaIgnored, k):
 			continue
-		case !known:
+		case !fields[k]:
 			return Config{}, fmt.Errorf("config.json: unknown field %q", k)
-		case string(vals[k]) == "null" && slices.Contains(hfLlamaNullable, k):
+		case vals[k] == nil && slices.Contains(hfLlamaNullable, k):
 			continue
-		case string(vals[k]) == "null":
+		case vals[k] == nil:
 			return Config{}, fmt.Errorf("config.json: field %q is null", k)
 		}
-		if err := json.Unmarshal(jsonField(k, vals[k]), &h); err != nil {
-			return Config{}, fmt.Errorf("config.json: field %q: %s has the wrong type", k, vals[k])
+		if err := decodeField(k, vals[k], &h); err != nil {
+			return Config{}, fmt.Errorf("config.json: %w", err)
 		}
 	}
 	for _, k := range hfLlamaRequired {
@@ -225,7 +187,8 @@ func parseLlamaHFConfig(raw []byte) (Config, error) {
 		return Config{}, fmt.Errorf("config.json: pretraining_tp %d must be positive", *h.PretrainingTP)
 	}
 	if h.RopeScaling != nil {
-		return Config{}, fmt.Errorf("config.json: rope_scaling %s is not supported (only the default rotary embedding)", *h.RopeScaling)
+		v, _ := json.Marshal(h.RopeScaling)
+		return Config{}, fmt.Errorf("config.json: rope_scaling %s is not supported (only the default rotary embedding)", v)
 	}
 	c := DefaultConfig()
 	c.Arch = ArchTransformer
@@ -282,20 +245,17 @@ func hfRopeTheta(h llamaHF) (float64, error) {
 	if h.RopeParameters == nil {
 		return theta, nil
 	}
-	keys, vals, err := jsonObject(*h.RopeParameters)
-	if err != nil {
-		return 0, fmt.Errorf("rope_parameters: %w", err)
-	}
 	var p struct {
 		Theta *float64 `json:"rope_theta"`
 		Type  *string  `json:"rope_type"`
 	}
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(h.RopeParameters)) {
 		if k != "rope_theta" && k != "rope_type" {
 			return 0, fmt.Errorf("rope_parameters: field %q is not supported (only rope_theta and rope_type \"default\")", k)
 		}
-		if err := json.Unmarshal(jsonField(k, vals[k]), &p); err != nil || string(vals[k]) == "null" {
-			return 0, fmt.Errorf("rope_parameters: field %q: %s has the wrong type", k, vals[k])
+		if err := decodeField(k, h.RopeParameters[k], &p); err != nil || h.RopeParameters[k] == nil {
+			v, _ := json.Marshal(h.RopeParameters[k])
+			return 0, fmt.Errorf("rope_parameters: field %q: %s has the wrong type", k, v)
 		}
 	}
 	if p.Type != nil && *p.Type != "default" {
@@ -308,6 +268,29 @@ func hfRopeTheta(h llamaHF) (float64, error) {
 		theta = *p.Theta
 	}
 	return theta, nil
+}
+
+// jsonFields is the set of json names of the fields of the struct v.
+func jsonFields(v any) map[string]bool {
+	b, _ := json.Marshal(v)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	fields := map[string]bool{}
+	for k := range m {
+		fields[k] = true
+	}
+	return fields
+}
+
+// decodeField decodes the one field {k: v} of a decoded JSON tree into dst, a pointer to a struct
+// whose field k it sets, naming k when the value has the wrong type.
+func decodeField(k string, v any, dst any) error {
+	one, _ := json.Marshal(map[string]any{k: v}) // a decoded tree: cannot fail
+	if err := json.Unmarshal(one, dst); err != nil {
+		b, _ := json.Marshal(v)
+		return fmt.Errorf("field %q: %s has the wrong type", k, b)
+	}
+	return nil
 }
 
 // llamaHFConfigJSON is the config.json written by Llama.Save: transformers' LlamaConfig fields, with

@@ -259,7 +259,7 @@ func TestLlamaLoadErrors(t *testing.T) {
 	raw, _ := json.Marshal(cfg)
 	for _, tc := range []struct{ text, want string }{
 		{string(raw[:len(raw)-1]) + `, "vocab_size": 61}`, `duplicate key "vocab_size"`},
-		{string(raw) + ` {}`, "trailing data"},
+		{string(raw) + ` {}`, "data after the top-level value"},
 		{`[1, 2]`, "not a JSON object"},
 	} {
 		dir := writeCheckpoint(t, cfg, ts)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mambago/mamba/data/safetensors"
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
 )
 
 // LM is a language model of either architecture: *Model (a Mamba) or *Llama (a Transformer++).
@@ -51,7 +52,7 @@ func NewLM(cfg Config, seed uint64) (LM, error) {
 // LoadLM reads a transformers model directory of either architecture, by the model_type of its
 // config.json: "mamba" (Load) or "llama" (LoadLlama).
 func LoadLM(dir string) (LM, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, configFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, configFile))
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
+	"github.com/mambago/mamba/internal/strictjson"
 
 	"github.com/mambago/mamba/data"
 	"github.com/mambago/mamba/data/safetensors"
@@ -140,7 +142,7 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -164,7 +166,7 @@ func syncDir(dir string) error {
 // VerifyCheckpoint checks that dir is a complete checkpoint whose files match the
 // SHA-256 sums of its manifest.
 func VerifyCheckpoint(dir string) error {
-	raw, err := os.ReadFile(filepath.Join(dir, manifestFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, manifestFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("checkpoint %s is incomplete or not a checkpoint: no %s", dir, manifestFile)
@@ -278,14 +280,41 @@ func removeTemps(root string) error {
 // readState reads the trainer state of a verified checkpoint.
 func readState(dir string) (trainerState, error) {
 	var st trainerState
-	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("checkpoint %s: corrupt %s: %v", dir, stateFile, err)
 	}
+	// Checkpoints written before configs were decoded strictly stored an empty
+	// run.freeze as null, which ParseConfig now refuses: such a null (ours, so
+	// it means "the default") is dropped.
+	tree, err := strictjson.Decode(st.Config)
+	if err != nil {
+		return st, fmt.Errorf("checkpoint %s: corrupt config in %s: %v", dir, stateFile, err)
+	}
+	st.Config, _ = json.Marshal(dropNulls(tree)) // a decoded tree: cannot fail
 	return st, nil
+}
+
+// dropNulls deletes the null members of every object in v.
+func dropNulls(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if e == nil {
+				delete(v, k)
+			} else {
+				v[k] = dropNulls(e)
+			}
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = dropNulls(e)
+		}
+	}
+	return v
 }
 
 // readOptimizer fills an optim.State for the parameters named in names.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mambago/mamba/internal/strictjson"
 	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/optim"
 )
@@ -28,8 +29,9 @@ type DataConfig struct {
 	// Task is "selective_copying" or "induction_heads" (synthetic, generated on the
 	// fly) or "shards" (token shards written by `train prepare`).
 	Task        string `json:"task"`
-	Train       string `json:"train"`        // shards: training shard file (or a directory of them)
-	Valid       string `json:"valid"`        // shards: validation shard file (or directory)
+	Train       string `json:"train"`        // shards: training shard file, or a directory of the shards of one split (read in name order)
+	Valid       string `json:"valid"`        // shards: validation shard file or directory
+	Verify      bool   `json:"verify"`       // shards: read every shard once at open (checksum, tokens < vocabulary); false skips it
 	BatchSize   int    `json:"batch_size"`   // sequences per micro-batch
 	SeqLen      int    `json:"seq_len"`      // tokens per sequence (L)
 	EvalBatches int    `json:"eval_batches"` // validation batches per evaluation
@@ -59,7 +61,7 @@ func DefaultConfig() Config {
 		Model: layers.DefaultConfig(),
 		Data: DataConfig{
 			Task: TaskSelectiveCopying, BatchSize: 16, SeqLen: 256, EvalBatches: 8,
-			Vocab: 16, Tokens: 16,
+			Vocab: 16, Tokens: 16, Verify: true,
 		},
 		Optim: optim.Defaults(),
 		Run: RunConfig{
@@ -96,6 +98,8 @@ func LoadConfig(path string, sets []string) (Config, error) {
 // override "dotted.key=value" is set in the tree (value is JSON if it parses as JSON,
 // else a string), and the tree is decoded strictly on top of DefaultConfig, so an
 // unknown key, a wrong type or an invalid value is an error that names the key.
+// Decoding is stricter than encoding/json: a repeated key (or section), a null
+// value and anything after the object are errors too.
 func ParseConfig(raw []byte, sets []string) (Config, error) {
 	tree, err := decodeTree(raw)
 	if err != nil {
@@ -126,24 +130,19 @@ func ParseConfig(raw []byte, sets []string) (Config, error) {
 	return c, c.Validate()
 }
 
-// decodeTree reads one JSON object, reporting syntax errors with their line.
+// decodeTree reads one JSON object (strictjson: no repeated key, nothing after
+// it) and refuses a null anywhere in it, naming the key.
 func decodeTree(raw []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, fmt.Errorf("invalid JSON at line %d: %v", 1+bytes.Count(raw[:se.Offset], []byte("\n")), se)
-		}
-		return nil, fmt.Errorf("invalid JSON: %v", err)
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errors.New("invalid JSON: data after the top-level object")
+	v, err := strictjson.Decode(raw)
+	if err != nil {
+		return nil, err
 	}
 	tree, ok := v.(map[string]any)
 	if !ok {
 		return nil, errors.New("invalid JSON: the config must be an object")
+	}
+	if key, ok := strictjson.FindNull(tree); ok {
+		return nil, fmt.Errorf("key %q is null: leave it out for its default, or give a value", key)
 	}
 	return tree, nil
 }
@@ -154,10 +153,19 @@ func setKey(tree map[string]any, kv string) error {
 	if !ok || key == "" {
 		return fmt.Errorf("override %q: want key=value, e.g. optim.lr=1e-3", kv)
 	}
-	var v any
-	dec := json.NewDecoder(strings.NewReader(val))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil || dec.More() {
+	v, err := strictjson.Decode([]byte(val))
+	switch trimmed := strings.TrimSpace(val); {
+	case err == nil:
+		if p, null := strictjson.FindNull(v); null {
+			where := ""
+			if p != "" {
+				where = " (at " + p + ")"
+			}
+			return fmt.Errorf("override %q: null is not a value%s: leave the key out for its default, or give a value", kv, where)
+		}
+	case strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "["):
+		return fmt.Errorf("override %q: the value is not valid JSON (%v); quote strings, e.g. run.freeze='[\"backbone.*\"]'", kv, err)
+	default:
 		v = val // not JSON: a bare string
 	}
 	parts := strings.Split(key, ".")
@@ -263,7 +271,10 @@ func (c Config) Validate() error {
 	case d.Task != TaskShards && d.Vocab > c.Model.VocabSize:
 		return fmt.Errorf("data.vocab %d exceeds model.vocab_size %d", d.Vocab, c.Model.VocabSize)
 	case c.Optim.WarmupSteps > r.MaxSteps:
-		return fmt.Errorf("optim.warmup_steps %d exceeds run.max_steps %d", c.Optim.WarmupSteps, r.MaxSteps)
+		return fmt.Errorf("optim.warmup_steps %d exceeds run.max_steps %d: shorten it too, e.g. --set optim.warmup_steps=%d", c.Optim.WarmupSteps, r.MaxSteps, r.MaxSteps/10)
+	case c.Optim.Schedule == optim.WSD && c.Optim.WarmupSteps+c.Optim.DecaySteps > r.MaxSteps:
+		return fmt.Errorf("optim.warmup_steps %d + optim.decay_steps %d exceed run.max_steps %d: shorten them too, e.g. --set optim.warmup_steps=%d --set optim.decay_steps=%d",
+			c.Optim.WarmupSteps, c.Optim.DecaySteps, r.MaxSteps, r.MaxSteps/10, max(r.MaxSteps/5, 1))
 	}
 	for _, p := range r.Freeze {
 		if _, err := matchName(p, ""); err != nil {
@@ -276,6 +287,9 @@ func (c Config) Validate() error {
 // JSON returns the config as one line of JSON (the first log line, and the form
 // stored in checkpoints).
 func (c Config) JSON() []byte {
+	if c.Run.Freeze == nil {
+		c.Run.Freeze = []string{} // [], not null: a null is refused when read back
+	}
 	b, _ := json.Marshal(c) // plain data: cannot fail
 	return b
 }

@@ -32,17 +32,17 @@ func OpenData(cfg Config) (*Dataset, error) {
 	d := cfg.Data
 	vocab := cfg.Model.VocabSize
 	if d.Task == TaskShards {
-		train, err := data.Open(d.Train, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Seed: cfg.Run.Seed, Order: data.Random, Prefetch: 2})
+		train, err := data.Open(d.Train, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Seed: cfg.Run.Seed, Order: data.Random, Prefetch: 2, Verify: d.Verify})
 		if err != nil {
 			return nil, err
 		}
-		valid, err := data.Open(d.Valid, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Order: data.Sequential, Passes: 1})
+		valid, err := data.Open(d.Valid, data.LoaderOptions{Batch: d.BatchSize, Len: d.SeqLen, Order: data.Sequential, Passes: 1, Verify: d.Verify})
 		if err != nil {
 			train.Close()
 			return nil, err
 		}
 		ds := &Dataset{Train: train, Valid: valid}
-		th, vh := train.Shard().Header(), valid.Shard().Header()
+		th, vh := train.Header(), valid.Header()
 		switch {
 		case th.Vocab > vocab:
 			ds.Close()

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mambago/mamba/data"
+	"github.com/mambago/mamba/internal/mpi"
 	"github.com/mambago/mamba/optim"
 )
 
@@ -28,6 +29,7 @@ type Options struct {
 	Stdout   io.Writer                      // config line, progress, summary; nil = discard
 	Terminal bool                           // draw a progress bar instead of log lines
 	Notes    []string                       // lines printed after the config line (e.g. the BLAS in use)
+	Comm     *mpi.World                     // the MPI job this process is a rank of (distributed.go); nil = train alone
 }
 
 // InputError marks a failure caused by the run's input (config, data, checkpoint,
@@ -50,6 +52,10 @@ type Summary struct {
 	Eval              Eval    // last evaluation
 	Checkpoint        string  // last checkpoint written
 	Params, Trainable int
+	// Data-parallel runs: ranks, sequences per step over all ranks, and mean
+	// seconds per step the training waited for communication.
+	Ranks, GlobalBatch int
+	CommS              float64
 }
 
 type runner struct {
@@ -61,6 +67,7 @@ type runner struct {
 	ds      *Dataset
 	opt     *optim.AdamW
 	acc     *optim.Accumulator // nil without gradient accumulation
+	dist    *dist              // nil unless data-parallel
 	log     *metricsLog
 	prog    progress
 	st      trainerState
@@ -75,6 +82,9 @@ type runner struct {
 // It returns ErrInterrupted (with the summary so far) when ctx is cancelled, an
 // *InputError when the config, data, checkpoint or output directory is unusable.
 func Run(ctx context.Context, cfg Config, o Options) (*Summary, error) {
+	if o.Comm != nil {
+		return runRank(ctx, cfg, o)
+	}
 	r, err := setup(cfg, o)
 	if err != nil {
 		return nil, &InputError{err}
@@ -241,22 +251,25 @@ func checkOut(out string) error {
 }
 
 // sameStream reports whether two data sections produce the same training stream
-// (evaluation settings may change on resume).
+// (evaluation and verification settings may change on resume).
 func sameStream(a, b DataConfig) bool {
-	a.EvalBatches, a.Valid = b.EvalBatches, b.Valid
+	a.EvalBatches, a.Valid, a.Verify = b.EvalBatches, b.Valid, b.Verify
 	return a == b
 }
 
 // ModelDir resolves a directory of weights: a run directory means its newest valid
-// checkpoint; a checkpoint directory is verified; anything else is taken to be a
+// checkpoint; a checkpoint directory (any of our checkpoint files present, so one
+// whose manifest was deleted too) is verified; anything else is taken to be a
 // transformers-style model directory.
 func ModelDir(dir string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, checkpointsDir)); err == nil {
 		d, _, err := LatestCheckpoint(dir)
 		return d, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, manifestFile)); err == nil {
-		return dir, VerifyCheckpoint(dir)
+	for _, ours := range []string{manifestFile, stateFile, optimizerFile} {
+		if _, err := os.Lstat(filepath.Join(dir, ours)); err == nil {
+			return dir, VerifyCheckpoint(dir)
+		}
 	}
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("%s: directory does not exist", dir)
@@ -342,6 +355,7 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 			r.prog.line("eval step %d: %s", step, evalString(m.Eval))
 			logged = true
 		}
+		r.dist.log(&m, logged)
 		if logged {
 			if err := r.log.write(m); err != nil {
 				return r.finish(), err
@@ -373,7 +387,7 @@ func (r *runner) loop(ctx context.Context) (*Summary, error) {
 
 func (r *runner) tokensPerStep() int {
 	d := r.cfg.Data
-	return d.BatchSize * d.SeqLen * r.cfg.Optim.GradAccum
+	return d.BatchSize * d.SeqLen * r.cfg.Optim.GradAccum * r.dist.ranks()
 }
 
 // trainStep runs the micro-batches of one update, then clips and steps, or skips
@@ -392,10 +406,14 @@ func (r *runner) trainStep() (loss, norm, lr float64, err error) {
 		if r.acc != nil {
 			r.acc.Add()
 		}
+		r.dist.add(l)
 	}
 	loss /= float64(k)
 	if r.acc != nil {
 		r.acc.Mean()
+	}
+	if loss, err = r.dist.reduce(loss); err != nil {
+		return 0, 0, 0, err
 	}
 	r.st.Tokens += int64(r.tokensPerStep())
 	norm = r.opt.GradNorm()
@@ -413,7 +431,9 @@ func (r *runner) trainStep() (loss, norm, lr float64, err error) {
 	return loss, norm, lr, nil
 }
 
-func (r *runner) checkpoint() error {
+func (r *runner) checkpoint() error { return r.dist.onRank0(r.writeCheckpoint) }
+
+func (r *runner) writeCheckpoint() error {
 	r.st.Cursor = r.ds.Train.Cursor()
 	dir, err := saveCheckpoint(filepath.Join(r.out, checkpointsDir), r.model, r.opt, r.st)
 	if err != nil {

@@ -6,11 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func fakeOptions(out string) Options {
@@ -78,18 +81,16 @@ func TestRunTrainsAndLogs(t *testing.T) {
 	if len(ms) != cfg.Run.MaxSteps {
 		t.Fatalf("%d metric lines, want %d (log_every 1)", len(ms), cfg.Run.MaxSteps)
 	}
-	if *ms[len(ms)-1].Loss >= *ms[0].Loss/2 {
-		t.Errorf("loss did not fall: first %v, last %v", *ms[0].Loss, *ms[len(ms)-1].Loss)
-	}
+	testutil.CheckErr(t, fmt.Sprintf("loss did not fall to half: first %v, last", *ms[0].Loss), *ms[len(ms)-1].Loss, *ms[0].Loss/2)
 	for _, m := range ms {
 		evaluated := m.Step%cfg.Run.EvalEvery == 0
 		if (m.ValLoss != nil) != evaluated || (m.ValAccuracy != nil) != evaluated || (m.ValBitsPerByte != nil) != evaluated {
 			t.Errorf("step %d: val metrics present = %v, want %v", m.Step, m.ValLoss != nil, evaluated)
 		}
-		if m.ValLoss != nil && math.Abs(*m.ValBitsPerTok-*m.ValLoss/math.Ln2) > 1e-12 {
-			t.Errorf("step %d: bits/token %v != loss/ln2", m.Step, *m.ValBitsPerTok)
+		if m.ValLoss != nil {
+			testutil.CheckErr(t, fmt.Sprintf("step %d: bits/token %v vs loss/ln2", m.Step, *m.ValBitsPerTok), math.Abs(*m.ValBitsPerTok-*m.ValLoss/math.Ln2), 1e-12)
 		}
-		if m.TokensPerS <= 0 || m.ElapsedS <= 0 {
+		if !(m.TokensPerS > 0) || !(m.ElapsedS > 0) {
 			t.Errorf("step %d: tokens_per_s %v, elapsed_s %v", m.Step, m.TokensPerS, m.ElapsedS)
 		}
 	}

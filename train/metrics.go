@@ -3,6 +3,7 @@ package train
 import (
 	"bufio"
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mambago/mamba/internal/atomicfile"
 
+	"github.com/mattn/go-isatty"
 	"github.com/olekukonko/tablewriter"
 )
 
@@ -29,6 +31,8 @@ type Metric struct {
 	TokensPerS float64  `json:"tokens_per_s"`
 	ElapsedS   float64  `json:"elapsed_s"`
 	Skipped    int      `json:"skipped"` // non-finite steps skipped so far
+
+	CommS *float64 `json:"comm_s,omitempty"` // data-parallel runs: seconds per step spent waiting for the other ranks
 	Eval
 }
 
@@ -42,9 +46,10 @@ type Eval struct {
 }
 
 var csvHeader = []string{"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "skipped",
-	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_accuracy"}
+	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_accuracy", "comm_s"}
 
-func (m Metric) csvRow() string {
+// csvRow returns the metric as one CSV record (with its line end).
+func (m Metric) csvRow() []byte {
 	f := func(p *float64) string {
 		if p == nil {
 			return ""
@@ -52,9 +57,18 @@ func (m Metric) csvRow() string {
 		return strconv.FormatFloat(*p, 'g', -1, 64)
 	}
 	g := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
-	return strings.Join([]string{strconv.Itoa(m.Step), f(m.Loss), g(m.LR), f(m.GradNorm), g(m.TokensPerS),
+	return csvRecord([]string{strconv.Itoa(m.Step), f(m.Loss), g(m.LR), f(m.GradNorm), g(m.TokensPerS),
 		g(m.ElapsedS), strconv.Itoa(m.Skipped), f(m.ValLoss), f(m.ValPerplexity), f(m.ValBitsPerTok),
-		f(m.ValBitsPerByte), f(m.ValAccuracy)}, ",")
+		f(m.ValBitsPerByte), f(m.ValAccuracy), f(m.CommS)})
+}
+
+// csvRecord encodes one CSV record with encoding/csv (quoting as RFC 4180 asks).
+func csvRecord(fields []string) []byte {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write(fields) // into a bytes.Buffer: cannot fail
+	w.Flush()
+	return b.Bytes()
 }
 
 // finite returns &x, or nil when x is NaN or infinite (JSON has no such numbers).
@@ -85,7 +99,7 @@ func openMetrics(out string, resume bool, step int) (*metricsLog, error) {
 			return nil, err
 		}
 	} else {
-		keepC = []byte(strings.Join(csvHeader, ",") + "\n")
+		keepC = csvRecord(csvHeader)
 	}
 	if err := atomicfile.WriteFile(jp, keepJ); err != nil {
 		return nil, err
@@ -113,7 +127,7 @@ func metricsUpTo(path string, last int) (jsonl, csv []byte, err error) {
 		return nil, nil, err
 	}
 	var j, c bytes.Buffer
-	c.WriteString(strings.Join(csvHeader, ",") + "\n")
+	c.Write(csvRecord(csvHeader))
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -123,7 +137,7 @@ func metricsUpTo(path string, last int) (jsonl, csv []byte, err error) {
 		}
 		j.Write(sc.Bytes())
 		j.WriteByte('\n')
-		c.WriteString(m.csvRow() + "\n")
+		c.Write(m.csvRow())
 	}
 	return j.Bytes(), c.Bytes(), nil
 }
@@ -136,7 +150,7 @@ func (l *metricsLog) write(m Metric) error {
 	if _, err := l.jsonl.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	if _, err := l.csv.WriteString(m.csvRow() + "\n"); err != nil {
+	if _, err := l.csv.Write(m.csvRow()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
@@ -156,10 +170,10 @@ type progress struct {
 	last     time.Time
 }
 
-// IsTerminal reports whether f is a character device (a terminal).
+// IsTerminal reports whether f is a terminal (not merely a character device
+// such as /dev/null).
 func IsTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }
 
 // line prints a whole line, clearing a bar first.
@@ -184,8 +198,12 @@ func (p *progress) end() {
 func (p *progress) step(step int, loss, tokPerS float64, eta time.Duration, logged bool, m Metric) {
 	if !p.terminal {
 		if logged {
-			p.line("step %d/%d | loss %s | lr %.3g | grad_norm %s | %.0f tok/s | eta %s",
-				step, p.total, num(m.Loss, "%.4f"), m.LR, num(m.GradNorm, "%.3f"), m.TokensPerS, fmtDur(eta))
+			comm := ""
+			if m.CommS != nil {
+				comm = fmt.Sprintf(" | comm %.1f ms/step", 1e3**m.CommS)
+			}
+			p.line("step %d/%d | loss %s | lr %.3g | grad_norm %s | %.0f tok/s%s | eta %s",
+				step, p.total, num(m.Loss, "%.4f"), m.LR, num(m.GradNorm, "%.3f"), m.TokensPerS, comm, fmtDur(eta))
 		}
 		return
 	}
@@ -226,6 +244,10 @@ func (s *Summary) Table(w io.Writer) {
 		{"wall time", fmtDur(time.Duration(s.ElapsedS * float64(time.Second)))},
 		{"tokens/s", fmt.Sprintf("%.0f", float64(s.Tokens)/max(s.ElapsedS, 1e-9))},
 		{"final train loss", fmt.Sprintf("%.4f", s.Loss)},
+	}
+	if s.Ranks > 1 {
+		rows = append(rows, []string{"ranks (global batch)", fmt.Sprintf("%d (%d sequences)", s.Ranks, s.GlobalBatch)},
+			[]string{"communication/step", fmt.Sprintf("%.1f ms waited", 1e3*s.CommS)})
 	}
 	rows = append(rows, s.Eval.rows()...)
 	rows = append(rows, []string{"skipped steps", strconv.Itoa(s.Skipped)}, []string{"checkpoint", s.Checkpoint})

@@ -36,7 +36,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(endJob(run(os.Args[1:], os.Stdout, os.Stderr)))
 }
 
 // usageError is bad command-line input: exit status 2.
@@ -54,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "train":
-		err = runTrain(args, stdout, stderr)
+		err = runTrainRank(args, stdout, stderr)
 	case "eval":
 		err = runEval(args, stdout)
 	case "generate":
@@ -80,7 +80,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd != "train" {
 		prefix += " " + cmd
 	}
-	fmt.Fprintf(stderr, "%s: %s\n", prefix, strings.ReplaceAll(err.Error(), "\n", "; "))
+	if !errors.As(err, new(quietError)) {
+		fmt.Fprintf(stderr, "%s: %s\n", prefix, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
 	var ue usageError
 	var ie *train.InputError
 	switch {
@@ -186,9 +188,10 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		}
 		*out = filepath.Join("runs", name+"-"+time.Now().Format("20060102-150405"))
 	}
-	// The first SIGINT/SIGTERM ends the run after the current step and a checkpoint;
+	// The first SIGINT/SIGTERM (or SIGUSR1, which mpirun passes on to its ranks while
+	// it kills them on SIGINT/SIGTERM) ends the run after the current step and a checkpoint;
 	// a second one kills it at once.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
 	defer stop()
 	go func() {
 		<-ctx.Done()
@@ -199,7 +202,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "train: "+blas.Warning)
 	}
 	_, err = train.Run(ctx, cfg, train.Options{Out: *out, Resume: *resume, InitFrom: *initFrom,
-		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String()}})
+		Stdout: stdout, Terminal: isTerminal(stdout), Notes: []string{"blas: " + blas.String()}, Comm: world})
 	return err
 }
 

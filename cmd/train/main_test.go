@@ -348,15 +348,19 @@ func TestSIGTERMCheckpointsAndExits(t *testing.T) {
 }
 
 // Fine-tuning starts from a transformers Mamba directory: the shared fixture
-// (HF_FIXTURES_DIR, default ../shared/fixtures beside the repository).
+// (HF_FIXTURES_DIR, default ../shared/fixtures beside the repository; a
+// relative path is taken from the repository root). A missing fixture fails.
 func TestInitFromTransformersDirectory(t *testing.T) {
 	dir := os.Getenv("HF_FIXTURES_DIR")
 	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "fixtures")
+		dir = filepath.Join("..", "shared", "fixtures")
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join("..", "..", dir) // the tests run in <repo>/cmd/train
 	}
 	hf := filepath.Join(dir, "hf_shared_tiny")
 	if _, err := os.Stat(filepath.Join(hf, "config.json")); err != nil {
-		t.Skipf("no transformers fixture at %s", hf)
+		t.Fatalf("no transformers fixture at %s (HF_FIXTURES_DIR=%q; the fixtures come with ../shared/fixtures): %v", hf, os.Getenv("HF_FIXTURES_DIR"), err)
 	}
 	out := filepath.Join(t.TempDir(), "ft")
 	r := runBin(t, append(tinyRun(4, 0, "--init-from", hf, "--set", `run.freeze=["backbone.embeddings.weight"]`), "--out", out)...)

@@ -238,7 +238,8 @@ func (c Config) point(base []byte, sets []string, arch, size string, b budget, L
 		if tps%L != 0 {
 			return fail(fmt.Errorf("seq_len %d does not divide %d tokens per step (set tokens_per_step)", L, tps))
 		}
-		sets = append(sets, fmt.Sprintf("data.seq_len=%d", L), fmt.Sprintf("data.batch_size=%d", tps/L))
+		sets = append(sets, fmt.Sprintf("data.seq_len=%d", L))
+		sets = append(sets, c.split(tps/L, L)...)
 		if c0, err = train.ParseConfig(base, sets); err != nil {
 			return fail(err)
 		}
@@ -246,7 +247,7 @@ func (c Config) point(base []byte, sets []string, arch, size string, b budget, L
 		if c.TokensPerStep%c0.Data.SeqLen != 0 {
 			return fail(fmt.Errorf("tokens_per_step %d is not a multiple of data.seq_len %d", c.TokensPerStep, c0.Data.SeqLen))
 		}
-		sets = append(sets, fmt.Sprintf("data.batch_size=%d", c.TokensPerStep/c0.Data.SeqLen))
+		sets = append(sets, c.split(c.TokensPerStep/c0.Data.SeqLen, c0.Data.SeqLen)...)
 		if c0, err = train.ParseConfig(base, sets); err != nil {
 			return fail(err)
 		}
@@ -402,4 +403,18 @@ func (c Config) budgets() []budget {
 	add("c", c.Budget.FLOPs)
 	add("d", c.Budget.Tokens)
 	return out
+}
+
+// split returns the overrides that make a step of seqs sequences of L tokens: one
+// micro-batch of seqs, or, with MicroTokens, grad_accum micro-batches of the largest
+// batch that divides seqs and holds at most MicroTokens tokens (one sequence at least).
+func (c Config) split(seqs, L int) []string {
+	b := seqs
+	if c.MicroTokens > 0 {
+		b = max(1, min(seqs, c.MicroTokens/L))
+		for seqs%b != 0 {
+			b--
+		}
+	}
+	return []string{fmt.Sprintf("data.batch_size=%d", b), fmt.Sprintf("optim.grad_accum=%d", seqs/b)}
 }

@@ -96,6 +96,24 @@ func TestPlanIsoFLOPAndContext(t *testing.T) {
 	}
 }
 
+// TestPlanMicroTokens: micro_tokens splits a step into micro-batches of at most that many
+// tokens (at least one sequence), keeping the tokens per step.
+func TestPlanMicroTokens(t *testing.T) {
+	c := parse(t, `{"base": `+tinyBase+`, "sizes": [{"name": "a", "model": {"d_model": 8, "n_layer": 1}}],
+	  "budget": {"tokens": [4096]}, "seq_lens": [16, 64, 256], "tokens_per_step": 256, "micro_tokens": 64}`)
+	p, err := c.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int][2]int{16: {4, 4}, 64: {1, 4}, 256: {1, 1}} // seq_len → batch, grad_accum
+	for _, pt := range p.Points {
+		d, o := pt.Config.Data, pt.Config.Optim
+		if w := want[d.SeqLen]; d.BatchSize != w[0] || o.GradAccum != w[1] || pt.TokensPerStep != 256 {
+			t.Errorf("%s: batch %d × accum %d (%d tokens per step), want %d × %d (256)", pt.Name, d.BatchSize, o.GradAccum, pt.TokensPerStep, w[0], w[1])
+		}
+	}
+}
+
 func TestSizeFromLadderConfig(t *testing.T) {
 	c := parse(t, `{"base": `+tinyBase+`, "sizes": [{"name": "l", "config": "../../configs/mamba-0.1m.json", "model": {"vocab_size": 16}}]}`)
 	p, err := c.Plan()
