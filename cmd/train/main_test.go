@@ -324,13 +324,12 @@ func TestSIGTERMCheckpointsAndExits(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if st, err := os.Stat(filepath.Join(out, "metrics.jsonl")); err == nil && st.Size() > 0 {
-			break
-		}
+	// Two logged steps at least, so that the checkpoint SIGTERM writes is past step 1
+	// and a resume with run.max_steps=1 must be refused.
+	for start := time.Now(); metricLines(out) < 2; time.Sleep(20 * time.Millisecond) {
 		if time.Since(start) > time.Minute {
 			cmd.Process.Kill()
-			t.Fatal("no metrics after a minute")
+			t.Fatal("fewer than two logged steps after a minute")
 		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
