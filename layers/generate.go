@@ -102,31 +102,70 @@ func (sp *sampler) next(logits []float32) int32 {
 	return sp.order[keep-1]
 }
 
+// Generator is the recurrent inference of a model: the Mamba's Decoder (a
+// state of fixed size) or the Transformer++'s LlamaDecoder (a key/value
+// cache). Prefill feeds (Batch, L) tokens, Step one per row; both return the
+// next-token logits of every row, (Batch, PaddedVocab), valid until the next
+// call. Advance moves the rows on without computing (for timing a step at a
+// position), Close stops the generator's goroutines.
+type Generator interface {
+	Prefill(tokens []int32, L int) ([]float32, error)
+	Step(tokens []int32) ([]float32, error)
+	Advance(n int) error
+	Pos() int
+	Batch() int
+	Close()
+}
+
 // Generate continues batch prompts (prompt is (batch, L), row-major) by n
 // tokens each and returns the new tokens, (batch, n). The prompt goes
 // through the parallel scan (Prefill), each new token through one recurrent
 // Step.
 func (m *Model) Generate(prompt []int32, batch, n int, s Sampling) ([]int32, error) {
+	return generate(m, prompt, batch, n, s)
+}
+
+// NewGenerator returns a Decoder for batch rows; a Mamba's state does not
+// grow, so capacity only has to be positive.
+func (m *Model) NewGenerator(batch, capacity int) (Generator, error) {
+	if capacity < 1 {
+		return nil, fmt.Errorf("decoder: capacity must be at least 1, got %d", capacity)
+	}
+	d, err := m.NewDecoder(batch)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// generate continues the prompts with a generator of m with room for them
+// and the new tokens.
+func generate(m LM, prompt []int32, batch, n int, s Sampling) ([]int32, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	if batch < 1 || len(prompt)%batch != 0 || len(prompt) == 0 {
 		return nil, fmt.Errorf("generate: prompt of %d ids does not split into %d non-empty rows", len(prompt), batch)
 	}
-	if n < 0 {
+	L := len(prompt) / batch
+	switch {
+	case n < 0:
 		return nil, fmt.Errorf("generate: number of new tokens must be ≥ 0, got %d", n)
+	case n > (math.MaxInt-L)/batch:
+		return nil, fmt.Errorf("generate: %d rows of %d + %d tokens overflow a count (see Config.GenerationBytes)", batch, L, n)
 	}
-	d, err := m.NewDecoder(batch)
+	d, err := m.NewGenerator(batch, L+max(n-1, 0))
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
-	logits, err := d.Prefill(prompt, len(prompt)/batch)
+	logits, err := d.Prefill(prompt, L)
 	if err != nil {
 		return nil, err
 	}
-	V := m.cfg.PaddedVocab()
-	sp := newSampler(s, m.cfg.VocabSize)
+	cfg := m.Config()
+	V := cfg.PaddedVocab()
+	sp := newSampler(s, cfg.VocabSize)
 	out := make([]int32, batch*n)
 	next := make([]int32, batch)
 	for i := 0; i < n; i++ {

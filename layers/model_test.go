@@ -150,7 +150,7 @@ func TestDecoderMatchesReference(t *testing.T) {
 
 // perturb moves every parameter away from its initial value (biases that
 // start at 0, norms at 1, ...) so that tests exercise every term.
-func perturb(m *Model, seed uint64) {
+func perturb(m LM, seed uint64) {
 	for _, p := range m.Params() {
 		r := newRNG(seed, p.Name)
 		for i := range p.Value {
@@ -169,7 +169,8 @@ func randomIDs(n, vocab int, seed uint64) []int32 {
 }
 
 // NumParams counts without laying the model out, as the layout does, for
-// every optional part; a huge n_layer is validated without allocating.
+// every optional part of both architectures; a huge n_layer is validated
+// without allocating.
 func TestNumParamsMatchesLayout(t *testing.T) {
 	for _, v := range variants {
 		c := DefaultConfig()
@@ -182,6 +183,20 @@ func TestNumParamsMatchesLayout(t *testing.T) {
 		if got := c.NumParams(); got != n {
 			t.Errorf("%s: NumParams %d, the layout holds %d", v.name, got, n)
 		}
+	}
+	for i, c := range llamaConfigs {
+		n := 0
+		for _, p := range llamaLayout(c).params {
+			n += p.Size()
+		}
+		if got := c.NumParams(); got != n {
+			t.Errorf("transformer %d: NumParams %d, the layout holds %d", i, got, n)
+		}
+	}
+	huge := llamaConfigs[0]
+	huge.NLayer = 100_000_000
+	if err := huge.Validate(); err != nil || !(huge.TrainingBytes(1, 1) > 1e13) {
+		t.Errorf("a transformer of 10^8 layers: %v, %g bytes", err, huge.TrainingBytes(1, 1))
 	}
 	c := DefaultConfig()
 	c.NLayer = 100_000_000

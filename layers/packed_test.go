@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -46,13 +47,13 @@ func counted(tg []int32) int {
 
 // graph64 builds the float64 training graph of m at (batch, L) with the
 // model's values.
-func graph64(t *testing.T, m *Model, batch, L int) *graph {
+func graph64(t *testing.T, m net, batch, L int) *graph {
 	t.Helper()
-	vals := make([][]float64, len(m.params))
-	for i, p := range m.params {
-		vals[i] = testutil.Convert[float64](p.Value)
+	var vals [][]float64
+	for _, p := range m.Params() {
+		vals = append(vals, testutil.Convert[float64](p.Value))
 	}
-	gr, err := m.build(tensorFloat64, batch, L, true, vals)
+	gr, err := build(m, tensorFloat64, batch, L, true, vals)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,90 +64,102 @@ func graph64(t *testing.T, m *Model, batch, L int) *graph {
 // resets and masked targets) gives the loss and the parameter gradients of
 // its documents run one by one — mean over all counted targets, so each
 // document weighs its count — in the float64 graph (to 1e-10) and the
-// float32 one, and the float64 reference gives the packed logits of the
-// documents alone.
+// float32 one, and the float64 references agree: the Mamba's packed forward
+// (forwardDocs) and, for both architectures, the documents' own forwards.
 func TestPackedDocuments(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			m := variantModel(t, v.edit)
-			p := newPackedBatch(m.cfg.VocabSize)
-			V := m.cfg.PaddedVocab()
-			n := float64(counted(p.targets))
-
-			// The float64 reference: packed logits are the documents' logits.
 			ref := newRef64(m)
+			p := newPackedBatch(m.cfg.VocabSize)
 			packed := ref.forwardDocs(p.ids, p.resets, p.batch, p.L)
+			V := m.cfg.PaddedVocab()
 			for _, d := range p.docs {
 				alone := ref.forward(p.ids[d[0]:d[1]], 1, d[1]-d[0])
 				testutil.Close(t, "reference: packed logits vs the document's", packed[d[0]*V:d[1]*V], alone, 1e-12)
 			}
-
-			// The float64 graph.
-			gr := graph64(t, m, p.batch, p.L)
-			if err := gr.set(p.ids, p.targets, p.resets); err != nil {
-				t.Fatal(err)
-			}
-			loss, err := gr.run()
-			if err != nil {
-				t.Fatal(err)
-			}
-			testutil.Close(t, "float64 graph: packed logits vs the reference", gr.vm.Float64s(gr.logits), packed, 1e-10)
-			wantLoss, wantGrads := 0.0, make([][]float64, len(m.params))
-			for i, q := range m.params {
-				wantGrads[i] = make([]float64, len(q.Value))
-			}
-			for _, d := range p.docs {
-				tg := p.targets[d[0]:d[1]]
-				k := float64(counted(tg))
-				if k == 0 {
-					continue
-				}
-				g := graph64(t, m, 1, d[1]-d[0])
-				if err := g.set(p.ids[d[0]:d[1]], tg, nil); err != nil {
-					t.Fatal(err)
-				}
-				l, err := g.run()
-				if err != nil {
-					t.Fatal(err)
-				}
-				wantLoss += k / n * l
-				for i := range m.params {
-					for j, x := range g.vm.Float64s(g.grads[i]) {
-						wantGrads[i][j] += k / n * x
-					}
-				}
-			}
-			testutil.CheckErr(t, "float64 graph: packed loss vs the documents'", math.Abs(loss-wantLoss), 1e-12)
-			for i, q := range m.params {
-				testutil.Close(t, "float64 graph: packed gradient of "+q.Name, gr.vm.Float64s(gr.grads[i]), wantGrads[i], 1e-10)
-			}
-			if rl := crossEntropy64(packed, p.targets, V); !testutil.Within(math.Abs(loss-rl), 1e-10) {
-				t.Errorf("float64 graph: packed loss %.12g, reference %.12g", loss, rl)
-			}
-
-			// The float32 graph (Trainer.Step), against the float64 graph's documents.
-			tr, err := m.Compile(p.batch, p.L)
-			if err != nil {
-				t.Fatal(err)
-			}
-			loss32, err := tr.Step(p.ids, p.targets, p.resets)
-			if err != nil {
-				t.Fatal(err)
-			}
-			testutil.CheckErr(t, "float32 graph: packed loss vs the documents'", math.Abs(loss32-wantLoss), 1e-5)
-			for i, q := range m.params {
-				testutil.Close(t, "float32 graph: packed gradient of "+q.Name, q.Grad, wantGrads[i], 1e-4)
-			}
-			// Eval takes the resets too; nil resets are one document per row.
-			if ev, err := tr.Eval(p.ids, p.targets, p.resets); err != nil || ev != loss32 {
-				t.Errorf("Eval with resets: %v (%v), Step %v", ev, err, loss32)
-			}
-			if ev, err := tr.Eval(p.ids, p.targets, nil); err != nil || ev == loss32 {
-				t.Errorf("Eval without resets: %v (%v), the same as with them", ev, err)
-			}
-			if _, err := tr.Step(p.ids, p.targets, p.resets[1:]); err == nil {
-				t.Error("Step with resets of the wrong length: no error")
-			}
+			checkPacked(t, m, p, func(ids []int32, L int) []float64 { return ref.forward(ids, 1, L) }, 1e-10)
 		})
+	}
+	for i := range llamaConfigs {
+		t.Run(fmt.Sprint("transformer ", i), func(t *testing.T) {
+			m := perturbedLlama(t, i)
+			ref := llamaRefFromModel(m, 8)
+			// The transformers reference rounds its RMSNorm to float32 as PyTorch does.
+			checkPacked(t, m, newPackedBatch(m.cfg.VocabSize), func(ids []int32, L int) []float64 { return ref.forward(t, ids, 1, L) }, 1e-6)
+		})
+	}
+}
+
+// checkPacked compares m's graphs on the packed batch p with its documents
+// run alone, and the packed float64 logits with alone(ids, L), the float64
+// reference's logits of a document (to refTol).
+func checkPacked(t *testing.T, m LM, p packedBatch, alone func(ids []int32, L int) []float64, refTol float64) {
+	t.Helper()
+	n := float64(counted(p.targets))
+	V := m.Config().PaddedVocab()
+	gr := graph64(t, m.(net), p.batch, p.L)
+	if err := gr.set(p.ids, p.targets, p.resets); err != nil {
+		t.Fatal(err)
+	}
+	loss, err := gr.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := gr.vm.Float64s(gr.logits)
+	params := m.Params()
+	wantLoss, wantGrads := 0.0, make([][]float64, len(params))
+	for i, q := range params {
+		wantGrads[i] = make([]float64, len(q.Value))
+	}
+	for _, d := range p.docs {
+		testutil.Close(t, "float64 graph: packed logits vs the reference's of the document", logits[d[0]*V:d[1]*V], alone(p.ids[d[0]:d[1]], d[1]-d[0]), refTol)
+		tg := p.targets[d[0]:d[1]]
+		k := float64(counted(tg))
+		if k == 0 {
+			continue
+		}
+		g := graph64(t, m.(net), 1, d[1]-d[0])
+		if err := g.set(p.ids[d[0]:d[1]], tg, nil); err != nil {
+			t.Fatal(err)
+		}
+		l, err := g.run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantLoss += k / n * l
+		for i := range params {
+			for j, x := range g.vm.Float64s(g.grads[i]) {
+				wantGrads[i][j] += k / n * x
+			}
+		}
+	}
+	testutil.CheckErr(t, "float64 graph: packed loss vs the documents'", math.Abs(loss-wantLoss), 1e-12)
+	for i, q := range params {
+		testutil.Close(t, "float64 graph: packed gradient of "+q.Name, gr.vm.Float64s(gr.grads[i]), wantGrads[i], 1e-10)
+	}
+
+	// The float32 graph (Trainer.Step), against the float64 graph's documents.
+	tr, err := m.Compile(p.batch, p.L)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss32, err := tr.Step(p.ids, p.targets, p.resets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.CheckErr(t, "float32 graph: packed loss vs the documents'", math.Abs(loss32-wantLoss), 1e-5)
+	for i, q := range params {
+		testutil.Close(t, "float32 graph: packed gradient of "+q.Name, q.Grad, wantGrads[i], 1e-4)
+	}
+	// Eval takes the resets too; nil resets are one document per row.
+	if ev, err := tr.Eval(p.ids, p.targets, p.resets); err != nil || ev != loss32 {
+		t.Errorf("Eval with resets: %v (%v), Step %v", ev, err, loss32)
+	}
+	if ev, err := tr.Eval(p.ids, p.targets, nil); err != nil || ev == loss32 {
+		t.Errorf("Eval without resets: %v (%v), the same as with them", ev, err)
+	}
+	if _, err := tr.Step(p.ids, p.targets, p.resets[1:]); err == nil {
+		t.Error("Step with resets of the wrong length: no error")
 	}
 }

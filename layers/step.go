@@ -246,29 +246,33 @@ func (s *stepper) scanBlock(i int) {
 
 // outProj is phase C for block i of out_proj's rows: h += y·out_projᵀ (+ b).
 func (s *stepper) outProj(i int) {
-	d, cfg := s.d, s.d.m.cfg
-	B, D, E := d.batch, cfg.DModel, cfg.DInner()
-	b := &d.m.blocks[s.layer]
-	for j := i * stepOutRows; j < min(D, (i+1)*stepOutRows); j++ {
-		row := b.outW.Value[j*E : (j+1)*E]
-		for r := 0; r < B; r++ {
-			v := kernel.Dot(s.y[r*E:(r+1)*E], row)
-			if b.outB != nil {
-				v += b.outB.Value[j]
-			}
-			s.h[r*D+j] += v
-		}
-	}
+	cfg := s.d.m.cfg
+	b := &s.d.m.blocks[s.layer]
+	rowDots(s.h, s.y, b.outW.Value, value(b.outB), s.d.batch, cfg.DInner(), cfg.DModel, i*stepOutRows, (i+1)*stepOutRows, true)
 }
 
 // head is the logits of block i of vocabulary rows.
 func (s *stepper) head(i int) {
-	d, cfg := s.d, s.d.m.cfg
-	B, D, V := d.batch, cfg.DModel, cfg.PaddedVocab()
-	for v := i * stepVocab; v < min(V, (i+1)*stepVocab); v++ {
-		row := d.m.emb.Value[v*D : (v+1)*D]
-		for r := 0; r < B; r++ {
-			s.logits[r*V+v] = kernel.Dot(s.n[r*D:(r+1)*D], row)
+	cfg := s.d.m.cfg
+	rowDots(s.logits, s.n, s.d.m.emb.Value, nil, s.d.batch, cfg.DModel, cfg.PaddedVocab(), i*stepVocab, (i+1)*stepVocab, false)
+}
+
+// rowDots sets y[r, j] = x_r·w_j (+ bias_j) for the weight rows j ∈ [j0, min(j1, out)) of w
+// (out, in) and the batch rows x_r of x (batch, in), y being (batch, out); with add the result is
+// added to y[r, j]. Every output is one dot product over a whole weight row, read once for the
+// batch: the decoders' products.
+func rowDots(y, x, w, bias []float32, batch, in, out, j0, j1 int, add bool) {
+	for j := j0; j < min(out, j1); j++ {
+		row := w[j*in : (j+1)*in]
+		for r := range batch {
+			v := kernel.Dot(x[r*in:(r+1)*in], row)
+			if bias != nil {
+				v += bias[j]
+			}
+			if add {
+				v += y[r*out+j]
+			}
+			y[r*out+j] = v
 		}
 	}
 }

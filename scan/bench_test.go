@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mambago/mamba/internal/math32"
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // The benchmark shapes of the issue: a training batch, one long sequence, and one very long
@@ -112,19 +113,19 @@ func BenchmarkScan(b *testing.B) {
 				for b.Loop() {
 					n++
 					for i, k := range ks {
-						cpu0, _ := cpuTime()
+						cpu0, _ := testutil.CPUTime()
 						fwd, bwd := timed(b, k, d)
 						sums[3*i] += fwd
 						sums[3*i+1] += bwd
 						sums[3*i+2] += fwd + bwd
-						if cpu1, ok := cpuTime(); ok && i == 0 {
+						if cpu1, ok := testutil.CPUTime(); ok && i == 0 {
 							sums[6] += cpu1 - cpu0
 						}
 					}
 				}
 				units := []string{"w1-fwd-ns/elem", "w1-bwd-ns/elem", "w1-ns/elem", "w2-fwd-ns/elem", "w2-bwd-ns/elem",
 					"w2-ns/elem"}
-				if _, ok := cpuTime(); ok {
+				if _, ok := testutil.CPUTime(); ok {
 					units = append(units, "w1-cpu-ns/elem")
 				}
 				reportPerElement(b, s, n, units, sums[:len(units)])

@@ -25,7 +25,7 @@ import (
 type Options struct {
 	Out      string // run directory: metrics.jsonl, metrics.csv, checkpoints/
 	Resume   bool   // continue from the newest valid checkpoint in Out
-	InitFrom string // start from these weights: a checkpoint, a run directory or a transformers Mamba directory
+	InitFrom string // start from these weights: a checkpoint, a run directory or a transformers Mamba or Llama directory
 	Force    bool   // write into an Out that holds other files than a run's
 	Backend  Backend
 	Data     func(Config) (*Dataset, error) // nil = OpenData
@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg Config, o Options) (*Summary, error) {
 
 func setup(cfg Config, o Options) (_ *runner, err error) {
 	if o.Backend == nil {
-		o.Backend = Mamba{}
+		o.Backend = Layers{}
 	}
 	if o.Data == nil {
 		o.Data = OpenData
@@ -357,7 +357,7 @@ func (r *runner) trainable() ([]optim.Param, error) {
 	}
 	for i, u := range used {
 		if !u {
-			return nil, fmt.Errorf("run.freeze pattern %q matches no parameter (names look like backbone.layers.0.mixer.A_log)", r.cfg.Run.Freeze[i])
+			return nil, fmt.Errorf("run.freeze pattern %q matches no parameter (names look like %s)", r.cfg.Run.Freeze[i], r.model.Params()[len(r.model.Params())/2].Name)
 		}
 	}
 	if len(ps) == 0 {

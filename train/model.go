@@ -8,8 +8,8 @@ import (
 	"github.com/mambago/mamba/layers"
 )
 
-// Model is the network a run trains. *layers.Model satisfies it through Mamba; tests
-// use small fakes.
+// Model is the network a run trains. A layers.LM (a Mamba or a Transformer++)
+// satisfies it through Layers; tests use small fakes.
 type Model interface {
 	Config() layers.Config
 	Params() []*layers.Param
@@ -37,39 +37,47 @@ type Backend interface {
 	ReadConfig(dir string) (layers.Config, error)
 }
 
-// Mamba is the Backend of the layers package.
-type Mamba struct{}
+// Layers is the Backend of the layers package: a Mamba or a Transformer++, as
+// model.arch (or a directory's config.json) says.
+type Layers struct{}
 
-// NewModel initialises a Mamba LM as mamba_ssm does, from seed.
-func (Mamba) NewModel(cfg layers.Config, seed uint64) (Model, error) {
-	m, err := layers.New(cfg, seed)
+// NewModel initialises a model of cfg.Arch from seed (layers.NewLM).
+func (Layers) NewModel(cfg layers.Config, seed uint64) (Model, error) {
+	m, err := layers.NewLM(cfg, seed)
 	if err != nil {
 		return nil, err
 	}
-	return mamba{m}, nil
+	return lm{m}, nil
 }
 
-// LoadModel reads a transformers-style Mamba directory (ours or transformers').
-func (Mamba) LoadModel(dir string) (Model, error) {
+// LoadModel reads a transformers MambaForCausalLM or LlamaForCausalLM directory
+// (ours or transformers').
+func (Layers) LoadModel(dir string) (Model, error) {
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
 		return nil, fmt.Errorf("%s is not a model directory (no config.json)", dir)
 	}
-	m, err := layers.Load(dir)
+	m, err := layers.LoadLM(dir)
 	if err != nil {
 		return nil, err
 	}
-	return mamba{m}, nil
+	return lm{m}, nil
 }
 
-// ReadConfig reads the config.json of a transformers-style Mamba directory.
-func (Mamba) ReadConfig(dir string) (layers.Config, error) { return layers.ReadConfig(dir) }
+// ReadConfig reads the config.json of a transformers model directory of either architecture.
+func (Layers) ReadConfig(dir string) (layers.Config, error) { return layers.ReadConfig(dir) }
 
-// Wrap makes a loaded or built *layers.Model a Model.
-func (Mamba) Wrap(m *layers.Model) Model { return mamba{m} }
+// Wrap makes a loaded or built layers.LM a Model.
+func (Layers) Wrap(m layers.LM) Model { return lm{m} }
 
-type mamba struct{ *layers.Model }
+type lm struct{ layers.LM }
 
-func (m mamba) Compile(batch, seqLen int) (Stepper, error) { return m.Model.Compile(batch, seqLen) }
+func (m lm) Compile(batch, seqLen int) (Stepper, error) {
+	t, err := m.LM.Compile(batch, seqLen)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
 
 // argmax returns the lowest index of the largest value.
 func argmax(x []float32) int32 {

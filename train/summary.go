@@ -25,8 +25,9 @@ const SummaryFile = "summary.json"
 //
 // FLOPs counts the training work done so far: Tokens × FLOPsPerToken, where
 // FLOPsPerToken is layers.Config.FLOPsPerToken(data.seq_len), the documented count
-// of 6·N per token on the multiplied parameters plus the scan and conv terms
-// (forward and backward; evaluation is not counted).
+// of 6·N per token on the multiplied parameters plus the scan and conv terms (Mamba)
+// or the attention term (Transformer++), forward and backward; evaluation is not
+// counted.
 type RunSummary struct {
 	Arch string `json:"arch"` // model.arch; "mamba" when the config has no such key
 

@@ -90,9 +90,9 @@ func (m model) checkMemory(what string, need float64) error {
 }
 
 // load reads the weights.
-func (m model) load() (*layers.Model, error) {
+func (m model) load() (layers.LM, error) {
 	autograd.UseBLAS()
-	lm, err := layers.Load(m.dir)
+	lm, err := layers.LoadLM(m.dir)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -136,7 +136,7 @@ func runEval(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e, err := train.Evaluate(cfg, train.Mamba{}.Wrap(lm), ds)
+	e, err := train.Evaluate(cfg, train.Layers{}.Wrap(lm), ds)
 	if err != nil {
 		return err
 	}

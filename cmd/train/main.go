@@ -1,4 +1,5 @@
-// Command train pretrains, fine-tunes, evaluates and samples Mamba language models.
+// Command train pretrains, fine-tunes, evaluates and samples Mamba and Transformer++ language
+// models (model.arch "mamba" or "transformer").
 //
 //	go run ./cmd/train                                    # quickstart: selective copying, offline, < 1 min
 //	go run ./cmd/train --config configs/text.json --set optim.lr=1e-3 --out runs/text
@@ -104,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-const trainUsage = `Train a Mamba language model.
+const trainUsage = `Train a Mamba or Transformer++ language model (model.arch mamba or transformer).
 
 Usage:
   train [train] [--config FILE] [--set key=value]... [--out DIR] [--resume] [--init-from DIR] [--force] [--max-memory SIZE]
@@ -123,6 +124,7 @@ Examples:
   train --config configs/text.json --set optim.lr=1e-3 --set run.max_steps=2000 --out runs/text
   train --resume --out runs/text --set run.max_steps=4000
   train --init-from runs/text --config configs/text.json --set 'run.freeze=["backbone.embeddings.*"]' --out runs/ft
+  train --config configs/transformer-2m.json --out runs/tpp
   train eval --checkpoint runs/text/checkpoints/step-2000
 
 Config keys (JSON sections model, data, optim, run; see configs/README.md):
@@ -131,7 +133,8 @@ Config keys (JSON sections model, data, optim, run; see configs/README.md):
   optim.decay_steps optim.beta1 optim.beta2 optim.eps optim.weight_decay optim.grad_clip optim.grad_accum
   data.task data.train data.valid data.test data.modality data.tokenizer data.reset_at_doc_boundary
   data.batch_size data.seq_len data.eval_batches data.vocab data.tokens
-  model.vocab_size model.d_model model.n_layer model.d_state model.expand model.d_conv model.dt_rank ...
+  model.arch model.vocab_size model.d_model model.n_layer model.d_state model.expand model.d_conv model.dt_rank ...
+  model.n_head model.n_kv_head model.head_dim model.d_ff model.rope_theta model.tie_embeddings model.init_std
 
 Flags:
 `
@@ -166,7 +169,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	sets := fs.StringArray("set", nil, "override a config key, e.g. --set optim.lr=1e-3 (repeatable; the value is JSON or a bare string)")
 	out := fs.String("out", "", "run directory for metrics and checkpoints (default runs/<config>-<time>)")
 	resume := fs.Bool("resume", false, "continue the run in --out from its newest valid checkpoint (its config, plus --set)")
-	initFrom := fs.String("init-from", "", "start from these weights: a run directory, a checkpoint or a transformers Mamba directory")
+	initFrom := fs.String("init-from", "", "start from these weights: a run directory, a checkpoint or a transformers Mamba or Llama directory")
 	force := fs.Bool("force", false, "write into an --out that holds other files than a run's (metrics.* and checkpoints/ are created there)")
 	maxMem := fs.String("max-memory", "", "refuse a run whose estimated memory exceeds this, e.g. 16GB (sets run.max_memory; default: the memory available)")
 	if err := parse(fs, args); err != nil {

@@ -52,7 +52,7 @@ func (s Conv1d) Validate() error {
 	if s.State && s.Width < 2 {
 		return fmt.Errorf("kernel: Conv1d: a state needs width ≥ 2, got %d", s.Width)
 	}
-	if err := checkResets("Conv1d", s.Resets, s.Batch, s.Len); err != nil {
+	if err := s.Resets.Fits("kernel: Conv1d", s.Batch, s.Len); err != nil {
 		return err
 	}
 	return validate(s, "batch,len,channels,width", s.Batch, s.Len, s.Channels, s.Width)
@@ -125,7 +125,7 @@ func ConvStep(y, x, state, wt, bias []float32, channels, width, lo, hi int, silu
 const convSteps = 64
 
 func (s Conv1d) CPUKernel() Kernel[[]float32] {
-	k := &conv32{s: s, wt: make([]float32, s.Width*s.Channels), held: holdResets(s.Resets)}
+	k := &conv32{s: s, wt: make([]float32, s.Width*s.Channels), held: Hold(s.Resets)}
 	if s.Resets != nil {
 		k.lo = make([]int32, s.Batch*s.Len)
 	}
@@ -144,7 +144,7 @@ func (s Conv1d) CPUKernel() Kernel[[]float32] {
 // bounds the taps of every step.
 type conv32 struct {
 	s    Conv1d
-	held heldResets
+	held HeldResets
 	lo   []int32   // (batch·L) first step step t may read (−(K−1) before any start); unused without starts
 	wt   []float32 // (K, ch) w transposed, refreshed by every forward and backward
 	sig  []float32 // (batch·L, ch) σ(c) of the last forward, with SiLU
@@ -199,7 +199,7 @@ func docStarts(lo []int32, flags []uint8, batch, length, width int) {
 // tap0 returns the first tap j that step t of sequence seq uses: taps below
 // it read steps of an earlier document.
 func (k *conv32) tap0(seq, t int) int {
-	if k.held.flags == nil {
+	if k.held.Flags() == nil {
 		return 0
 	}
 	return max(0, int(k.lo[seq*k.s.Len+t])-t+k.s.Width-1)
@@ -223,8 +223,8 @@ func (k *conv32) pre(x, b, st []float32, seq, t int, c []float32) {
 func (k *conv32) Forward(in [][]float32, y []float32) {
 	_, w, _, _ := k.s.split32(in)
 	ConvTranspose(k.wt, w, k.s.Channels, k.s.Width)
-	if k.held.take(); k.held.flags != nil {
-		docStarts(k.lo, k.held.flags, k.s.Batch, k.s.Len, k.s.Width)
+	if k.held.Take(); k.held.Flags() != nil {
+		docStarts(k.lo, k.held.Flags(), k.s.Batch, k.s.Len, k.s.Width)
 	}
 	k.in, k.y = in, y
 	run(&k.job, k.fwd, k.pieces())
@@ -372,21 +372,21 @@ func (k *conv32) stateGrad(dst []float32) {
 }
 
 func (s Conv1d) ReferenceKernel() Kernel[[]float64] {
-	return &convRef{s: s, held: holdResets(s.Resets)}
+	return &convRef{s: s, held: Hold(s.Resets)}
 }
 
 // convRef is the float64 reference: the definitions above, one element at a
 // time. It recomputes c in backward like the fast kernel.
 type convRef struct {
 	s    Conv1d
-	held heldResets // the document starts of the last forward
+	held HeldResets // the document starts of the last forward
 }
 
 // sees reports whether step t of sequence seq reads step s (s ≤ t; s < 0 is
 // the state): no document starts in (s, t], nor at 0 when s < 0.
 func (k *convRef) sees(seq, s, t int) bool {
-	for u := max(s+1, 0); u <= t && k.held.flags != nil; u++ {
-		if k.held.flags[seq*k.s.Len+u] != 0 {
+	for u := max(s+1, 0); u <= t && k.held.Flags() != nil; u++ {
+		if k.held.Flags()[seq*k.s.Len+u] != 0 {
 			return false
 		}
 	}
@@ -440,7 +440,7 @@ func (k *convRef) pre(in [][]float64, seq, t, d int) float64 {
 }
 
 func (k *convRef) Forward(in [][]float64, y []float64) {
-	k.held.take()
+	k.held.Take()
 	for seq := 0; seq < k.s.Batch; seq++ {
 		for t := 0; t < k.s.Len; t++ {
 			for d := 0; d < k.s.Channels; d++ {

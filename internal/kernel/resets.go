@@ -46,34 +46,41 @@ func (r *Resets) Set(v []uint8) error {
 	return nil
 }
 
-// checkResets reports resets of another length than batch·length tokens.
-func checkResets(op string, r *Resets, batch, length int) error {
+// Fits reports resets (nil is fine) of another length than batch·length
+// tokens, for the op's Validate.
+func (r *Resets) Fits(op string, batch, length int) error {
 	if r != nil && r.Len() != batch*length {
-		return fmt.Errorf("kernel: %s: resets hold %d flags, want batch·len = %d·%d", op, r.Len(), batch, length)
+		return fmt.Errorf("%s: resets hold %d flags, want batch·len = %d·%d", op, r.Len(), batch, length)
 	}
 	return nil
 }
 
-// heldResets is the copy of a Resets that a kernel takes at its forward, so
-// that a Set between the forward and its backward cannot change the backward.
-type heldResets struct {
+// HeldResets is the copy of a Resets that a kernel takes at its forward, so
+// that a Set between the forward and its backward cannot change the
+// backward. Its zero value holds nothing.
+type HeldResets struct {
 	r     *Resets
 	flags []uint8 // nil when r is nil or holds no document start
 	buf   []uint8
 }
 
-func holdResets(r *Resets) heldResets {
+// Hold makes the holder of r's flags (r may be nil: nothing is ever held).
+func Hold(r *Resets) HeldResets {
 	if r == nil {
-		return heldResets{}
+		return HeldResets{}
 	}
-	return heldResets{r: r, buf: make([]uint8, r.Len())}
+	return HeldResets{r: r, buf: make([]uint8, r.Len())}
 }
 
-// take copies the holder's flags; flags stays nil when there is no start.
-func (h *heldResets) take() {
+// Take copies the flags of the Resets, for this forward and its backward.
+func (h *HeldResets) Take() {
 	h.flags = nil
 	if h.r != nil && h.r.any {
 		copy(h.buf, h.r.flags)
 		h.flags = h.buf
 	}
 }
+
+// Flags returns the flags taken last: nil when no document starts in the
+// batch (or no Resets), else (Batch·Len) values owned by the holder.
+func (h *HeldResets) Flags() []uint8 { return h.flags }

@@ -56,7 +56,7 @@ func (s Scan) Validate() error {
 	if s.Chunk < 0 {
 		return fmt.Errorf("kernel: Scan: chunk %d, want ≥ 0 (0 = %d)", s.Chunk, scan.DefaultChunk)
 	}
-	if err := checkResets("Scan", s.Resets, s.Batch, s.Len); err != nil {
+	if err := s.Resets.Fits("kernel: Scan", s.Batch, s.Len); err != nil {
 		return err
 	}
 	return validate(s, "batch,len,channels,state", s.Batch, s.Len, s.Channels, s.State)
@@ -83,7 +83,7 @@ func (s Scan) CPUKernel() Kernel[[]float32] {
 		panic(fmt.Sprintf("kernel: %s passed Validate but scan.New failed: %v", s, err))
 	}
 	n := s.Channels * s.State
-	return &scanKernel[float32]{s: s, k: k, a: make([]float32, n), da: make([]float32, n), negExp: NegExp, held: holdResets(s.Resets)}
+	return &scanKernel[float32]{s: s, k: k, a: make([]float32, n), da: make([]float32, n), negExp: NegExp, held: Hold(s.Resets)}
 }
 
 func (s Scan) ReferenceKernel() Kernel[[]float64] {
@@ -92,7 +92,7 @@ func (s Scan) ReferenceKernel() Kernel[[]float64] {
 		panic(fmt.Sprintf("kernel: %s passed Validate but scan.NewReference failed: %v", s, err))
 	}
 	n := s.Channels * s.State
-	return &scanKernel[float64]{s: s, k: k, a: make([]float64, n), da: make([]float64, n), negExp: negExp64, held: holdResets(s.Resets)}
+	return &scanKernel[float64]{s: s, k: k, a: make([]float64, n), da: make([]float64, n), negExp: negExp64, held: Hold(s.Resets)}
 }
 
 func negExp64(a, aLog []float64) {
@@ -108,13 +108,13 @@ type scanKernel[T float32 | float64] struct {
 	k      scan.Kernel[T]
 	a, da  []T // A = −exp(A_log) of the last forward; dA
 	negExp func(a, aLog []T)
-	held   heldResets // the document starts of the last forward
+	held   HeldResets // the document starts of the last forward
 }
 
 // split maps inputs (or gradients) onto the scan's fields, with A_log in A
 // and the held document starts.
 func (k *scanKernel[T]) split(x [][]T) scan.Inputs[T] {
-	in := scan.Inputs[T]{U: x[0], Delta: x[1], A: x[2], B: x[3], C: x[4], Resets: k.held.flags}
+	in := scan.Inputs[T]{U: x[0], Delta: x[1], A: x[2], B: x[3], C: x[4], Resets: k.held.Flags()}
 	i := 5
 	next := func(has bool) []T {
 		if !has {
@@ -128,7 +128,7 @@ func (k *scanKernel[T]) split(x [][]T) scan.Inputs[T] {
 }
 
 func (k *scanKernel[T]) Forward(in [][]T, out []T) {
-	k.held.take()
+	k.held.Take()
 	x := k.split(in)
 	k.negExp(k.a, x.A)
 	x.A = k.a
