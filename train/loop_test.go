@@ -133,37 +133,33 @@ func cancelAt(n int, cancel context.CancelFunc) func(*fakeModel) {
 func TestInterruptCheckpointsAndResumesBitwise(t *testing.T) {
 	cfg := fakeConfig()
 	cfg.Optim.GradAccum = 2
-	ref := t.TempDir()
-	if _, err := Run(context.Background(), cfg, fakeOptions(ref)); err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := fakeOptions(out)
-	o.Backend = fakeBackend{hook: cancelAt(2*7, cancel)} // during update 7
-	s, err := Run(ctx, cfg, o)
+	ref, out, s, err := interrupted(t, cfg, func(o *Options, cancel context.CancelFunc) {
+		o.Backend = fakeBackend{hook: cancelAt(2*7, cancel)} // during update 7
+	})
 	if !errors.Is(err, ErrInterrupted) || s.Steps != 7 {
 		t.Fatalf("interrupted run: steps %d, err %v; want 7, ErrInterrupted", s.Steps, err)
 	}
 	if err := VerifyCheckpoint(stepDir(filepath.Join(out, checkpointsDir), 7)); err != nil {
 		t.Fatalf("no checkpoint at the interrupted step: %v", err)
 	}
-	rc, err := ResumeConfig(out, nil)
-	if err != nil {
+	resumeAndCompare(t, cfg, out, ref)
+}
+
+// interrupted runs cfg to its end in ref, and in out with the options edit
+// sets up to call cancel (as a signal would); it returns the directories and
+// the second run's outcome.
+func interrupted(t *testing.T, cfg Config, edit func(o *Options, cancel context.CancelFunc)) (ref, out string, s *Summary, err error) {
+	t.Helper()
+	ref, out = t.TempDir(), t.TempDir()
+	if _, err := Run(context.Background(), cfg, fakeOptions(ref)); err != nil {
 		t.Fatal(err)
 	}
-	o = fakeOptions(out)
-	o.Resume = true
-	if _, err := Run(context.Background(), rc, o); err != nil {
-		t.Fatal(err)
-	}
-	sameTrajectory(t, readMetrics(t, out), readMetrics(t, ref))
-	final := func(dir string) string { return stepDir(filepath.Join(dir, checkpointsDir), cfg.Run.MaxSteps) }
-	for _, f := range []string{"model.safetensors", optimizerFile} {
-		if !bytes.Equal(fileBytes(t, filepath.Join(final(out), f)), fileBytes(t, filepath.Join(final(ref), f))) {
-			t.Errorf("%s after interrupt+resume differs from the uninterrupted run", f)
-		}
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := fakeOptions(out)
+	edit(&o, cancel)
+	s, err = Run(ctx, cfg, o)
+	return ref, out, s, err
 }
 
 func TestNonFiniteStepsAreSkippedThenStop(t *testing.T) {
@@ -333,23 +329,17 @@ func TestVerifyCheckpointDetectsDamage(t *testing.T) {
 func TestInterruptBetweenMicroBatches(t *testing.T) {
 	cfg := fakeConfig()
 	cfg.Optim.GradAccum = 8
-	ref := t.TempDir()
-	if _, err := Run(context.Background(), cfg, fakeOptions(ref)); err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := fakeOptions(out)
 	calls := 0
-	o.Backend = fakeBackend{hook: func(m *fakeModel) {
-		m.onStep = func(k int) {
-			calls = k
-			if k == 4*8+3 { // the third micro-batch of update 5
-				cancel()
+	ref, out, s, err := interrupted(t, cfg, func(o *Options, cancel context.CancelFunc) {
+		o.Backend = fakeBackend{hook: func(m *fakeModel) {
+			m.onStep = func(k int) {
+				calls = k
+				if k == 4*8+3 { // the third micro-batch of update 5
+					cancel()
+				}
 			}
-		}
-	}}
-	s, err := Run(ctx, cfg, o)
+		}}
+	})
 	if !errors.Is(err, ErrInterrupted) || s.Steps != 4 || calls != 4*8+3 {
 		t.Fatalf("interrupted run: steps %d after %d micro-batches, err %v; want 4 after 35, ErrInterrupted", s.Steps, calls, err)
 	}
@@ -402,26 +392,20 @@ func (s nextHook) Next(b *data.Batch) error {
 func TestInterruptDuringEvaluation(t *testing.T) {
 	cfg := fakeConfig()
 	cfg.Data.EvalBatches = 1000
-	ref := t.TempDir()
-	if _, err := Run(context.Background(), cfg, fakeOptions(ref)); err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := fakeOptions(out)
 	batches := 0
-	o.Data = func(c Config) (*Dataset, error) {
-		ds, err := fakeData(c)
-		if err == nil {
-			ds.Valid = nextHook{ds.Valid, func() {
-				if batches++; batches == 1000+3 { // third batch of the final (second) evaluation
-					cancel()
-				}
-			}}
+	ref, out, s, err := interrupted(t, cfg, func(o *Options, cancel context.CancelFunc) {
+		o.Data = func(c Config) (*Dataset, error) {
+			ds, err := fakeData(c)
+			if err == nil {
+				ds.Valid = nextHook{ds.Valid, func() {
+					if batches++; batches == 1000+3 { // third batch of the final (second) evaluation
+						cancel()
+					}
+				}}
+			}
+			return ds, err
 		}
-		return ds, err
-	}
-	s, err := Run(ctx, cfg, o)
+	})
 	if !errors.Is(err, ErrInterrupted) || s.Steps != cfg.Run.MaxSteps || batches != 1000+3 {
 		t.Fatalf("interrupted run: steps %d after %d evaluation batches, err %v; want %d after 1003, ErrInterrupted", s.Steps, batches, err, cfg.Run.MaxSteps)
 	}

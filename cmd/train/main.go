@@ -6,14 +6,16 @@
 //	go run ./cmd/train --resume --out runs/text           # continue from the newest valid checkpoint
 //	go run ./cmd/train --init-from runs/text --config configs/text.json --set run.freeze='["backbone.embeddings.*"]' --out runs/ft
 //	go run ./cmd/train eval --checkpoint runs/text
-//	go run ./cmd/train generate --checkpoint runs/text --prompt "The " --tokenizer bytes --tokens 200
+//	go run ./cmd/train generate --checkpoint runs/text --prompt "The " --tokens 200
 //	go run ./cmd/train prepare --modality text --out data/cache/text-bytes --tokenizer bytes
 //	go run ./cmd/train bench --config configs/bench.json          # tokens/s, MFU, per-op times, generation
 //	go run ./cmd/train sweep --config configs/sweeps/smoke.json --out runs/smoke
 //	go run ./cmd/train sweep fit --runs runs/smoke/runs.csv --json
 //
 // Exit status: 0 success, 1 training failed, 2 bad input (flags, config, data,
-// checkpoint, output directory), 130 interrupted (after a final checkpoint).
+// checkpoint, output directory, memory), 130 interrupted (after a final checkpoint).
+// These are the built binary's (go build -o train ./cmd/train): go run exits 1
+// whenever the program fails.
 package main
 
 import (

@@ -82,10 +82,7 @@ func trainedOn(t *testing.T, dir string) string {
 // layers used to allocate their layout in the config check; --tokens 10^12
 // asked for 4 TB, and the largest int64 panicked).
 func TestMemoryRefusedBeforeAllocating(t *testing.T) {
-	run := filepath.Join(t.TempDir(), "run")
-	if r := runBin(t, append(tinyRun(2, 0), "--out", run)...); r.code != 0 {
-		t.Fatalf("tiny run: exit %d: %s", r.code, r.stderr)
-	}
+	run := tinyTrained(t)
 	ck := lastCheckpoint(t, run)
 	same := func(b []byte) []byte { return b }
 	deep := editedModel(t, ck, func(m map[string]any) { m["num_hidden_layers"] = 100_000_000 }, same)
@@ -127,10 +124,7 @@ func TestMemoryRefusedBeforeAllocating(t *testing.T) {
 // Sampling settings outside their ranges are refused: a negative temperature
 // used to mean greedy.
 func TestSamplingFlagsRefused(t *testing.T) {
-	run := filepath.Join(t.TempDir(), "run")
-	if r := runBin(t, append(tinyRun(2, 0), "--out", run)...); r.code != 0 {
-		t.Fatalf("tiny run: exit %d: %s", r.code, r.stderr)
-	}
+	run := tinyTrained(t)
 	for _, tc := range []struct {
 		flags []string
 		want  string
@@ -212,10 +206,7 @@ func TestEvalReport(t *testing.T) {
 			}
 		}
 	}
-	run := filepath.Join(t.TempDir(), "run")
-	if r := runBin(t, append(tinyRun(2, 0), "--out", run)...); r.code != 0 {
-		t.Fatalf("tiny run: exit %d: %s", r.code, r.stderr)
-	}
+	run := tinyTrained(t)
 	checkBadInput(t, "test split of a synthetic task", runBin(t, "eval", "--checkpoint", run, "--split", "test"), "has no test split", "")
 	checkBadInput(t, "unknown split", runBin(t, "eval", "--checkpoint", run, "--split", "train"), "--split must be valid or test", "")
 }

@@ -80,10 +80,7 @@ func TestSecondSignalEndsAtOnce(t *testing.T) {
 		t.Errorf("train after SIGTERM then SIGINT: %v, want killed by the second signal", ws)
 	}
 
-	run := filepath.Join(t.TempDir(), "tiny")
-	if r := runBin(t, append(tinyRun(2, 0), "--out", run)...); r.code != 0 {
-		t.Fatalf("tiny run: exit %d: %s", r.code, r.stderr)
-	}
+	run := tinyTrained(t)
 	for _, args := range [][]string{
 		{"eval", "--checkpoint", run, "--set", "data.eval_batches=100000000"},
 		{"generate", "--checkpoint", run, "--prompt-ids", "1,2", "--tokens", "100000000"},
