@@ -20,7 +20,8 @@
 // Documents are packed back to back. With LoaderOptions.Resets the batch
 // carries Resets[r, t] = 1 where x_{s+t} starts a document, so the model can
 // zero the scan state there (h_{t-1} := 0) instead of carrying it across
-// unrelated documents.
+// unrelated documents, and Targets[r, t] = -1 where x_{s+t+1} starts one: a
+// document's first token is not predicted from the one before.
 //
 // Windows of 2^20 tokens and more are read straight from the mapping into
 // the batch (one copy, uint8 → int32); the corpus is never loaded twice.

@@ -37,7 +37,9 @@ type LoaderOptions struct {
 	// passes; rows past the end of the last pass are padded with Inputs 0 and
 	// Targets -1, so every batch keeps its shape. 0 = endless.
 	Passes int
-	// Resets fills Batch.Resets from the shard's document boundaries.
+	// Resets fills Batch.Resets from the shard's document boundaries and
+	// sets to -1 the targets that are the first token of a document (the
+	// state that would predict them was reset: they belong to no document).
 	Resets bool
 	// Prefetch is the number of batches a background goroutine prepares
 	// ahead (0 = none).
@@ -146,8 +148,13 @@ func (w *windows) Fill(step uint64, b *Batch) error {
 		if rs != nil {
 			docs := w.sh.docs
 			i, _ := slices.BinarySearch(docs, start) // first document starting at or after start
-			for ; i < len(docs) && docs[i] < start+int64(L); i++ {
-				rs[docs[i]-start] = 1
+			for ; i < len(docs) && docs[i] <= start+int64(L); i++ {
+				if t := docs[i] - start; t < int64(L) {
+					rs[t] = 1
+				}
+				if t := docs[i] - start; t > 0 {
+					tg[t-1] = -1
+				}
 			}
 		}
 	}

@@ -56,6 +56,18 @@ func shardPaths(path string) ([]string, error) {
 	return paths, nil // os.ReadDir sorts by name
 }
 
+// ReadHeader returns the header of the data at path (a shard file, or a
+// directory of the shards of one split, as Open takes it) without reading
+// the tokens: cheap, to check what the data is before opening it.
+func ReadHeader(path string) (shard.Header, error) {
+	s, err := openShards(path, shard.Expect{}, false)
+	if err != nil {
+		return shard.Header{}, err
+	}
+	defer s.Close()
+	return s.h, nil
+}
+
 // openShards opens the shards of path, checks each against want (and the
 // others), and verifies each when verify is set.
 func openShards(path string, want shard.Expect, verify bool) (*shards, error) {

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 
-	"github.com/mambago/mamba/internal/atomicfile"
 	"github.com/mambago/mamba/internal/regfile"
 	"github.com/mambago/mamba/internal/strictjson"
 
@@ -73,14 +71,8 @@ var hfIgnored = []string{
 
 // hfKnown is every accepted key: the json tags of hfConfig plus hfIgnored.
 func hfKnown() map[string]bool {
-	known := map[string]bool{}
+	known := jsonFields(hfConfig{})
 	for _, k := range hfIgnored {
-		known[k] = true
-	}
-	b, _ := json.Marshal(hfConfig{})
-	var m map[string]any
-	json.Unmarshal(b, &m)
-	for k := range m {
 		known[k] = true
 	}
 	return known
@@ -119,11 +111,9 @@ func parseHFConfig(raw []byte) (Config, error) {
 		if slices.Contains(hfIgnored, k) {
 			continue
 		}
-		// Decode one field at a time so a type error names its field.
-		one, _ := json.Marshal(map[string]any{k: keys[k]}) // a decoded tree: cannot fail
-		if err := json.Unmarshal(one, &h); err != nil {
-			v, _ := json.Marshal(keys[k])
-			return Config{}, fmt.Errorf("config.json: field %q: %s has the wrong type", k, v)
+		// One field at a time, so that a type error names its field.
+		if err := decodeField(k, keys[k], &h); err != nil {
+			return Config{}, fmt.Errorf("config.json: %w", err)
 		}
 	}
 	if *h.ModelType != "mamba" {
@@ -323,25 +313,9 @@ func (m *Model) Save(dir string) error { return m.SaveAs(dir, safetensors.F32) }
 
 // SaveAs is Save with a chosen storage type: F32, BF16, F16 or F64.
 func (m *Model) SaveAs(dir string, dtype safetensors.DType) error {
-	if !slices.Contains([]safetensors.DType{safetensors.F32, safetensors.BF16, safetensors.F16, safetensors.F64}, dtype) {
-		return fmt.Errorf("save model: unsupported dtype %q (want F32, BF16, F16 or F64)", dtype)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	ts := make([]safetensors.Tensor, len(m.params))
-	for i, p := range m.params {
-		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, DType: dtype, F32: p.Value}
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, weightsFile), ts, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
 	cj, err := m.cfg.hfConfigJSON()
 	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, configFile), cj); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	return nil
+	return saveParams(dir, m.params, cj, dtype)
 }

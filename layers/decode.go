@@ -140,11 +140,26 @@ func (d *Decoder) Pos() int { return d.pos }
 // Batch is the number of rows.
 func (d *Decoder) Batch() int { return d.batch }
 
+// Advance moves every row n positions on without computing them. A Mamba's
+// step costs the same at every position, so this only moves Pos; it is there
+// for timing steps at a position, as LlamaDecoder.Advance.
+func (d *Decoder) Advance(n int) error {
+	if n < 0 {
+		return fmt.Errorf("decoder: cannot advance %d positions", n)
+	}
+	d.pos += n
+	return nil
+}
+
 func (d *Decoder) checkIDs(ids []int32, want int) error {
+	return checkTokens(ids, want, d.m.cfg.PaddedVocab())
+}
+
+// checkTokens reports a number of ids other than want, or an id outside [0, V).
+func checkTokens(ids []int32, want, V int) error {
 	if len(ids) != want {
 		return fmt.Errorf("decoder: got %d token ids, want %d", len(ids), want)
 	}
-	V := d.m.cfg.PaddedVocab()
 	for i, t := range ids {
 		if t < 0 || int(t) >= V {
 			return fmt.Errorf("decoder: token id %d at index %d is outside the vocabulary [0, %d)", t, i, V)

@@ -1,6 +1,10 @@
 // Package layers is the Mamba language model (Gu & Dao 2023) as transformers'
-// MambaForCausalLM computes it: the float32 training graph, checkpoints in
-// the transformers layout, and recurrent generation.
+// MambaForCausalLM computes it, and the Transformer++ of the paper's
+// comparisons as transformers' LlamaForCausalLM computes it: the float32
+// training graphs, checkpoints in the transformers layout, and generation
+// (recurrent for the Mamba, over a key/value cache for the Transformer++).
+// Config.Arch chooses; NewLM and LoadLM are the one place that dispatches on
+// it, and LM is what both models offer.
 //
 // For token ids s (batch × L), E = expand·d_model channels, state size N,
 // conv width K and dt_rank R:
@@ -24,6 +28,28 @@
 // Every op is one of package autograd's, each a thin adapter over a kernel
 // of package internal/kernel (the selective scan wraps package scan), so the
 // training graph, the decoder and any device backend compute the same math.
+//
+// The Transformer++ (Llama) of width D, H query heads sharing KV key/value
+// heads of hd channels, SwiGLU width F:
+//
+//	h⁰ = Emb[s]
+//	h' = h + Attention(RoPE(n·W_qᵀ), RoPE(n·W_kᵀ), n·W_vᵀ)·W_oᵀ,   n = RMSNorm(h; input_layernorm)
+//	hˡ = h' + (silu(n'·W_gateᵀ) ⊙ n'·W_upᵀ)·W_downᵀ,            n' = RMSNorm(h'; post_attention_layernorm)
+//	logits = RMSNorm(hⁿ; w_f)·Wᵀ                               W = lm_head.weight, or Emb when tied
+//
+// with causal grouped-query attention (query head h reads key/value head
+// h/(H/KV)), the rotary embedding of transformers (rotate_half, base
+// rope_theta) folded into the attention op (attention.Spec: its backward
+// rotates the gradients back), no biases. Parameters are named as
+// transformers' state dict (model.embed_tokens.weight,
+// model.layers.i.{input_layernorm, self_attn.{q,k,v,o}_proj,
+// post_attention_layernorm, mlp.{gate,up,down}_proj}.weight, model.norm.weight,
+// lm_head.weight when untied); NewLlama draws every matrix from N(0,
+// init_std²) and sets the norms to 1. Its LlamaDecoder keeps, per layer, the
+// rotated keys and the values of every position: Prefill runs the prompt
+// through the training kernels (the flash attention forward), Step each new
+// token through phases on a team of goroutines like the Mamba's, the
+// attention over the cache in chunks combined in order (attention.Decoder).
 //
 // # Parameters
 //

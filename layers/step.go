@@ -194,21 +194,14 @@ func (s *stepper) inConv(i int) {
 	B, D, E, K := d.batch, cfg.DModel, cfg.DInner(), cfg.DConv
 	b := &d.m.blocks[s.layer]
 	c0, c1 := s.span(phaseA, i, E)
-	w := b.inW.Value
-	kernel.DotRows(s.x[c0:], E, s.n, B, w[c0*D:], D, c1-c0, false)
-	kernel.DotRows(s.z[c0:], E, s.n, B, w[(E+c0)*D:], D, c1-c0, false)
-	var bias []float32
-	if b.inB != nil {
-		for r := 0; r < B; r++ {
-			kernel.AddRow(s.x[r*E+c0:r*E+c1], b.inB.Value[c0:])
-			kernel.AddRow(s.z[r*E+c0:r*E+c1], b.inB.Value[E+c0:])
-		}
+	w, xb, zb := b.inW.Value, value(b.inB), []float32(nil)
+	if xb != nil {
+		zb = xb[E:]
 	}
-	if b.convB != nil {
-		bias = b.convB.Value
-	}
+	rowDots(s.x, s.n, w, xb, B, D, E, c0, c1, false)
+	rowDots(s.z, s.n, w[E*D:], zb, B, D, E, c0, c1, false)
 	for r := 0; r < B; r++ {
-		kernel.ConvStep(s.u[r*E:(r+1)*E], s.x[r*E:(r+1)*E], d.conv[s.layer][r*(K-1)*E:(r+1)*(K-1)*E], s.wt[s.layer], bias, E, K, c0, c1, true)
+		kernel.ConvStep(s.u[r*E:(r+1)*E], s.x[r*E:(r+1)*E], d.conv[s.layer][r*(K-1)*E:(r+1)*(K-1)*E], s.wt[s.layer], value(b.convB), E, K, c0, c1, true)
 	}
 }
 
@@ -251,21 +244,31 @@ func (s *stepper) scanBlock(i int) {
 // outProj is phase C for block i of out_proj's rows: h += y·out_projᵀ (+ b).
 func (s *stepper) outProj(i int) {
 	d, cfg := s.d, s.d.m.cfg
-	B, D, E := d.batch, cfg.DModel, cfg.DInner()
 	b := &d.m.blocks[s.layer]
-	j0, j1 := s.span(phaseC, i, D)
-	kernel.DotRows(s.h[j0:], D, s.y, B, b.outW.Value[j0*E:], E, j1-j0, true)
-	if b.outB != nil {
-		for r := 0; r < B; r++ {
-			kernel.AddRow(s.h[r*D+j0:r*D+j1], b.outB.Value[j0:])
-		}
-	}
+	j0, j1 := s.span(phaseC, i, cfg.DModel)
+	rowDots(s.h, s.y, b.outW.Value, value(b.outB), d.batch, cfg.DInner(), cfg.DModel, j0, j1, true)
 }
 
 // head is the logits of block i of vocabulary rows.
 func (s *stepper) head(i int) {
 	d, cfg := s.d, s.d.m.cfg
-	B, D, V := d.batch, cfg.DModel, cfg.PaddedVocab()
-	v0, v1 := s.span(phaseHead, i, V)
-	kernel.DotRows(s.logits[v0:], V, s.n, B, d.m.emb.Value[v0*D:], D, v1-v0, false)
+	v0, v1 := s.span(phaseHead, i, cfg.PaddedVocab())
+	rowDots(s.logits, s.n, d.m.emb.Value, nil, d.batch, cfg.DModel, cfg.PaddedVocab(), v0, v1, false)
+}
+
+// rowDots sets y[r, j] = x_r·w_j (+ bias_j) for the weight rows j ∈ [j0, min(j1, out)) of w
+// (out, in) and the batch rows x_r of x (batch, in), y being (batch, out); with add the result is
+// added to y[r, j]. It is kernel.DotRows over the block (every weight row read once for the
+// batch), then the bias: the decoders' products.
+func rowDots(y, x, w, bias []float32, batch, in, out, j0, j1 int, add bool) {
+	j1 = min(out, j1)
+	if j0 >= j1 {
+		return
+	}
+	kernel.DotRows(y[j0:], out, x, batch, w[j0*in:], in, j1-j0, add)
+	if bias != nil {
+		for r := range batch {
+			kernel.AddRow(y[r*out+j0:r*out+j1], bias[j0:])
+		}
+	}
 }

@@ -48,6 +48,13 @@ type trainerState struct {
 	ElapsedS    float64         `json:"elapsed_s"`   // training wall time so far
 	Cursor      data.Cursor     `json:"cursor"`      // training stream position (holds its RNG state)
 	Config      json.RawMessage `json:"config"`      // the resolved run config
+	// The modality and tokenizer of the shards trained on ("" for synthetic
+	// tasks, and in checkpoints written before they were recorded).
+	Modality  string `json:"modality,omitempty"`
+	Tokenizer string `json:"tokenizer,omitempty"`
+	// Pending is the metric line of the step checkpointed, when a signal
+	// stopped its evaluation: a resumed run evaluates, then writes it.
+	Pending *Metric `json:"pending_metric,omitempty"`
 }
 
 type manifest struct {
@@ -120,10 +127,12 @@ func saveCheckpoint(root string, m Model, opt *optim.AdamW, st trainerState) (st
 	return final, nil
 }
 
-// Indirections so that tests can fail a checkpoint write midway.
+// Indirections so that tests can fail a checkpoint write midway, or the
+// first write of a run (a full disk).
 var (
 	removeAll = os.RemoveAll
 	rename    = os.Rename
+	writeFile = atomicfile.WriteFile
 )
 
 // readDirNames lists the regular files of dir, sorted.
@@ -268,7 +277,7 @@ func removeTemps(root string) error {
 		return err
 	}
 	for _, e := range es {
-		if strings.HasPrefix(e.Name(), ".tmp-") {
+		if strings.HasPrefix(e.Name(), ".tmp-"+stepPrefix) { // saveCheckpoint's
 			if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
 				return err
 			}
@@ -278,6 +287,28 @@ func removeTemps(root string) error {
 }
 
 // readState reads the trainer state of a verified checkpoint.
+// TrainedOn returns the kind of data the model in dir was trained on, as its
+// checkpoint records it; empty for a directory that is not a checkpoint of
+// ours (a transformers directory), a synthetic task, or a checkpoint older
+// than the record.
+func TrainedOn(dir string) (Kind, error) {
+	if _, err := os.Lstat(filepath.Join(dir, stateFile)); err != nil {
+		return Kind{}, nil
+	}
+	st, err := readState(dir)
+	return Kind{st.Modality, st.Tokenizer}, err
+}
+
+// CheckpointStep returns the step of checkpoint dir, from its trainer state;
+// ok is false for a directory that is not a checkpoint of ours.
+func CheckpointStep(dir string) (step int, ok bool, err error) {
+	if _, err := os.Lstat(filepath.Join(dir, stateFile)); err != nil {
+		return 0, false, nil
+	}
+	st, err := readState(dir)
+	return st.Step, err == nil, err
+}
+
 func readState(dir string) (trainerState, error) {
 	var st trainerState
 	raw, err := regfile.ReadFile(filepath.Join(dir, stateFile))

@@ -10,7 +10,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mambago/mamba/data/shard"
+	"github.com/mambago/mamba/data/tokenize"
 	"github.com/mambago/mamba/internal/strictjson"
+	"github.com/mambago/mamba/internal/sysmem"
 	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/optim"
 )
@@ -28,13 +31,24 @@ type Config struct {
 type DataConfig struct {
 	// Task is "selective_copying" or "induction_heads" (synthetic, generated on the
 	// fly) or "shards" (token shards written by `train prepare`).
-	Task        string `json:"task"`
-	Train       string `json:"train"`        // shards: training shard file, or a directory of the shards of one split (read in name order)
-	Valid       string `json:"valid"`        // shards: validation shard file or directory
+	Task  string `json:"task"`
+	Train string `json:"train"` // shards: training shard file, or a directory of the shards of one split (read in name order)
+	Valid string `json:"valid"` // shards: validation shard file or directory
+	Test  string `json:"test"`  // shards: test split, for `eval --split test`; "" = test.tok beside a data.valid named valid.tok
+	// Shards: what the shards must hold, "" = anything: a modality (text, dna,
+	// audio) and a tokenizer (bytes, gpt2, dna, mulaw). A run records what it
+	// trained on in its checkpoints, and refuses other data when resumed,
+	// fine-tuned or evaluated.
+	Modality    string `json:"modality"`
+	Tokenizer   string `json:"tokenizer"`
 	Verify      bool   `json:"verify"`       // shards: read every shard once at open (checksum, tokens < vocabulary); false skips it
 	BatchSize   int    `json:"batch_size"`   // sequences per micro-batch
 	SeqLen      int    `json:"seq_len"`      // tokens per sequence (L)
 	EvalBatches int    `json:"eval_batches"` // validation batches per evaluation
+	// ResetAtDocBoundary (shards) zeroes the model's state where a packed
+	// document starts, and takes no loss on predicting a document's first
+	// token from the document before. Synthetic tasks have no documents.
+	ResetAtDocBoundary bool `json:"reset_at_doc_boundary"`
 
 	// Synthetic tasks: vocabulary (including the noise/marker tokens the task needs)
 	// and the number of tokens to memorise.
@@ -52,6 +66,10 @@ type RunConfig struct {
 	KeepCheckpoints int      `json:"keep_checkpoints"` // newest checkpoints kept; older ones are deleted
 	MaxNonFinite    int      `json:"max_nonfinite"`    // consecutive skipped (NaN/Inf) steps before the run stops
 	Freeze          []string `json:"freeze"`           // glob patterns (path.Match) of parameter names not trained
+	// MaxMemory bounds the memory the run may need (model, optimizer,
+	// activations: estimated before anything is allocated), e.g. "16GB";
+	// "" = the memory available (MemAvailable, or the cgroup's limit).
+	MaxMemory string `json:"max_memory"`
 }
 
 // DefaultConfig returns the documented defaults: the model package's default Mamba,
@@ -61,7 +79,7 @@ func DefaultConfig() Config {
 		Model: layers.DefaultConfig(),
 		Data: DataConfig{
 			Task: TaskSelectiveCopying, BatchSize: 16, SeqLen: 256, EvalBatches: 8,
-			Vocab: 16, Tokens: 16, Verify: true,
+			Vocab: 16, Tokens: 16, Verify: true, ResetAtDocBoundary: true,
 		},
 		Optim: optim.Defaults(),
 		Run: RunConfig{
@@ -276,12 +294,41 @@ func (c Config) Validate() error {
 		return fmt.Errorf("optim.warmup_steps %d + optim.decay_steps %d exceed run.max_steps %d: shorten them too, e.g. --set optim.warmup_steps=%d --set optim.decay_steps=%d",
 			c.Optim.WarmupSteps, c.Optim.DecaySteps, r.MaxSteps, r.MaxSteps/10, max(r.MaxSteps/5, 1))
 	}
+	if _, err := r.memoryLimit(); err != nil {
+		return err
+	}
+	if d.Modality != "" {
+		if _, err := shard.ParseModality(d.Modality); err != nil {
+			return fmt.Errorf("data.modality: %v", err)
+		}
+	}
+	if d.Tokenizer != "" {
+		m, err := tokenize.ModalityOf(d.Tokenizer)
+		switch {
+		case err != nil:
+			return fmt.Errorf("data.tokenizer: %v", err)
+		case d.Modality != "" && m.String() != d.Modality:
+			return fmt.Errorf("data.tokenizer %s makes %s tokens, but data.modality is %s", d.Tokenizer, m, d.Modality)
+		}
+	}
 	for _, p := range r.Freeze {
 		if _, err := matchName(p, ""); err != nil {
 			return fmt.Errorf("run.freeze pattern %q: %v", p, err)
 		}
 	}
 	return nil
+}
+
+// memoryLimit is run.max_memory in bytes, 0 when unset.
+func (r RunConfig) memoryLimit() (int64, error) {
+	if r.MaxMemory == "" {
+		return 0, nil
+	}
+	b, err := sysmem.ParseSize(r.MaxMemory)
+	if err != nil {
+		return 0, fmt.Errorf("run.max_memory: %v", err)
+	}
+	return b, nil
 }
 
 // JSON returns the config as one line of JSON (the first log line, and the form
@@ -297,6 +344,9 @@ func (c Config) JSON() []byte {
 // ResumeConfig returns the config stored in the newest valid checkpoint of out, with
 // the overrides sets applied (for example a larger run.max_steps).
 func ResumeConfig(out string, sets []string) (Config, error) {
+	if err := checkFree(out); err != nil {
+		return Config{}, err
+	}
 	dir, _, err := LatestCheckpoint(out)
 	if err != nil {
 		return Config{}, err

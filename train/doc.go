@@ -59,6 +59,7 @@
 // signal (any rank's SIGINT/SIGTERM/SIGUSR1 stops all after the same step) end every
 // rank alike, reported once by rank 0. A failure of one rank alone aborts the job.
 //
-// The loop depends on the small interfaces Model, Stepper and Backend; Mamba is the
-// Backend of the layers package.
+// The loop depends on the small interfaces Model, Stepper and Backend; Layers is the
+// Backend of the layers package, for both architectures (model.arch "mamba" or
+// "transformer").
 package train

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mambago/mamba/internal/atomicfile"
-
 	"github.com/mattn/go-isatty"
 	"github.com/olekukonko/tablewriter"
 )
@@ -38,15 +36,32 @@ type Metric struct {
 
 // Eval holds the validation metrics of one evaluation.
 type Eval struct {
-	ValLoss        *float64 `json:"val_loss,omitempty"`
-	ValPerplexity  *float64 `json:"val_ppl,omitempty"`
-	ValBitsPerTok  *float64 `json:"val_bits_per_token,omitempty"`
-	ValBitsPerByte *float64 `json:"val_bits_per_byte,omitempty"` // when a token stands for a known number of bytes
-	ValAccuracy    *float64 `json:"val_accuracy,omitempty"`      // synthetic tasks: answer positions
+	ValLoss       *float64 `json:"val_loss,omitempty"`
+	ValPerplexity *float64 `json:"val_ppl,omitempty"`
+	ValBitsPerTok *float64 `json:"val_bits_per_token,omitempty"`
+	// Bits per byte of text, base of DNA or sample of audio, when a token
+	// stands for a known number of them.
+	ValBitsPerByte   *float64 `json:"val_bits_per_byte,omitempty"`
+	ValBitsPerBase   *float64 `json:"val_bits_per_base,omitempty"`
+	ValBitsPerSample *float64 `json:"val_bits_per_sample,omitempty"`
+	ValAccuracy      *float64 `json:"val_accuracy,omitempty"` // synthetic tasks: answer positions
+	// Tokens is the number of targets scored (not logged).
+	Tokens int64 `json:"-"`
+}
+
+// bitsPerUnit returns the field of the bits per unit u ("byte", "base", "sample").
+func (e *Eval) bitsPerUnit(u string) **float64 {
+	switch u {
+	case "base":
+		return &e.ValBitsPerBase
+	case "sample":
+		return &e.ValBitsPerSample
+	}
+	return &e.ValBitsPerByte
 }
 
 var csvHeader = []string{"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "skipped",
-	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_accuracy", "comm_s"}
+	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_bits_per_base", "val_bits_per_sample", "val_accuracy", "comm_s"}
 
 // csvRow returns the metric as one CSV record (with its line end).
 func (m Metric) csvRow() []byte {
@@ -59,7 +74,7 @@ func (m Metric) csvRow() []byte {
 	g := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	return csvRecord([]string{strconv.Itoa(m.Step), f(m.Loss), g(m.LR), f(m.GradNorm), g(m.TokensPerS),
 		g(m.ElapsedS), strconv.Itoa(m.Skipped), f(m.ValLoss), f(m.ValPerplexity), f(m.ValBitsPerTok),
-		f(m.ValBitsPerByte), f(m.ValAccuracy), f(m.CommS)})
+		f(m.ValBitsPerByte), f(m.ValBitsPerBase), f(m.ValBitsPerSample), f(m.ValAccuracy), f(m.CommS)})
 }
 
 // csvRecord encodes one CSV record with encoding/csv (quoting as RFC 4180 asks).
@@ -89,8 +104,8 @@ const (
 
 // openMetrics opens the metric files of out. When resuming from step, lines of
 // later steps (written after that checkpoint by the interrupted run) are dropped;
-// otherwise the files start empty.
-func openMetrics(out string, resume bool, step int) (*metricsLog, error) {
+// otherwise the files start empty. The files it creates are recorded in d.
+func openMetrics(out string, resume bool, step int, d *runDir) (*metricsLog, error) {
 	jp, cp := filepath.Join(out, metricsJSONL), filepath.Join(out, metricsCSV)
 	var keepJ, keepC []byte
 	if resume {
@@ -101,11 +116,15 @@ func openMetrics(out string, resume bool, step int) (*metricsLog, error) {
 	} else {
 		keepC = csvRecord(csvHeader)
 	}
-	if err := atomicfile.WriteFile(jp, keepJ); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(cp, keepC); err != nil {
-		return nil, err
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{jp, keepJ}, {cp, keepC}} {
+		_, before := os.Lstat(f.path)
+		if err := writeFile(f.path, f.data); err != nil {
+			return nil, err
+		}
+		d.made(f.path, before)
 	}
 	l := &metricsLog{}
 	var err error
@@ -255,11 +274,12 @@ func (s *Summary) Table(w io.Writer) {
 	t.Render()
 }
 
-// Table prints the evaluation as a table.
-func (e Eval) Table(w io.Writer) {
+// Table prints the evaluation as a table, after the rows of head (what was
+// evaluated).
+func (e Eval) Table(w io.Writer, head ...[]string) {
 	t := tablewriter.NewWriter(w)
 	t.Header([]string{"evaluation", "value"})
-	t.Bulk(e.rows())
+	t.Bulk(append(head, e.rows()...))
 	t.Render()
 }
 
@@ -272,6 +292,7 @@ func (e Eval) rows() [][]string {
 	}{
 		{"val loss", e.ValLoss, "%.4f"}, {"val perplexity", e.ValPerplexity, "%.3f"},
 		{"val bits/token", e.ValBitsPerTok, "%.4f"}, {"val bits/byte", e.ValBitsPerByte, "%.4f"},
+		{"val bits/base", e.ValBitsPerBase, "%.4f"}, {"val bits/sample", e.ValBitsPerSample, "%.4f"},
 	} {
 		if r.v != nil {
 			rows = append(rows, []string{r.name, fmt.Sprintf(r.f, *r.v)})

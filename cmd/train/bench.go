@@ -27,12 +27,15 @@ import (
 const benchUsage = `Time training and generation of a model on random tokens.
 
 Usage:
-  train bench [--config FILE] [--d-model N] [--n-layer N] [--vocab-size N] [--d-state N]
-              [--expand N] [--batch-size N] [--seq-len N] [--steps N] [--json] [--cpuprofile FILE]
+  train bench [--config FILE] [--arch mamba|transformer] [--d-model N] [--n-layer N]
+              [--vocab-size N] [--d-state N] [--expand N] [--n-head N] [--d-ff N]
+              [--batch-size N] [--seq-len N] [--steps N] [--json] [--cpuprofile FILE]
 
 It builds the model (the config's model and batch shape, changed by the model
 flags), takes two warm-up steps, then times --steps training steps (forward,
-backward, AdamW) on random tokens, and recurrent generation at batch 1 and 16.
+backward, AdamW) on random tokens, and generation at batch 1 and 16 (after a
+16-token prompt: the Mamba's recurrent step, the Transformer++'s key/value-cache
+step).
 It reports tokens/s, the achieved GFLOP/s (layers.Config.FLOPsPerToken), the
 sgemm peak measured in the same process with the same number of threads
 (a tiled 2048³ product), the MFU (achieved / peak), the time of each kind of
@@ -44,6 +47,7 @@ CPU profile of the timed steps (time in parallel.(*worker).await and
 
 Examples:
   train bench --config configs/bench.json
+  train bench --config configs/bench-transformer.json
   GOMAXPROCS=2 train bench --config configs/bench.json --json
   train bench --d-model 768 --n-layer 24 --batch-size 8 --seq-len 512 --steps 3
 
@@ -52,9 +56,12 @@ Flags:
 
 // benchResult is what train bench measures; --json prints it.
 type benchResult struct {
+	Arch                 string       `json:"arch"`
 	Params               int          `json:"params"`
 	DModel               int          `json:"d_model"`
 	NLayer               int          `json:"n_layer"`
+	NHead                int          `json:"n_head,omitempty"` // transformer
+	DFF                  int          `json:"d_ff,omitempty"`   // transformer
 	Vocab                int          `json:"vocab_size"`
 	Batch                int          `json:"batch_size"`
 	SeqLen               int          `json:"seq_len"`
@@ -85,11 +92,14 @@ type benchOpRow struct {
 func runBench(args []string, stdout io.Writer) error {
 	fs := newFlags("bench", benchUsage, stdout)
 	config := fs.String("config", "", "run config JSON file whose model and batch shape to time (default: the built-in defaults)")
+	arch := fs.String("arch", "", "model architecture, mamba or transformer (overrides the config)")
 	dModel := fs.Int("d-model", 0, "model width (overrides the config)")
 	nLayer := fs.Int("n-layer", 0, "number of layers (overrides the config)")
 	vocab := fs.Int("vocab-size", 0, "vocabulary size (overrides the config)")
 	dState := fs.Int("d-state", 0, "SSM state size N (overrides the config)")
 	expand := fs.Int("expand", 0, "d_inner / d_model (overrides the config)")
+	nHead := fs.Int("n-head", 0, "attention heads of a transformer (overrides the config)")
+	dFF := fs.Int("d-ff", 0, "SwiGLU width of a transformer (overrides the config)")
 	batch := fs.Int("batch-size", 0, "sequences per step (overrides the config)")
 	seqLen := fs.Int("seq-len", 0, "tokens per sequence (overrides the config)")
 	steps := fs.Int("steps", 10, "training steps to time")
@@ -112,6 +122,7 @@ func runBench(args []string, stdout io.Writer) error {
 	}{
 		{"d-model", *dModel, &cfg.Model.DModel}, {"n-layer", *nLayer, &cfg.Model.NLayer}, {"vocab-size", *vocab, &cfg.Model.VocabSize},
 		{"d-state", *dState, &cfg.Model.DState}, {"expand", *expand, &cfg.Model.Expand},
+		{"n-head", *nHead, &cfg.Model.NHead}, {"d-ff", *dFF, &cfg.Model.DFF},
 		{"batch-size", *batch, &cfg.Data.BatchSize}, {"seq-len", *seqLen, &cfg.Data.SeqLen},
 	} {
 		if fs.Changed(f.name) {
@@ -120,6 +131,9 @@ func runBench(args []string, stdout io.Writer) error {
 			}
 			*f.dst = f.v
 		}
+	}
+	if fs.Changed("arch") {
+		cfg.Model.Arch = *arch
 	}
 	if *steps < 1 {
 		return usagef("--steps %d: want at least 1", *steps)
@@ -172,10 +186,13 @@ func runBench(args []string, stdout io.Writer) error {
 func bench(cfg train.Config, steps int, profile io.Writer) (*benchResult, error) {
 	mc, B, L := cfg.Model, cfg.Data.BatchSize, cfg.Data.SeqLen
 	info := kernel.BLAS()
-	r := &benchResult{Params: mc.NumParams(), DModel: mc.DModel, NLayer: mc.NLayer, Vocab: mc.VocabSize, Batch: B, SeqLen: L,
+	r := &benchResult{Arch: mc.Arch, Params: mc.NumParams(), DModel: mc.DModel, NLayer: mc.NLayer, Vocab: mc.VocabSize, Batch: B, SeqLen: L,
 		Steps: steps, Threads: runtime.GOMAXPROCS(0), FLOPsPerToken: mc.FLOPsPerToken(L),
 		BLAS: info.Lib, BLASCore: info.Core, BLASWarning: info.Warning, VectorPath: math32.Choice(), EstimatedMemoryBytes: mc.TrainingBytes(B, L)}
-	m, err := layers.New(mc, cfg.Run.Seed)
+	if mc.IsTransformer() {
+		r.NHead, r.DFF = mc.NHead, mc.FF()
+	}
+	m, err := layers.NewLM(mc, cfg.Run.Seed)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -201,7 +218,7 @@ func bench(cfg train.Config, steps int, profile io.Writer) (*benchResult, error)
 	}
 	var optTime time.Duration
 	step := func() error {
-		if _, err := tr.Step(ids, tg); err != nil {
+		if _, err := tr.Step(ids, tg, nil); err != nil {
 			return err
 		}
 		start := time.Now()
@@ -279,11 +296,15 @@ func sgemmPeak() (float64, error) {
 	return best, nil
 }
 
-// decodeRate is the tokens/s of recurrent generation at a batch size: after
-// a 16-token prefill and 8 warm-up steps, Step until at least 32 steps and a
-// quarter of a second.
-func decodeRate(m *layers.Model, batch int, rng *rand.Rand) (float64, error) {
-	d, err := m.NewDecoder(batch)
+// decodeSteps bounds the timed steps of decodeRate (a Transformer++'s cache
+// holds 16 + 8 + decodeSteps positions).
+const decodeSteps = 512
+
+// decodeRate is the tokens/s of generation at a batch size: after a 16-token
+// prefill and 8 warm-up steps, Step until at least 32 steps and a quarter of
+// a second (at most decodeSteps).
+func decodeRate(m layers.LM, batch int, rng *rand.Rand) (float64, error) {
+	d, err := m.NewGenerator(batch, 16+8+decodeSteps)
 	if err != nil {
 		return 0, err
 	}
@@ -303,7 +324,7 @@ func decodeRate(m *layers.Model, batch int, rng *rand.Rand) (float64, error) {
 		}
 	}
 	start, n := time.Now(), 0
-	for ; n < 32 || time.Since(start) < 250*time.Millisecond; n++ {
+	for ; n < decodeSteps && (n < 32 || time.Since(start) < 250*time.Millisecond); n++ {
 		if _, err := d.Step(tok); err != nil {
 			return 0, err
 		}
@@ -322,7 +343,7 @@ func (r *benchResult) tables(w io.Writer) {
 	t := tablewriter.NewWriter(w)
 	t.Header([]string{"bench", "value"})
 	t.Bulk([][]string{
-		{"model", fmt.Sprintf("d_model %d, %d layers, vocabulary %d: %s parameters", r.DModel, r.NLayer, r.Vocab, commas(r.Params))},
+		{"model", r.modelString()},
 		{"batch", fmt.Sprintf("%d × %d tokens", r.Batch, r.SeqLen)},
 		{"threads (GOMAXPROCS)", strconv.Itoa(r.Threads)},
 		{"BLAS", blas},
@@ -345,6 +366,15 @@ func (r *benchResult) tables(w io.Writer) {
 	}
 	ops.Bulk(rows)
 	ops.Render()
+}
+
+// modelString describes the benched model in a line.
+func (r *benchResult) modelString() string {
+	s := fmt.Sprintf("Mamba d_model %d, %d layers", r.DModel, r.NLayer)
+	if r.Arch == layers.ArchTransformer {
+		s = fmt.Sprintf("Transformer++ d_model %d, %d layers, %d heads, d_ff %d", r.DModel, r.NLayer, r.NHead, r.DFF)
+	}
+	return fmt.Sprintf("%s, vocabulary %d: %s parameters", s, r.Vocab, commas(r.Params))
 }
 
 // availableMemory is MemAvailable of /proc/meminfo in bytes; ok is false

@@ -45,6 +45,16 @@ func runBinWithin(t *testing.T, limit time.Duration, args ...string) result {
 	return r
 }
 
+// tinyTrained trains a tiny model for two steps and returns its run directory.
+func tinyTrained(t *testing.T) string {
+	t.Helper()
+	run := filepath.Join(t.TempDir(), "run")
+	if r := runBin(t, append(tinyRun(2, 0), "--out", run)...); r.code != 0 {
+		t.Fatalf("tiny run: exit %d: %s", r.code, r.stderr)
+	}
+	return run
+}
+
 // prepared runs the binary's prepare on a small text file and returns the
 // directory of train.tok, valid.tok and test.tok.
 func prepared(t *testing.T) string {
@@ -170,10 +180,7 @@ func editedModel(t *testing.T, ck string, cfg func(map[string]any), weights func
 // from our checkpoint, and an optimizer.safetensors whose shape overflows
 // (resume, with the manifest rewritten to match).
 func TestBadCheckpointsExitTwo(t *testing.T) {
-	run := filepath.Join(t.TempDir(), "run")
-	if r := runBin(t, append(tinyRun(2, 0), "--out", run)...); r.code != 0 {
-		t.Fatalf("tiny run: exit %d: %s", r.code, r.stderr)
-	}
+	run := tinyTrained(t)
 	ck := lastCheckpoint(t, run)
 	same := func(b []byte) []byte { return b }
 	nullLayers := editedModel(t, ck, func(m map[string]any) { m["num_hidden_layers"] = nil }, same)

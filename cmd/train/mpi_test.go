@@ -228,3 +228,22 @@ func TestMPISIGUSR1CheckpointsAndExits(t *testing.T) {
 		t.Fatal("no checkpoint written on SIGUSR1")
 	}
 }
+
+// Only training is data-parallel: eval, generate, prepare, bench and sweep
+// launched on several ranks exit 2 with one line (rank 0's) instead of
+// running once per rank.
+func TestMPIOneProcessCommands(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"eval", "--checkpoint", dir},
+		{"generate", "--checkpoint", dir, "--prompt-ids", "1"},
+		{"prepare", "--modality", "text", "--input", writeFile(t, dir, "in.txt", "text"), "--out", filepath.Join(dir, "shards")},
+		{"bench", "--steps", "1"},
+		{"sweep", "--config", smokeSweep, "--out", filepath.Join(dir, "sweep")},
+	} {
+		checkBadInput(t, args[0], mpiRun(t, 2, args...), args[0]+": runs in one process, but mpirun started 2: run it without mpirun", filepath.Join(dir, "shards"))
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 1 {
+		t.Errorf("the refused commands wrote %d entries", len(es)-1)
+	}
+}

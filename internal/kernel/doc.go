@@ -3,6 +3,7 @@
 //
 //	RMSNorm       y[r] = x[r] ⊙ w / sqrt((1/d)·Σ_j x[r,j]² + eps)                     x (rows, d), w (d)
 //	Conv1d        c[b,t] = bias + Σ_{k<K} w[:,k] ⊙ x[b, t−(K−1)+k],  y = c or silu(c)   x before t = 0: 0 or a state
+//	              (packed documents: x[b, s] = 0 for c[b,t] when a document starts in (s, t])
 //	Gate          out = a ⊙ silu(g),  silu(g) = g·σ(g),  σ(g) = 1/(1 + e^{−g})
 //	Embedding     y[r] = table[ids_r]
 //	CrossEntropy  loss = (1/n)·Σ_{r: t_r ≠ −1} (logsumexp(x[r]) − x[r, t_r]),  n = #{r: t_r ≠ −1}
@@ -13,6 +14,7 @@
 //	Broadcast     y[r] = v
 //	Scan          h_t = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·u_t,  y_t = (C_t·h_t + D ⊙ u_t) ⊙ silu(z_t),
 //	              A = −exp(A_log),  Δ = softplus(δ + bias)                            (package scan)
+//	              (packed documents: h_{t−1} = 0 where a document starts at t)
 //
 // with the gradients, given g = ∂L/∂y:
 //
@@ -48,7 +50,8 @@
 // residual stream, [δ | B | C], the halves of in_proj, the tied embedding).
 // Shapes are checked once, when the kernel is built, so neither
 // can fail. Token ids and targets, set outside the graph each step, live in
-// an IDs the Embedding and CrossEntropy specs point to.
+// an IDs the Embedding and CrossEntropy specs point to; the document starts
+// of packed sequences in a Resets the Conv1d and Scan specs point to.
 //
 // # Determinism and cores
 //

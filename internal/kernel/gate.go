@@ -19,23 +19,15 @@ func (s Gate) Validate() error                    { return validate(s, "rows,col
 func (s Gate) elems() (n int)                     { return s.Rows * s.Cols }
 func (s Gate) ReferenceKernel() Kernel[[]float64] { return gateRef{} }
 
-// GateRow writes out = a ⊙ silu(g) for one row: the float32 kernel's row,
-// which the decoder calls too. out may be a or g.
+// GateRow writes out = a ⊙ silu(g) for one row (silu from math32.SiLURow):
+// the float32 kernel's row, which the decoder calls too. out may be g, not a.
 func GateRow(out, a, g []float32) {
 	a, out = a[:len(g)], out[:len(g)]
-	var sg [gateRow]float32
-	for lo := 0; lo < len(g); lo += gateRow {
-		hi := min(len(g), lo+gateRow)
-		math32.SiLURow(sg[:hi-lo], g[lo:hi])
-		for i, v := range sg[:hi-lo] {
-			out[lo+i] = a[lo+i] * v
-		}
+	math32.SiLURow(out, g)
+	for i := range out {
+		out[i] *= a[i]
 	}
 }
-
-// gateRow is the number of elements of one piece of a row, whose silu (and
-// derivative) the kernel keeps on the stack.
-const gateRow = 256
 
 // gateBlock is the number of elements in one parallel block of the float32 kernel.
 const gateBlock = 1 << 14
@@ -47,7 +39,8 @@ func (s Gate) CPUKernel() Kernel[[]float32] {
 }
 
 // gate32 is the float32 kernel, parallel over fixed blocks of elements. The
-// backward recomputes silu(g) and its derivative (math32's vector rows).
+// backward recomputes silu(g) and its derivative (math32.SiLUGradRow) into a
+// scratch of two blocks per worker slot.
 type gate32 struct {
 	s        Gate
 	job      parallel.Job
@@ -55,6 +48,7 @@ type gate32 struct {
 	in       [][]float32
 	out, dy  []float32
 	din      [][]float32
+	scratch  [][]float32 // per worker slot: silu(g) and silu'(g) of a block
 }
 
 func (k *gate32) Forward(in [][]float32, out []float32) {
@@ -73,26 +67,28 @@ func (k *gate32) forwardItem(_, b int) {
 //	da = dy ⊙ g·s,  dg = dy ⊙ a ⊙ s·(1 + g·(1 − s))
 func (k *gate32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	k.in, k.dy, k.din = in, dy, din
-	run(&k.job, k.bwd, blocks(k.s.elems(), gateBlock))
+	n := blocks(k.s.elems(), gateBlock)
+	for w := parallel.Workers(n, 0); len(k.scratch) < w; {
+		k.scratch = append(k.scratch, make([]float32, 2*min(gateBlock, k.s.elems())))
+	}
+	k.job.Run(k.bwd, n, len(k.scratch))
 	k.in, k.dy, k.din = nil, nil, nil
 }
 
-func (k *gate32) backwardItem(_, b int) {
+func (k *gate32) backwardItem(w, b int) {
 	lo, hi := span(b, gateBlock, k.s.elems())
-	var sg, ds [gateRow]float32
-	for p := lo; p < hi; p += gateRow {
-		q := min(hi, p+gateRow)
-		a, g, dy := k.in[0][p:q], k.in[1][p:q], k.dy[p:q]
-		math32.SiLUGradRow(sg[:q-p], ds[:q-p], g)
-		if da := k.din[0]; da != nil {
-			for i, v := range sg[:q-p] {
-				da[p+i] = dy[i] * v
-			}
+	a, g, dy := k.in[0][lo:hi], k.in[1][lo:hi], k.dy[lo:hi]
+	half := len(k.scratch[w]) / 2
+	y, d := k.scratch[w][:hi-lo], k.scratch[w][half:][:hi-lo]
+	math32.SiLUGradRow(y, d, g)
+	if da := k.din[0]; da != nil {
+		for i, v := range y {
+			da[lo+i] = dy[i] * v
 		}
-		if dg := k.din[1]; dg != nil {
-			for i, v := range ds[:q-p] {
-				dg[p+i] = dy[i] * a[i] * v
-			}
+	}
+	if dg := k.din[1]; dg != nil {
+		for i, v := range d {
+			dg[lo+i] = dy[i] * a[i] * v
 		}
 	}
 }

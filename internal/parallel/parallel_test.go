@@ -144,3 +144,39 @@ func BenchmarkRun(b *testing.B) {
 		j.Run(s, len(s.x), 0)
 	}
 }
+
+// big is a body that owns memory, to see when it is collected.
+type big struct{ buf []byte }
+
+func (b *big) Item(_, i int) { b.buf[i]++ }
+
+// TestNothingRetained: once a loop has returned, neither the Job's helpers nor a Team's members
+// keep its body reachable (a kernel's buffers are freed when the kernel is), whether they ran
+// items or had their task taken back.
+func TestNothingRetained(t *testing.T) {
+	tm := NewTeam(4)
+	defer tm.Close()
+	for _, run := range []func(b Body, n int){
+		func(b Body, n int) { Run(b, n, 4) },
+		func(b Body, n int) { tm.Run(b, n, 0) },
+	} {
+		freed := make(chan struct{}, 8)
+		for range 8 {
+			b := &big{buf: make([]byte, 1<<16)}
+			runtime.AddCleanup(b, func(ch chan struct{}) { ch <- struct{}{} }, freed)
+			run(b, len(b.buf)/1024)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for n := 0; n < 8; {
+			runtime.GC()
+			select {
+			case <-freed:
+				n++
+			case <-time.After(10 * time.Millisecond):
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of 8 bodies still reachable after their loops", 8-n)
+				}
+			}
+		}
+	}
+}

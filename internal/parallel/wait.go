@@ -61,12 +61,19 @@ func (k *worker) post(t task, w int) {
 }
 
 // revoke takes back a posted task the worker has not started, and reports whether it did.
-func (k *worker) revoke() bool { return k.state.CompareAndSwap(posted, waiting) }
+func (k *worker) revoke() bool {
+	if !k.state.CompareAndSwap(posted, waiting) {
+		return false
+	}
+	k.t = nil // no new post before the caller hands the worker on
+	return true
+}
 
 func (k *worker) loop() {
 	for {
 		k.await()
 		t, w := k.t, k.slot
+		k.t = nil // hold nothing of the caller's between tasks
 		if t == nil {
 			return
 		}

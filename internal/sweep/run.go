@@ -236,7 +236,8 @@ func (s *sweeper) runPoint(ctx context.Context, i, procs int) {
 			s.fail(i, &InputError{err})
 			return
 		}
-		args, what = []string{"train", "--config", filepath.Join(dir, RunConfigFile), "--out", dir}, "start"
+		// --force: the run directory holds the sweep's files (run-config.json, train.log).
+		args, what = []string{"train", "--config", filepath.Join(dir, RunConfigFile), "--out", dir, "--force"}, "start"
 	}
 	s.mu.Lock()
 	s.running[i] = true

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// CPUTime returns the process's CPU time (user and system) and true. On a machine that others
-// share, the CPU time of a one-thread run is a steadier measure than its wall-clock time.
+// CPUTime returns the process's CPU time so far (user and system) and true. On a machine that
+// others share, the CPU time of a benchmark counts the work done where its wall time counts the
+// waiting too.
 func CPUTime() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
