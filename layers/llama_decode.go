@@ -397,12 +397,7 @@ func (s *llamaStepper) qkv(i int) {
 	case i >= H:
 		w, dst, ld, head = b.k.Value, d.kc[s.layer][s.at*KVH*hd:], d.capacity*KVH*hd, i-H
 	}
-	for j := head * hd; j < (head+1)*hd; j++ {
-		row := w[j*D : (j+1)*D]
-		for r := range d.batch {
-			dst[r*ld+j] = kernel.Dot(s.n[r*D:(r+1)*D], row)
-		}
-	}
+	rowDots(dst, s.n, w, nil, d.batch, D, ld, head*hd, (head+1)*hd, false)
 	if rotate {
 		for r := range d.batch {
 			d.rope.Rotate(dst[r*ld+head*hd:][:hd], s.at, 1)
@@ -423,13 +418,8 @@ func (s *llamaStepper) gateUp(i int) {
 	D, F := c.DModel, c.FF()
 	b := &d.m.blocks[s.layer]
 	j0, j1 := i*llamaRows, min(F, (i+1)*llamaRows)
-	for j := j0; j < j1; j++ {
-		gw, uw := b.gate.Value[j*D:(j+1)*D], b.up.Value[j*D:(j+1)*D]
-		for r := range d.batch {
-			n := s.n[r*D : (r+1)*D]
-			s.g[r*F+j], s.u[r*F+j] = kernel.Dot(n, gw), kernel.Dot(n, uw)
-		}
-	}
+	rowDots(s.g, s.n, b.gate.Value, nil, d.batch, D, F, j0, j1, false)
+	rowDots(s.u, s.n, b.up.Value, nil, d.batch, D, F, j0, j1, false)
 	for r := range d.batch {
 		kernel.GateRow(s.g[r*F+j0:r*F+j1], s.u[r*F+j0:r*F+j1], s.g[r*F+j0:r*F+j1])
 	}
