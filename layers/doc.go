@@ -94,10 +94,16 @@
 // Step. Step runs each block in four short phases on a persistent team of
 // goroutines (parallel.Team): blocks of channels for in_proj and the conv
 // step, blocks of x_proj rows, blocks of channels for dt_proj and the scan
-// step, blocks of out_proj rows; every output is one dot product over a
-// weight row, read once per token, so nothing is reduced across blocks and
-// the logits do not depend on the number of cores. RMSNorm, the conv step,
-// SiLU and A = −exp(A_log) are the training kernels' own row functions.
+// step (scan.Stepper, on the state in place), blocks of out_proj rows. Each
+// phase runs on as many members as its work needs, from a cost model of its
+// weights, multiply-adds and scan elements: a small model's step stays on a
+// few cores, whose caches keep the same weights token after token; a wide
+// one spreads over all. The products are kernel.DotRows: every weight row is
+// read once per token for all the rows of the batch, and every output is
+// summed in one fixed order, so nothing is reduced across blocks and a row's
+// logits depend neither on the number of cores nor on the other rows of the
+// batch. RMSNorm, the conv step, SiLU and A = −exp(A_log) are the training
+// kernels' own row functions.
 // Generate adds greedy, temperature, top-k and top-p sampling, seeded;
 // Close stops a decoder's goroutines.
 //

@@ -26,7 +26,7 @@ import (
 // the team's size, nor on the batch. The RMSNorms of the (few) rows run on the
 // caller between phases. The blocks are fixed by the shape.
 //
-// Each phase runs on as many members as its work needs (stepWorkers): a small
+// Each phase runs on as many members as its work needs (the cost model below): a small
 // model's step stays on one or a few cores, whose caches keep their blocks'
 // weights from token to token; a wide one spreads over every core.
 type stepper struct {
