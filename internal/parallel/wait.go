@@ -6,14 +6,15 @@ import (
 )
 
 // Waiting. A goroutine that waits for work or for the end of a loop spins on an atomic for a
-// while (spinChecks checks, tens of microseconds; runtime.Gosched every yieldEvery of them so
-// that other goroutines of its P run) and then parks on a channel. The kernels of a training
+// while (spinChecks checks, tens of microseconds; runtime.Gosched every yieldEvery of them, a
+// few times in all, so that other goroutines of its P run without making it change cores
+// often) and then parks on a channel. The kernels of a training
 // step run one loop after another microseconds apart: spinning helpers take the next loop's
 // items at once, where parked ones would each need a wake-up by the scheduler (tens of
 // microseconds on a busy host, started one after another), and an idle process still sleeps.
 var (
 	spinChecks = 1 << 15
-	yieldEvery = 1 << 11
+	yieldEvery = 1 << 13
 )
 
 // worker is a goroutine that runs the tasks posted to it, one at a time. A task posted to a
