@@ -32,12 +32,12 @@ func TestBuildErrors(t *testing.T) {
 		{func() (*gorgonia.Node, error) { return RMSNorm(v3, v3, 1e-5) }, "x has shape (3), want (any, any)"},
 		{func() (*gorgonia.Node, error) { return RMSNorm(x, nil, 1e-5) }, "weight is nil"},
 		{func() (*gorgonia.Node, error) { return RMSNorm(x, D, 0) }, "eps 0 must be positive"},
-		{func() (*gorgonia.Node, error) { return CausalConv1d(4, x, w, nil, true) }, "batch 4 does not divide the 6 rows of x"},
-		{func() (*gorgonia.Node, error) { return CausalConv1d(0, x, w, nil, true) }, "batch 0 does not divide"},
-		{func() (*gorgonia.Node, error) { return CausalConv1d(2, x, node(f32, 3, 4), nil, true) }, "w has shape (3, 4), want (4, any)"},
-		{func() (*gorgonia.Node, error) { return CausalConv1d(2, x, w, v3, true) }, "b has shape (3), want (4)"},
-		{func() (*gorgonia.Node, error) { return CausalConv1d(2, x, w, node(f64, 4), true) }, "b has dtype float64"},
-		{func() (*gorgonia.Node, error) { return CausalConv1d(2, nil, w, nil, true) }, "x is nil"},
+		{func() (*gorgonia.Node, error) { return CausalConv1d(4, x, w, nil, true, nil) }, "batch 4 does not divide the 6 rows of x"},
+		{func() (*gorgonia.Node, error) { return CausalConv1d(0, x, w, nil, true, nil) }, "batch 0 does not divide"},
+		{func() (*gorgonia.Node, error) { return CausalConv1d(2, x, node(f32, 3, 4), nil, true, nil) }, "w has shape (3, 4), want (4, any)"},
+		{func() (*gorgonia.Node, error) { return CausalConv1d(2, x, w, v3, true, nil) }, "b has shape (3), want (4)"},
+		{func() (*gorgonia.Node, error) { return CausalConv1d(2, x, w, node(f64, 4), true, nil) }, "b has dtype float64"},
+		{func() (*gorgonia.Node, error) { return CausalConv1d(2, nil, w, nil, true, nil) }, "x is nil"},
 		{func() (*gorgonia.Node, error) { return Embedding(big, w) }, "ids vocabulary 9 is larger than the table's 4 rows"},
 		{func() (*gorgonia.Node, error) { return Embedding(targets, node(f32, 8, 2)) }, "use NewIDs"},
 		{func() (*gorgonia.Node, error) { return Embedding(ids, v3) }, "table has shape (3), want (any, any)"},
@@ -47,19 +47,19 @@ func TestBuildErrors(t *testing.T) {
 		{func() (*gorgonia.Node, error) { return CrossEntropy(node(f64, 6, 7), targets) }, "targets vocabulary 8 is larger than the 7 logits"},
 		{func() (*gorgonia.Node, error) { return CrossEntropy(x, nil) }, "Targets is nil"},
 		{func() (*gorgonia.Node, error) { return CrossEntropy(nil, targets) }, "logits is nil"},
-		{func() (*gorgonia.Node, error) { return SelectiveScan(4, u, u, A, B, B, D, u, D, scan.Options{}) }, "batch 4 does not divide the 6 rows of u"},
+		{func() (*gorgonia.Node, error) { return SelectiveScan(4, u, u, A, B, B, D, u, D, scan.Options{}, nil) }, "batch 4 does not divide the 6 rows of u"},
 		{func() (*gorgonia.Node, error) {
-			return SelectiveScan(2, u, u, A, node(f32, 6, 3), B, D, u, D, scan.Options{})
+			return SelectiveScan(2, u, u, A, node(f32, 6, 3), B, D, u, D, scan.Options{}, nil)
 		}, "B has shape (6, 3), want (6, 2)"},
-		{func() (*gorgonia.Node, error) { return SelectiveScan(2, u, u, A, B, B, v3, u, D, scan.Options{}) }, "D has shape (3), want (4)"},
+		{func() (*gorgonia.Node, error) { return SelectiveScan(2, u, u, A, B, B, v3, u, D, scan.Options{}, nil) }, "D has shape (3), want (4)"},
 		{func() (*gorgonia.Node, error) {
-			return SelectiveScan(2, u, node(f64, 6, 4), A, B, B, nil, nil, nil, scan.Options{})
+			return SelectiveScan(2, u, node(f64, 6, 4), A, B, B, nil, nil, nil, scan.Options{}, nil)
 		}, "delta has dtype float64"},
 		{func() (*gorgonia.Node, error) {
-			return SelectiveScan(2, u, u, nil, B, B, nil, nil, nil, scan.Options{})
+			return SelectiveScan(2, u, u, nil, B, B, nil, nil, nil, scan.Options{}, nil)
 		}, "aLog is nil"},
 		{func() (*gorgonia.Node, error) {
-			return SelectiveScan(2, u, u, A, B, B, D, u, D, scan.Options{Chunk: -1})
+			return SelectiveScan(2, u, u, A, B, B, D, u, D, scan.Options{Chunk: -1}, nil)
 		}, "chunk -1"},
 		{func() (*gorgonia.Node, error) { return Linear(x, w, nil, nil, 0, 3) }, "Linear: w has shape (4, 3), want (4, 4)"},
 		{func() (*gorgonia.Node, error) { return Linear(x, node(f32, 5, 4), nil, nil, 2, 6) }, "rows [2, 6) of a weight with 5 rows"},

@@ -97,7 +97,7 @@ func ExampleSelectiveScan() {
 	aLog := node("aLog", []float64{0, math.Ln2}, ch, n) // A = −exp(aLog) = (−1, −2)
 	B := node("B", []float64{1, 1, 1}, batch*l, n)
 	C := node("C", []float64{1, 1, 1}, batch*l, n)
-	out, err := autograd.SelectiveScan(batch, u, delta, aLog, B, C, nil, nil, nil, scan.Options{Softplus: true})
+	out, err := autograd.SelectiveScan(batch, u, delta, aLog, B, C, nil, nil, nil, scan.Options{Softplus: true}, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

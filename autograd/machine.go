@@ -21,6 +21,15 @@ import (
 // the sums gorgonia.Grad inserts where gradients meet (run as kernel.Add);
 // any other gorgonia op runs through its own Do, which allocates (Fallbacks
 // counts them).
+//
+// A gradient sum whose later term comes from a backward that can add to its
+// output (kernel.Accumulator) costs nothing: that backward adds its gradient
+// into the buffer of the earlier term, which becomes the sum's value, when
+// nothing else reads that buffer afterwards (Fused counts these sums). The
+// residual stream's gradient, the parts of [δ | B | C], the two halves of
+// in_proj and the tied embedding are summed this way. The sums are taken in
+// plan order, so results stay independent of the number of cores; they differ
+// in the last bits from an Add after both terms.
 type Machine struct {
 	steps   []Step
 	run     func() error
@@ -29,6 +38,7 @@ type Machine struct {
 	bind    func(n *gorgonia.Node, buf any) error
 	prof    func(p *Profile)
 	nfallbk int
+	nfused  int
 }
 
 // Step is one node of a Machine's plan, in execution order: what an executor
@@ -58,13 +68,13 @@ func NewMachine(g *gorgonia.ExprGraph, outputs ...*gorgonia.Node) (*Machine, err
 		if err != nil {
 			return nil, err
 		}
-		m.run, m.f32, m.bind, m.prof, m.nfallbk = mm.runAll, mm.data, mm.bindAny, mm.setProfile, mm.fallbacks()
+		m.run, m.f32, m.bind, m.prof, m.nfallbk, m.nfused = mm.runAll, mm.data, mm.bindAny, mm.setProfile, mm.fallbacks(), mm.nsum
 	case tensor.Float64:
 		mm, err := newMachine[float64](steps)
 		if err != nil {
 			return nil, err
 		}
-		m.run, m.f64, m.bind, m.prof, m.nfallbk = mm.runAll, mm.data, mm.bindAny, mm.setProfile, mm.fallbacks()
+		m.run, m.f64, m.bind, m.prof, m.nfallbk, m.nfused = mm.runAll, mm.data, mm.bindAny, mm.setProfile, mm.fallbacks(), mm.nsum
 	default:
 		return nil, fmt.Errorf("autograd: machine: dtype %v, want float32 or float64", outputs[0].Dtype())
 	}
@@ -117,6 +127,10 @@ func Plan(g *gorgonia.ExprGraph, outputs ...*gorgonia.Node) ([]Step, error) {
 // Fallbacks is the number of steps that run another gorgonia op through its
 // allocating Do.
 func (m *Machine) Fallbacks() int { return m.nfallbk }
+
+// Fused is the number of gradient sums computed by a backward adding into
+// the other term's buffer, with no step of their own.
+func (m *Machine) Fused() int { return m.nfused }
 
 // SetProfile makes every later run add the time of each step to p (nil: stop).
 func (m *Machine) SetProfile(p *Profile) { m.prof(p) }
@@ -239,6 +253,7 @@ const (
 	stepForward
 	stepGrad
 	stepAdd
+	stepSum // a gradient sum fused into the backward of its later term
 	stepFallback
 )
 
@@ -251,23 +266,66 @@ type mstep[T float] struct {
 	vals  []gorgonia.Value // fallback arguments
 	fwd   *fusedOp[T]
 	grad  *gradOp[T]
-	want  []bool // gradient: the gradients of its op that are needed
+	gr    *gradRun[T] // gradient: the machine's run of its op's backward
+	sum   *sumGroup[T]
 	add   kernel.Kernel[[]T]
 	buf   []T
 	val   gorgonia.Value
 	prof  int // profile entry; −1: not timed
 }
 
+// gradRun is what a machine keeps for one gradient cache: the buffers its
+// backward writes (the cache's own, a bound parameter gradient, or a sum it
+// adds into), the gradients some output needs, which of them it adds, and
+// where in the plan it runs.
+type gradRun[T float] struct {
+	c    *gradCache[T]
+	din  [][]T
+	vals []gorgonia.Value
+	want []bool // the gradients some output needs
+	add  []bool // nil, or the gradients the backward adds to din
+	mask [][]T  // din with nil for the gradients not wanted
+	at   int    // the plan index of the cache's first step, where the backward runs
+}
+
+// masked returns din with nil for the gradients not wanted.
+func (r *gradRun[T]) masked() [][]T {
+	for i, d := range r.din {
+		r.mask[i] = nil
+		if r.want[i] {
+			r.mask[i] = d
+		}
+	}
+	return r.mask
+}
+
+// sumGroup is one buffer that several backwards write in plan order: the
+// first overwrites it, the others add to it (a chain of fused gradient sums).
+type sumGroup[T float] struct{ members []gradSlot[T] }
+
+// gradSlot is gradient which of a gradRun.
+type gradSlot[T float] struct {
+	r     *gradRun[T]
+	which int
+}
+
+func (g *sumGroup[T]) value() ([]T, gorgonia.Value) {
+	f := g.members[0]
+	return f.r.din[f.which], f.r.vals[f.which]
+}
+
 type machine[T float] struct {
 	steps []mstep[T]
 	index map[*gorgonia.Node]int
+	group []*sumGroup[T] // per step: the group its value belongs to, or nil
 	prof  *Profile
 	nfb   int
+	nsum  int
 }
 
 func newMachine[T float](plan []Step) (*machine[T], error) {
-	m := &machine[T]{steps: make([]mstep[T], len(plan)), index: map[*gorgonia.Node]int{}}
-	wants := map[*gradCache[T]][]bool{}
+	m := &machine[T]{steps: make([]mstep[T], len(plan)), index: map[*gorgonia.Node]int{}, group: make([]*sumGroup[T], len(plan))}
+	runs := map[*gradCache[T]]*gradRun[T]{}
 	for i, p := range plan {
 		s := &m.steps[i]
 		s.node, s.shape, s.in, s.prof = p.Node, p.Node.Shape(), p.Inputs, -1
@@ -280,16 +338,25 @@ func newMachine[T float](plan []Step) (*machine[T], error) {
 		case nil:
 			s.kind = stepInput
 		case *fusedOp[T]:
+			if _, err := op.kernel(); err != nil {
+				return nil, err
+			}
 			s.kind, s.fwd = stepForward, op
 		case *gradOp[T]:
 			s.kind, s.grad = stepGrad, op
-			w := wants[op.c]
-			if w == nil {
-				w = make([]bool, len(op.c.din))
-				wants[op.c] = w
+			r := runs[op.c]
+			if r == nil {
+				if _, err := op.c.op.kernel(); err != nil {
+					return nil, err
+				}
+				op.c.alloc()
+				n := len(op.c.din)
+				r = &gradRun[T]{c: op.c, din: append([][]T(nil), op.c.din...), vals: append([]gorgonia.Value(nil), op.c.vals...),
+					want: make([]bool, n), mask: make([][]T, n), at: i}
+				runs[op.c] = r
 			}
-			w[op.which] = true
-			s.want = w
+			r.want[op.which] = true
+			s.gr = r
 		default:
 			switch {
 			case p.Spec != nil:
@@ -308,7 +375,89 @@ func newMachine[T float](plan []Step) (*machine[T], error) {
 			}
 		}
 	}
+	if dtypeOf[T]() == tensor.Float32 {
+		m.fuseSums()
+	}
 	return m, nil
+}
+
+// fuseSums turns every gradient sum it can into its later term's backward
+// adding into the earlier term's buffer. The terms are ordered by where their
+// values are complete (a gradient where its op's backward runs, a fused sum
+// where its last term's does); the later one must be a gradient read by the
+// sum alone, from a backward that can add to it and does not read the
+// earlier buffer, and nothing else may read the earlier buffer from then on.
+// Only float32 graphs fuse: the float64 ones check the kernels against the
+// plain sums.
+func (m *machine[T]) fuseSums() {
+	readers := make([][]int, len(m.steps))
+	for j := range m.steps {
+		for _, i := range m.steps[j].in {
+			readers[i] = append(readers[i], j)
+		}
+	}
+	at := func(j int) int { // where step j reads its inputs and writes its value
+		if m.steps[j].kind == stepGrad {
+			return m.steps[j].gr.at
+		}
+		return j
+	}
+	done := make([]int, len(m.steps)) // where each step's value is complete
+	for i := range m.steps {
+		done[i] = at(i)
+	}
+	for i := range m.steps {
+		s := &m.steps[i]
+		if s.kind != stepAdd {
+			continue
+		}
+		a, b := s.in[0], s.in[1]
+		if done[a] > done[b] {
+			a, b = b, a
+		}
+		g, ok := m.groupOf(a), done[a] < done[b]
+		sb := &m.steps[b]
+		ok = ok && g != nil && sb.kind == stepGrad && len(readers[b]) == 1
+		if ok {
+			acc, can := sb.gr.c.op.k.(kernel.Accumulator[[]T])
+			ok = can && acc.Accumulates(sb.grad.which)
+		}
+		for _, j := range readers[a] {
+			ok = ok && (j == i || at(j) < sb.gr.at)
+		}
+		for _, j := range sb.in {
+			ok = ok && m.group[j] != g
+		}
+		if !ok {
+			continue
+		}
+		r, w := sb.gr, sb.grad.which
+		r.din[w], r.vals[w] = g.value()
+		if r.add == nil {
+			r.add = make([]bool, len(r.din))
+		}
+		r.add[w] = true
+		g.members = append(g.members, gradSlot[T]{r, w})
+		m.group[b], m.group[i] = g, g
+		s.kind, s.sum, s.add, s.buf, s.val = stepSum, g, nil, nil, nil
+		done[i] = sb.gr.at
+		m.nsum++
+	}
+}
+
+// groupOf returns the group of step i's value: its own, or a new one when it
+// is a gradient (its op's buffer); nil for other steps.
+func (m *machine[T]) groupOf(i int) *sumGroup[T] {
+	if g := m.group[i]; g != nil {
+		return g
+	}
+	s := &m.steps[i]
+	if s.kind != stepGrad {
+		return nil
+	}
+	g := &sumGroup[T]{members: []gradSlot[T]{{s.gr, s.grad.which}}}
+	m.group[i] = g
+	return g
 }
 
 // isConstant reports whether op is one of gorgonia's constants, whose node
@@ -347,11 +496,16 @@ func (m *machine[T]) bindAny(n *gorgonia.Node, buf any) error {
 	if len(b) != s.shape.TotalSize() {
 		return fmt.Errorf("autograd: machine: Bind %v of shape %v to %d elements", n, s.shape, len(b))
 	}
-	switch s.kind {
-	case stepGrad:
-		c, w := s.grad.c, s.grad.which
-		c.din[w], c.vals[w] = b, valueOver(b, s.shape)
-	case stepAdd:
+	switch {
+	case m.group[i] != nil:
+		v := valueOver(b, s.shape)
+		for _, slot := range m.group[i].members {
+			slot.r.din[slot.which], slot.r.vals[slot.which] = b, v
+		}
+	case s.kind == stepGrad:
+		r, w := s.gr, s.grad.which
+		r.din[w], r.vals[w] = b, valueOver(b, s.shape)
+	case s.kind == stepAdd:
 		s.buf, s.val = b, valueOver(b, s.shape)
 	default:
 		return fmt.Errorf("autograd: machine: Bind %v: only a gradient or a gradient sum can write elsewhere", n)
@@ -400,7 +554,7 @@ func (m *machine[T]) runAll() error {
 		if s.prof >= 0 {
 			start = time.Now()
 			if s.kind == stepGrad {
-				runs = s.grad.c.runs
+				runs = s.gr.c.runs
 			}
 		}
 		if err := m.step(s); err != nil {
@@ -409,7 +563,7 @@ func (m *machine[T]) runAll() error {
 		if s.prof >= 0 {
 			e := &m.prof.entries[s.prof]
 			e.Time += time.Since(start)
-			if s.kind != stepGrad || s.grad.c.runs != runs {
+			if s.kind != stepGrad || s.gr.c.runs != runs {
 				e.Calls++ // a gradient step counts when it ran its op's backward
 			}
 		}
@@ -438,11 +592,13 @@ func (m *machine[T]) step(s *mstep[T]) error {
 		}
 		s.buf, s.val = s.fwd.out, s.fwd.outV
 	case stepGrad:
-		c, n := s.grad.c, len(s.args)-1
-		c.backward(s.args[:n], s.args[n], s.want)
-		s.buf, s.val = c.din[s.grad.which], c.vals[s.grad.which]
+		r, n := s.gr, len(s.args)-1
+		r.c.run(s.args[:n], s.args[n], r.masked(), r.add)
+		s.buf, s.val = r.din[s.grad.which], r.vals[s.grad.which]
 	case stepAdd:
 		s.add.Forward(s.args, s.buf)
+	case stepSum:
+		s.buf, s.val = s.sum.value()
 	case stepFallback:
 		for j, c := range s.in {
 			s.vals[j] = m.steps[c].val

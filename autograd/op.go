@@ -158,16 +158,17 @@ func apply(op string, s kernel.Spec, args ...arg) (*gorgonia.Node, error) {
 
 // fusedOp is the forward node of an op: a kernel over its spec. Its output
 // storage belongs to the op and is reused every step; nothing the backward
-// needs is kept in it. The kernel and the output are made at the first run,
-// so a graph that another device executes (Plan) costs no host memory.
+// needs is kept in it. The kernel is built when a Machine is made or the op
+// first runs, and the output storage at the first run, so a graph that only
+// an executor for another device runs (Plan) takes no host memory for them.
 type fusedOp[T float] struct {
 	spec  kernel.Spec
 	name  string // spec.String(), computed once
 	id    uint64
-	k     kernel.Kernel[[]T] // nil before the first run
+	k     kernel.Kernel[[]T] // nil until built
 	in    []tensor.Shape
 	outS  tensor.Shape // scalar when empty
-	out   []T          // nil before the first run
+	out   []T          // nil until the first run
 	outV  gorgonia.Value
 	args  [][]T
 	steps uint64 // forward runs; a gradient cache recomputes when this moves
@@ -356,54 +357,42 @@ func (op *fusedOp[T]) SymDiff(inputs gorgonia.Nodes, output, grad *gorgonia.Node
 }
 
 // gradCache holds every input gradient of one fused op, computed by a single
-// backward run per forward run. The gradients' storage is made when a
-// backward first needs it (or given by Machine.Bind).
+// backward run per forward run. Its gradients' storage is made when a Machine
+// is made or the backward first runs (alloc).
 type gradCache[T float] struct {
 	op   *fusedOp[T]
 	gen  int
-	step uint64 // op.steps when din was computed; 0 = never
+	step uint64 // op.steps when the backward last ran; 0 = never
 	din  [][]T
 	vals []gorgonia.Value
 	pass []bool // the input's gradient is the upstream one: din stays nil
 	args [][]T
-	mask [][]T // din with nil for the gradients an executor does not need
-	runs int   // backward kernel runs, counted for tests
+	runs int // backward kernel runs, counted for tests
 }
 
-// backward runs the kernel's backward unless it ran since the last forward
-// (which has built the kernel). want, when not nil, says which gradients are
-// needed (the others are left alone).
-func (c *gradCache[T]) backward(args [][]T, dout []T, want []bool) {
-	if c.step == c.op.steps && c.runs > 0 {
-		return
-	}
+// alloc makes the storage of every gradient that is not the upstream one.
+func (c *gradCache[T]) alloc() {
 	for i := range c.din {
-		if c.din[i] == nil && !c.pass[i] && (want == nil || want[i]) {
+		if c.din[i] == nil && !c.pass[i] {
 			c.din[i], c.vals[i] = newValue[T](c.op.in[i])
 		}
 	}
-	din := c.din
-	if want != nil {
-		din = c.masked(want)
-	}
-	c.op.k.Backward(args, dout, din)
-	c.step = c.op.steps
-	c.runs++
 }
 
-// masked returns din with nil for the gradients not wanted, in a slice kept
-// for the purpose.
-func (c *gradCache[T]) masked(want []bool) [][]T {
-	if c.mask == nil {
-		c.mask = make([][]T, len(c.din))
+// run runs the kernel's backward into din (nil entries are skipped) unless it
+// ran since the last forward. add, when not nil, names the gradients the
+// kernel adds to din rather than overwrites (a kernel.Accumulator).
+func (c *gradCache[T]) run(args [][]T, dout []T, din [][]T, add []bool) {
+	if c.step == c.op.steps && c.runs > 0 {
+		return
 	}
-	for i, d := range c.din {
-		c.mask[i] = nil
-		if want[i] {
-			c.mask[i] = d
-		}
+	if add != nil {
+		c.op.k.(kernel.Accumulator[[]T]).BackwardAdd(args, dout, din, add)
+	} else {
+		c.op.k.Backward(args, dout, din)
 	}
-	return c.mask
+	c.step = c.op.steps
+	c.runs++
 }
 
 // gradOp is the gradient node for input `which` of a fused op:
@@ -441,7 +430,8 @@ func (g *gradOp[T]) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
 		if err != nil {
 			return nil, fmt.Errorf("autograd: %s gradient: upstream: %w", op.name, err)
 		}
-		c.backward(c.args, dout, nil)
+		c.alloc()
+		c.run(c.args, dout, c.din, nil)
 	}
 	return c.vals[g.which], nil
 }

@@ -22,6 +22,14 @@ func NewIds(n, vocab int) (*Ids, error) { return kernel.NewIDs(n, vocab) }
 // NewTargets makes a holder for n targets in [0, vocab) or IgnoreIndex.
 func NewTargets(n, vocab int) (*Ids, error) { return kernel.NewTargets(n, vocab) }
 
+// Resets holds the document starts of packed sequences for one step
+// (kernel.Resets): Set them before every run, or leave them unset for one
+// document per sequence.
+type Resets = kernel.Resets
+
+// NewResets makes a holder for the document-start flags of n tokens.
+func NewResets(n int) (*Resets, error) { return kernel.NewResets(n) }
+
 // matrix checks that the node of a is a matrix and returns its sizes.
 func matrix(op string, a arg) (rows, cols int, err error) {
 	if a.n == nil {
@@ -58,8 +66,9 @@ func RMSNorm(x, weight *gorgonia.Node, eps float64) (*gorgonia.Node, error) {
 
 // CausalConv1d is the depthwise causal convolution over time of the Mamba
 // block (kernel.Conv1d): x is (batch·L, ch) token-major, w is (ch, K), b is
-// (ch) or nil, y = silu(c) with silu, else y = c.
-func CausalConv1d(batch int, x, w, b *gorgonia.Node, silu bool) (*gorgonia.Node, error) {
+// (ch) or nil, y = silu(c) with silu, else y = c. resets (batch·L flags, or
+// nil) marks packed documents: no step reads a step of an earlier document.
+func CausalConv1d(batch int, x, w, b *gorgonia.Node, silu bool, resets *Resets) (*gorgonia.Node, error) {
 	xa := arg{"x", x, false}
 	l, ch, err := tokens("CausalConv1d", batch, xa)
 	if err != nil {
@@ -71,7 +80,7 @@ func CausalConv1d(batch int, x, w, b *gorgonia.Node, silu bool) (*gorgonia.Node,
 	if err := checkShape("CausalConv1d", "w", w, ch, -1); err != nil {
 		return nil, err
 	}
-	s := kernel.Conv1d{Batch: batch, Len: l, Channels: ch, Width: w.Shape()[1], Bias: b != nil, SiLU: silu}
+	s := kernel.Conv1d{Batch: batch, Len: l, Channels: ch, Width: w.Shape()[1], Bias: b != nil, SiLU: silu, Resets: resets}
 	return apply("CausalConv1d", s, xa, arg{"w", w, false}, arg{"b", b, true})
 }
 
@@ -101,7 +110,9 @@ func CrossEntropy(logits *gorgonia.Node, targets *Ids) (*gorgonia.Node, error) {
 // token-major, rows = batch·L: u, delta, z (batch·L, ch); aLog (ch, N), with
 // A = −exp(aLog); B, C (batch·L, N); D, deltaBias (ch). D, z and deltaBias
 // may be nil. The output is (batch·L, ch). Of o, Softplus and Chunk are used.
-func SelectiveScan(batch int, u, delta, aLog, B, C, D, z, deltaBias *gorgonia.Node, o scan.Options) (*gorgonia.Node, error) {
+// resets (batch·L flags, or nil) marks packed documents: the state is zero
+// entering a document's first step.
+func SelectiveScan(batch int, u, delta, aLog, B, C, D, z, deltaBias *gorgonia.Node, o scan.Options, resets *Resets) (*gorgonia.Node, error) {
 	ua := arg{"u", u, false}
 	l, ch, err := tokens("SelectiveScan", batch, ua)
 	if err != nil {
@@ -114,7 +125,7 @@ func SelectiveScan(batch int, u, delta, aLog, B, C, D, z, deltaBias *gorgonia.No
 		return nil, err
 	}
 	s := kernel.Scan{Batch: batch, Len: l, Channels: ch, State: aLog.Shape()[1], Softplus: o.Softplus, Chunk: o.Chunk,
-		D: D != nil, Z: z != nil, DeltaBias: deltaBias != nil}
+		D: D != nil, Z: z != nil, DeltaBias: deltaBias != nil, Resets: resets}
 	return apply("SelectiveScan", s, ua, arg{"delta", delta, false}, arg{"aLog", aLog, false}, arg{"B", B, false}, arg{"C", C, false},
 		arg{"D", D, true}, arg{"z", z, true}, arg{"deltaBias", deltaBias, true})
 }

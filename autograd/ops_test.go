@@ -57,18 +57,18 @@ func opCases(t *testing.T) []opCase {
 	return []opCase{
 		{"RMSNorm", [][]int{{5, 4}, {4}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) { return RMSNorm(in[0], in[1], 1e-5) }, normalVals},
 		{"CausalConv1d", [][]int{{10, 3}, {3, 4}, {3}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) {
-			return CausalConv1d(2, in[0], in[1], in[2], true)
+			return CausalConv1d(2, in[0], in[1], in[2], true, nil)
 		}, normalVals},
 		{"CausalConv1d/nobias", [][]int{{6, 2}, {2, 2}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) {
-			return CausalConv1d(3, in[0], in[1], nil, false)
+			return CausalConv1d(3, in[0], in[1], nil, false, nil)
 		}, normalVals},
 		{"Embedding", [][]int{{6, 3}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) { return Embedding(ids, in[0]) }, normalVals},
 		{"CrossEntropy", [][]int{{6, 5}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) { return CrossEntropy(in[0], targets) }, normalVals},
 		{"SelectiveScan", [][]int{{10, 3}, {10, 3}, {3, 2}, {10, 2}, {10, 2}, {3}, {10, 3}, {3}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) {
-			return SelectiveScan(2, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], scan.Options{Softplus: true, Chunk: 2})
+			return SelectiveScan(2, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], scan.Options{Softplus: true, Chunk: 2}, nil)
 		}, normalVals},
 		{"SelectiveScan/plain", [][]int{{6, 2}, {6, 2}, {2, 3}, {6, 3}, {6, 3}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) {
-			return SelectiveScan(3, in[0], in[1], in[2], in[3], in[4], nil, nil, nil, scan.Options{Softplus: true})
+			return SelectiveScan(3, in[0], in[1], in[2], in[3], in[4], nil, nil, nil, scan.Options{Softplus: true}, nil)
 		}, normalVals},
 		{"Linear", [][]int{{5, 3}, {6, 3}, {6}, {5, 2}}, func(in []*gorgonia.Node) (*gorgonia.Node, error) {
 			return Linear(in[0], in[1], in[2], in[3], 3, 5)

@@ -260,11 +260,11 @@ func composed(ids, targets *Ids, batch int) func(in []*gorgonia.Node) (*gorgonia
 		if err != nil {
 			return nil, err
 		}
-		c, err := CausalConv1d(batch, x, cw, cb, true)
+		c, err := CausalConv1d(batch, x, cw, cb, true, nil)
 		if err != nil {
 			return nil, err
 		}
-		y, err := SelectiveScan(batch, c, x, aLog, B, C, D, x, bias, scan.Options{Softplus: true, Chunk: 2})
+		y, err := SelectiveScan(batch, c, x, aLog, B, C, D, x, bias, scan.Options{Softplus: true, Chunk: 2}, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,17 @@
 //	mamba-8m     d_model 384, 8 layers      7,812,480
 //	mamba-30m    d_model 640, 11 layers    29,105,920
 //	mamba-130m   d_model 768, 24 layers   129,135,360  (vocabulary 50277 → 50280, the released shape)
+//
+// and of the Transformer++ ladder matched to it (the paper's rule: at the same width, half the
+// Mamba's layers for about the same parameters; heads of 64 channels, 32 at d_model 64, tied head;
+// per layer 2D + 4D² + 3D·d_ff + the final norm D):
+//
+//	transformer-0.1m   d_model  64, 2 layers, d_ff  160       110,912
+//	transformer-0.5m   d_model 128, 2 layers, d_ff  448       508,544
+//	transformer-2m     d_model 192, 4 layers, d_ff  640     2,115,264
+//	transformer-8m     d_model 384, 4 layers, d_ff 1152     7,769,472
+//	transformer-30m    d_model 640, 6 layers, d_ff 1664    29,171,840
+//	transformer-130m   d_model 768, 12 layers, d_ff 2240  128,877,312
 package configs
 
 import "embed"

@@ -2,8 +2,8 @@
 // (Batch, Len) inputs and next-token targets, deterministically by seed, and
 // its Cursor resumes the stream exactly.
 //
-// For a corpus of tokens x_0 … x_{N-1} (one memory-mapped shard) and a
-// window starting at s,
+// For a corpus of tokens x_0 … x_{N-1} (one memory-mapped shard, or the
+// shards of a directory concatenated in name order) and a window starting at s,
 //
 //	Inputs[r, t] = x_{s+t},  Targets[r, t] = x_{s+t+1},  t = 0 … Len-1
 //
@@ -20,7 +20,8 @@
 // Documents are packed back to back. With LoaderOptions.Resets the batch
 // carries Resets[r, t] = 1 where x_{s+t} starts a document, so the model can
 // zero the scan state there (h_{t-1} := 0) instead of carrying it across
-// unrelated documents.
+// unrelated documents, and Targets[r, t] = -1 where x_{s+t+1} starts one: a
+// document's first token is not predicted from the one before.
 //
 // Windows of 2^20 tokens and more are read straight from the mapping into
 // the batch (one copy, uint8 → int32); the corpus is never loaded twice.

@@ -37,18 +37,21 @@ type LoaderOptions struct {
 	// passes; rows past the end of the last pass are padded with Inputs 0 and
 	// Targets -1, so every batch keeps its shape. 0 = endless.
 	Passes int
-	// Resets fills Batch.Resets from the shard's document boundaries.
+	// Resets fills Batch.Resets from the shard's document boundaries and
+	// sets to -1 the targets that are the first token of a document (the
+	// state that would predict them was reset: they belong to no document).
 	Resets bool
 	// Prefetch is the number of batches a background goroutine prepares
 	// ahead (0 = none).
 	Prefetch int
 	// Expect is what the shard must be (zero fields: anything).
 	Expect shard.Expect
-	// Verify recomputes the shard checksum when opening (reads it all once).
+	// Verify reads every shard once when opening: its checksum, and every
+	// token inside the vocabulary (shard.Shard.Verify).
 	Verify bool
 }
 
-// Loader is a Source of (Batch, Len+1) windows w of a memory-mapped shard:
+// Loader is a Source of (Batch, Len+1) windows w of memory-mapped shards:
 // Inputs = w[:Len], Targets = w[1:]. Tokens are copied straight from the
 // mapping into the batch, so windows of 2^20 tokens cost one copy and the
 // corpus is never loaded into the heap.
@@ -57,7 +60,9 @@ type Loader struct {
 	w *windows
 }
 
-// Open opens the shard at path as a Loader.
+// Open opens path as a Loader: one shard file, or a directory whose *.tok
+// files are the shards of one split, read as one sequence in name order (a
+// window may span two files; the cursor counts windows of the whole).
 func Open(path string, o LoaderOptions) (*Loader, error) {
 	switch {
 	case o.Batch < 1 || o.Len < 1:
@@ -69,41 +74,39 @@ func Open(path string, o LoaderOptions) (*Loader, error) {
 	case o.Passes < 0 || (o.Passes > 0 && o.Order != Sequential):
 		return nil, fmt.Errorf("data: passes %d needs sequential order and must be non-negative", o.Passes)
 	}
-	sh, err := shard.Open(path, o.Expect)
+	sh, err := openShards(path, o.Expect, o.Verify)
 	if err != nil {
 		return nil, err
-	}
-	fail := func(err error) (*Loader, error) {
-		sh.Close()
-		return nil, err
-	}
-	if o.Verify {
-		if err := sh.Verify(); err != nil {
-			return fail(err)
-		}
 	}
 	if sh.Len() < int64(o.Len)+1 {
-		return fail(fmt.Errorf("data: shard %s has %d tokens, fewer than one window of length %d + 1", path, sh.Len(), o.Len))
+		sh.Close()
+		return nil, fmt.Errorf("data: %s has %d tokens, fewer than one window of length %d + 1", path, sh.Len(), o.Len)
 	}
 	w := &windows{sh: sh, o: o, n: (sh.Len() - 1) / int64(o.Len)}
-	h := sh.Header()
-	w.id = fmt.Sprintf("shard:%x:%s:seed=%d:batch=%d:len=%d:passes=%d", h.Checksum[:8], o.Order, o.Seed, o.Batch, o.Len, o.Passes)
+	kind := "shard"
+	if len(sh.list) > 1 {
+		kind = fmt.Sprintf("shards[%d]", len(sh.list))
+	}
+	w.id = fmt.Sprintf("%s:%x:%s:seed=%d:batch=%d:len=%d:passes=%d", kind, sh.h.Checksum[:8], o.Order, o.Seed, o.Batch, o.Len, o.Passes)
 	st, err := NewStream(w, o.Prefetch)
 	if err != nil {
-		return fail(err)
+		sh.Close()
+		return nil, err
 	}
 	return &Loader{Stream: st, w: w}, nil
 }
 
-// Shard returns the open shard (header, document index).
-func (l *Loader) Shard() *shard.Shard { return l.w.sh }
+// Header describes the data: the shard's header, or for a directory the
+// common modality, vocabulary and tokenizer with tokens, documents and units
+// summed (and a checksum of the shards' checksums).
+func (l *Loader) Header() shard.Header { return l.w.sh.h }
 
 // Windows returns the number of windows in one sequential pass, (N-1)/Len.
 func (l *Loader) Windows() int64 { return l.w.n }
 
 // windows is the Loader's Generator.
 type windows struct {
-	sh *shard.Shard
+	sh *shards
 	o  LoaderOptions
 	n  int64 // windows per sequential pass
 	id string
@@ -143,10 +146,15 @@ func (w *windows) Fill(step uint64, b *Batch) error {
 			return err
 		}
 		if rs != nil {
-			docs := w.sh.Docs()
+			docs := w.sh.docs
 			i, _ := slices.BinarySearch(docs, start) // first document starting at or after start
-			for ; i < len(docs) && docs[i] < start+int64(L); i++ {
-				rs[docs[i]-start] = 1
+			for ; i < len(docs) && docs[i] <= start+int64(L); i++ {
+				if t := docs[i] - start; t < int64(L) {
+					rs[t] = 1
+				}
+				if t := docs[i] - start; t > 0 {
+					tg[t-1] = -1
+				}
 			}
 		}
 	}

@@ -97,8 +97,11 @@ func TestLoaderWindows(t *testing.T) {
 				if start < 0 {
 					t.Fatalf("%v: row %d is not a window of the corpus", order, r)
 				}
-				if !slices.Equal(corpus[start+1:start+17], tg) {
-					t.Fatalf("%v: row %d: targets are not the inputs shifted by one", order, r)
+				for i, v := range tg {
+					doc := start+i+1 == 100 || start+i+1 == 150
+					if want := corpus[start+i+1]; (doc && v != -1) || (!doc && v != want) {
+						t.Fatalf("%v: row %d: target %d is %d, want the next token %d, or -1 at a document's first", order, r, i, v, want)
+					}
 				}
 				for i, v := range b.Resets[r*16 : (r+1)*16] {
 					doc := start+i == 0 || start+i == 100 || start+i == 150
@@ -222,6 +225,95 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
+// writeDocs writes docs as a text shard at path.
+func writeDocs(t *testing.T, path string, vocab int, docs [][]int32) {
+	t.Helper()
+	w, err := shard.Create(path, shard.Header{Modality: shard.Text, Vocab: vocab, Tokenizer: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if err := w.WriteDoc(d, int64(len(d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A directory of shards reads as their concatenation in name order: the
+// batches, document starts and cursors equal those of one shard holding
+// every document, windows spanning two files included.
+func TestDirectoryOfShards(t *testing.T) {
+	var docs [][]int32
+	for d, n := range []int{30, 7, 45, 12, 60, 3, 25} {
+		doc := make([]int32, n)
+		for j := range doc {
+			doc[j] = int32((j*13 + d*5) % 97)
+		}
+		docs = append(docs, doc)
+	}
+	one := filepath.Join(t.TempDir(), "all.tok")
+	writeDocs(t, one, 97, docs)
+	dir := t.TempDir()
+	writeDocs(t, filepath.Join(dir, "part-000.tok"), 97, docs[:2])
+	writeDocs(t, filepath.Join(dir, "part-001.tok"), 97, docs[2:3])
+	writeDocs(t, filepath.Join(dir, "part-002.tok"), 97, docs[3:])
+	os.WriteFile(filepath.Join(dir, "README.txt"), []byte("not a shard"), 0o644)
+	for _, order := range []Order{Random, Sequential} {
+		o := LoaderOptions{Batch: 3, Len: 11, Seed: 4, Order: order, Resets: true, Verify: true}
+		a, b := open(t, one, o), open(t, dir, o)
+		if a.Header().Tokens != b.Header().Tokens || a.Header().Docs != b.Header().Docs || a.Header().Units != b.Header().Units {
+			t.Fatalf("headers %+v and %+v", a.Header(), b.Header())
+		}
+		want := take(t, a, 12)
+		sameBatches(t, order.String()+" directory vs one shard", want, take(t, b, 12))
+		// Resume from a cursor of the directory loader.
+		c := open(t, dir, o)
+		cur := b.Cursor()
+		cur.Step = 5
+		if err := c.Restore(cur); err != nil {
+			t.Fatal(err)
+		}
+		sameBatches(t, order.String()+" restored", want[5:], take(t, c, 7))
+		if err := a.Restore(cur); err == nil {
+			t.Error("a cursor of the directory restored into the single shard")
+		}
+	}
+}
+
+func TestDirectoryOfShardsRefuses(t *testing.T) {
+	prepared := t.TempDir()
+	writeDocs(t, filepath.Join(prepared, "train.tok"), 50, [][]int32{{1, 2, 3, 4, 5, 6}})
+	writeDocs(t, filepath.Join(prepared, "valid.tok"), 50, [][]int32{{1, 2, 3, 4, 5, 6}})
+	mixed := t.TempDir()
+	writeDocs(t, filepath.Join(mixed, "a.tok"), 50, [][]int32{{1, 2, 3, 4, 5, 6}})
+	writeDocs(t, filepath.Join(mixed, "b.tok"), 60, [][]int32{{1, 2, 3, 4, 5, 6}})
+	corrupt := t.TempDir()
+	writeDocs(t, filepath.Join(corrupt, "a.tok"), 50, [][]int32{{1, 2, 3, 4, 5, 6}})
+	writeDocs(t, filepath.Join(corrupt, "b.tok"), 50, [][]int32{{1, 2, 3, 4, 5, 6}})
+	raw, _ := os.ReadFile(filepath.Join(corrupt, "b.tok"))
+	raw[shard.HeaderSize+2] ^= 1
+	os.WriteFile(filepath.Join(corrupt, "b.tok"), raw, 0o644)
+	for _, tc := range []struct{ name, path, want string }{
+		{"prepare output", prepared, "holds the splits train.tok, valid.tok of one `train prepare` run"},
+		{"no shards", t.TempDir(), "holds no *.tok shards"},
+		{"different vocabularies", mixed, "does not match"},
+		{"flipped byte in the second shard", corrupt, "b.tok: checksum mismatch"},
+	} {
+		l, err := Open(tc.path, LoaderOptions{Batch: 1, Len: 4, Verify: true})
+		if err == nil {
+			l.Close()
+			t.Errorf("%s: Open succeeded", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v, want one line containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
 func ExampleOpen() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
@@ -235,10 +327,10 @@ func ExampleOpen() {
 	defer l.Close()
 	var b Batch
 	l.Next(&b)
-	fmt.Printf("%q %q %v\n", string(runes(b.Inputs[4:])), string(runes(b.Targets[4:])), b.Resets[4:])
+	fmt.Printf("%q %v %v\n", string(runes(b.Inputs[4:])), b.Targets[4:], b.Resets[4:])
 	fmt.Println(l.Cursor().Step)
 	// Output:
-	// "owor" "worl" [0 1 0 0]
+	// "owor" [-1 111 114 108] [0 1 0 0]
 	// 1
 }
 

@@ -9,7 +9,8 @@ type Batch struct {
 	// (Batch, Len) and Resets[r*Len+t] = 1 when Inputs[r*Len+t] is the first
 	// token of a document, so the scan state should be zeroed before it is
 	// consumed (h_{t-1} := 0). Position 0 of a row is 1 only if a document
-	// starts there; every row starts from a zero state anyway.
+	// starts there; every row starts from a zero state anyway. A target that
+	// is the first token of a document is then -1 (nothing predicts it).
 	Resets []uint8
 }
 

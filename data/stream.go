@@ -17,6 +17,8 @@ type Stream struct {
 	err      error  // sticky error returned by Fill for batch step
 	run      *pipeline
 	closed   bool
+
+	lane, lanes uint64 // Next returns batch step+lane and moves step by lanes (see Interleave)
 }
 
 // pipeline is one run of the prefetch goroutine.
@@ -38,7 +40,7 @@ func NewStream(g Generator, prefetch int) (*Stream, error) {
 	if prefetch < 0 {
 		return nil, fmt.Errorf("data: prefetch %d is negative", prefetch)
 	}
-	return &Stream{g: g, id: g.ID(), prefetch: prefetch}, nil
+	return &Stream{g: g, id: g.ID(), prefetch: prefetch, lanes: 1}, nil
 }
 
 // Next fills b with the next batch. The slices in b belong to the caller
@@ -51,11 +53,11 @@ func (s *Stream) Next(b *Batch) error {
 	case s.err != nil:
 		return s.err
 	case s.prefetch == 0:
-		if err := s.g.Fill(s.step, b); err != nil {
+		if err := s.g.Fill(s.step+s.lane, b); err != nil {
 			s.err = err
 			return err
 		}
-		s.step++
+		s.step += s.lanes
 		return nil
 	}
 	if s.run == nil {
@@ -69,7 +71,7 @@ func (s *Stream) Next(b *Batch) error {
 	}
 	*b, sl.b = sl.b, *b // hand over the filled buffers, recycle the caller's
 	s.run.free <- sl
-	s.step++
+	s.step += s.lanes
 	return nil
 }
 
@@ -84,13 +86,13 @@ func (s *Stream) start() {
 		p.free <- new(slot)
 	}
 	s.run = p
-	go s.produce(p, s.step)
+	go s.produce(p, s.step+s.lane)
 }
 
-// produce fills batches from step on until stopped or Fill fails.
+// produce fills batches step, step+lanes, ... until stopped or Fill fails.
 func (s *Stream) produce(p *pipeline, step uint64) {
 	defer close(p.done)
-	for ; ; step++ {
+	for ; ; step += s.lanes {
 		var sl *slot
 		select {
 		case sl = <-p.free:
@@ -131,6 +133,20 @@ func (s *Stream) Restore(c Cursor) error {
 	}
 	s.halt()
 	s.step, s.err = c.Step, nil
+	return nil
+}
+
+// Interleave makes the stream one of lanes streams that share its batches, as the
+// ranks of a data-parallel run do: from the cursor k on, Next returns batches k+lane,
+// k+lane+lanes, k+lane+2·lanes, ... and moves the cursor by lanes each time, so once
+// every lane has taken n batches the cursor is k + n·lanes on all of them, as if one
+// stream had delivered the n·lanes batches. Restore keeps the interleaving.
+func (s *Stream) Interleave(lane, lanes int) error {
+	if lanes < 1 || lane < 0 || lane >= lanes {
+		return fmt.Errorf("data: lane %d of %d lanes", lane, lanes)
+	}
+	s.halt()
+	s.lane, s.lanes = uint64(lane), uint64(lanes)
 	return nil
 }
 

@@ -3,12 +3,13 @@ package layers
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 
-	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
+	"github.com/mambago/mamba/internal/strictjson"
 
 	"github.com/mambago/mamba/data/safetensors"
 )
@@ -51,6 +52,9 @@ type hfConfig struct {
 	NLayer             *int     `json:"n_layer"`   // likewise, a copy of num_hidden_layers
 }
 
+// maxHFLayers bounds num_hidden_layers (released Mamba models have at most 64).
+const maxHFLayers = 1 << 12
+
 // hfRequired are the fields without which the network is undefined.
 var hfRequired = []string{"hidden_size", "num_hidden_layers", "state_size", "expand", "conv_kernel", "vocab_size", "model_type"}
 
@@ -67,51 +71,49 @@ var hfIgnored = []string{
 
 // hfKnown is every accepted key: the json tags of hfConfig plus hfIgnored.
 func hfKnown() map[string]bool {
-	known := map[string]bool{}
+	known := jsonFields(hfConfig{})
 	for _, k := range hfIgnored {
-		known[k] = true
-	}
-	b, _ := json.Marshal(hfConfig{})
-	var m map[string]any
-	json.Unmarshal(b, &m)
-	for k := range m {
 		known[k] = true
 	}
 	return known
 }
 
-// parseHFConfig converts a transformers config.json into a Config. Unknown
-// and missing required fields are errors that name the field.
+// parseHFConfig converts a transformers config.json into a Config. Unknown,
+// repeated, missing and null required fields are errors that name the field;
+// a null optional field means its default (Python's None).
 func parseHFConfig(raw []byte) (Config, error) {
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &keys); err != nil {
+	tree, err := strictjson.Decode(raw)
+	if err != nil {
 		return Config{}, fmt.Errorf("config.json: %v", err)
 	}
-	known := hfKnown()
-	names := make([]string, 0, len(keys))
-	for k := range keys {
-		names = append(names, k)
+	keys, ok := tree.(map[string]any)
+	if !ok {
+		return Config{}, fmt.Errorf("config.json: not a JSON object")
 	}
-	slices.Sort(names)
+	known := hfKnown()
+	names := slices.Sorted(maps.Keys(keys))
 	for _, k := range names {
 		if !known[k] {
 			return Config{}, fmt.Errorf("config.json: unknown field %q", k)
 		}
 	}
 	for _, k := range hfRequired {
-		if _, ok := keys[k]; !ok {
+		v, ok := keys[k]
+		switch {
+		case !ok:
 			return Config{}, fmt.Errorf("config.json: missing required field %q", k)
+		case v == nil:
+			return Config{}, fmt.Errorf("config.json: required field %q is null", k)
 		}
 	}
 	var h hfConfig
 	for _, k := range names {
-		if !known[k] || slices.Contains(hfIgnored, k) {
+		if slices.Contains(hfIgnored, k) {
 			continue
 		}
-		// Decode one field at a time so a type error names its field.
-		one, _ := json.Marshal(map[string]json.RawMessage{k: keys[k]})
-		if err := json.Unmarshal(one, &h); err != nil {
-			return Config{}, fmt.Errorf("config.json: field %q: %s has the wrong type", k, keys[k])
+		// One field at a time, so that a type error names its field.
+		if err := decodeField(k, keys[k], &h); err != nil {
+			return Config{}, fmt.Errorf("config.json: %w", err)
 		}
 	}
 	if *h.ModelType != "mamba" {
@@ -132,6 +134,10 @@ func parseHFConfig(raw []byte) (Config, error) {
 	if h.TimeStepInitScheme != nil && *h.TimeStepInitScheme != "random" && *h.TimeStepInitScheme != "constant" {
 		return Config{}, fmt.Errorf("config.json: time_step_init_scheme %q is neither \"random\" nor \"constant\"", *h.TimeStepInitScheme)
 	}
+	// Validate lays the model out layer by layer: bound the count first.
+	if *h.NumHiddenLayers > maxHFLayers {
+		return Config{}, fmt.Errorf("config.json: num_hidden_layers %d is more than %d", *h.NumHiddenLayers, maxHFLayers)
+	}
 	c := DefaultConfig()
 	c.DModel, c.NLayer, c.DState = *h.HiddenSize, *h.NumHiddenLayers, *h.StateSize
 	c.Expand, c.DConv, c.VocabSize = *h.Expand, *h.ConvKernel, *h.VocabSize
@@ -143,7 +149,7 @@ func parseHFConfig(raw []byte) (Config, error) {
 			return Config{}, fmt.Errorf("config.json: time_step_rank %q is neither an integer nor \"auto\"", r)
 		}
 	case float64:
-		if r != math.Trunc(r) || r < 1 {
+		if r != math.Trunc(r) || r < 1 || r > 1<<31 {
 			return Config{}, fmt.Errorf("config.json: time_step_rank %v is not a positive integer", r)
 		}
 		c.DtRank = int(r)
@@ -219,7 +225,7 @@ func (c Config) hfConfigJSON() ([]byte, error) {
 // as backbone.embeddings.weight (transformers) or backbone.embedding.weight
 // (mamba_ssm); a tied lm_head.weight, if present, must equal it.
 func Load(dir string) (*Model, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, configFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, configFile))
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}
@@ -275,6 +281,11 @@ func (m *Model) setWeights(f *safetensors.File) error {
 		if err != nil {
 			return err
 		}
+		for i, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("tensor %q holds %v at element %d (a diverged or corrupt checkpoint)", source[p], x, i)
+			}
+		}
 		copy(p.Value, v)
 	}
 	if _, ok := f.Info("lm_head.weight"); ok {
@@ -302,25 +313,9 @@ func (m *Model) Save(dir string) error { return m.SaveAs(dir, safetensors.F32) }
 
 // SaveAs is Save with a chosen storage type: F32, BF16, F16 or F64.
 func (m *Model) SaveAs(dir string, dtype safetensors.DType) error {
-	if !slices.Contains([]safetensors.DType{safetensors.F32, safetensors.BF16, safetensors.F16, safetensors.F64}, dtype) {
-		return fmt.Errorf("save model: unsupported dtype %q (want F32, BF16, F16 or F64)", dtype)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	ts := make([]safetensors.Tensor, len(m.params))
-	for i, p := range m.params {
-		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, DType: dtype, F32: p.Value}
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, weightsFile), ts, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
 	cj, err := m.cfg.hfConfigJSON()
 	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, configFile), cj); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	return nil
+	return saveParams(dir, m.params, cj, dtype)
 }

@@ -1,7 +1,9 @@
 package layers
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,9 +54,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				if q.Name != p.Name || !slices.Equal(q.Shape, p.Shape) || q.NoDecay != p.NoDecay {
 					t.Fatalf("%s: parameter %d is %s %v, want %s %v", tc.dtype, i, q.Name, q.Shape, p.Name, p.Shape)
 				}
-				if e := testutil.RelL2(q.Value, p.Value); !testutil.Within(e, tc.tol) {
-					t.Errorf("%s: %s relative error %.3g > %g", tc.dtype, p.Name, e, tc.tol)
-				}
+				testutil.Close(t, string(tc.dtype)+": "+p.Name, q.Value, p.Value, tc.tol)
 			}
 		}
 	}
@@ -129,6 +129,7 @@ func TestLoadErrors(t *testing.T) {
 		{"state_size", nil, `missing required field "state_size"`},
 		{"expand", "two", `field "expand"`},
 		{"time_step_rank", "big", "time_step_rank"},
+		{"time_step_rank", 1e300, "time_step_rank 1e+300 is not a positive integer"},
 		{"model_type", "llama", `model_type "llama"`},
 		{"rms_norm", false, "rms_norm false"},
 		{"n_layer", 5, "n_layer 5"},
@@ -175,4 +176,91 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "config.json") {
 		t.Errorf("empty directory: error %v", err)
 	}
+}
+
+// A null required field used to dereference nil; repeated fields and data
+// after the object were silently accepted; NaN and Inf weights loaded.
+func TestLoadRefusesNullsAndNonFinite(t *testing.T) {
+	m := smallModel(t, nil)
+	for _, field := range hfRequired {
+		cfg, ts := checkpointParts(t, m)
+		cfg[field] = nil
+		_, err := Load(writeCheckpoint(t, cfg, ts))
+		if err == nil || !strings.Contains(err.Error(), `required field "`+field+`" is null`) {
+			t.Errorf("%s: null: error %v", field, err)
+		}
+	}
+	cfg, ts := checkpointParts(t, m)
+	cfg["num_hidden_layers"], cfg["n_layer"] = 1000000000, nil
+	if _, err := Load(writeCheckpoint(t, cfg, ts)); err == nil || !strings.Contains(err.Error(), "num_hidden_layers 1000000000 is more than") {
+		t.Errorf("10^9 layers: error %v", err)
+	}
+	cfg, ts = checkpointParts(t, m)
+	cfg["time_step_min"], cfg["residual_in_fp32"] = nil, nil // optional: null is the default
+	if _, err := Load(writeCheckpoint(t, cfg, ts)); err != nil {
+		t.Errorf("null optional fields: %v", err)
+	}
+	good, _ := json.Marshal(cfg)
+	for name, raw := range map[string]string{
+		"repeated field": `{"hidden_size": 4, ` + string(good[1:]),
+		"trailing data":  string(good) + "}",
+	} {
+		dir := writeCheckpoint(t, cfg, ts)
+		os.WriteFile(filepath.Join(dir, "config.json"), []byte(raw), 0o644)
+		if _, err := Load(dir); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %v", name, err)
+		}
+	}
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(-1))} {
+		cfg, ts := checkpointParts(t, m)
+		v := slices.Clone(ts[3].F32)
+		v[len(v)-1] = bad
+		ts[3].F32 = v
+		_, err := Load(writeCheckpoint(t, cfg, ts))
+		if err == nil || !strings.Contains(err.Error(), `tensor "`+ts[3].Name+`" holds`) {
+			t.Errorf("%v in %s: error %v", bad, ts[3].Name, err)
+		}
+	}
+}
+
+// FuzzParseHFConfig feeds arbitrary config.json files to the transformers
+// config parser. Nothing may panic; errors are one line; an accepted config
+// validates and survives a write and re-read unchanged.
+func FuzzParseHFConfig(f *testing.F) {
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.NLayer, c.DState = 30, 16, 2, 4
+	good, err := c.hfConfigJSON()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	if fixture, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "hf_shared_tiny", "config.json")); err == nil {
+		f.Add(fixture)
+	}
+	for _, field := range hfRequired {
+		f.Add(bytes.Replace(good, []byte(`"`+field+`": `), []byte(`"`+field+`": null, "x`+field+`": `), 1))
+	}
+	f.Add([]byte(`{"hidden_size": 16, "hidden_size": 16}`))
+	f.Add(append(slices.Clone(good), " x"...))
+	f.Add([]byte(`{"model_type": "mamba", "hidden_size": 1e300, "num_hidden_layers": -1, "state_size": 0, "expand": 2, "conv_kernel": 4, "vocab_size": 8, "time_step_rank": 0.5}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := parseHFConfig(raw)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+		out, err := c.hfConfigJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := parseHFConfig(out)
+		if err != nil || back != c {
+			t.Fatalf("config does not survive a write and re-read: %v\n%+v\n%+v", err, c, back)
+		}
+	})
 }

@@ -60,3 +60,20 @@ func TestFLOPsPerToken(t *testing.T) {
 		t.Errorf("LTI FLOPsPerToken = %v, want %v", got, want)
 	}
 }
+
+// TestTransformerFLOPsPerToken checks the formula on the Transformer++ benchmark model (d_model
+// 256, 2 layers of 4 heads, d_ff 682, vocabulary 256, L 512): its products multiply 1,637,376
+// parameters per token (2 layers of 785,920, plus the 256×256 head) and its attention costs
+// 4·256·(513/2) FLOPs per token and layer in the forward; with grouped heads k and v shrink.
+func TestTransformerFLOPsPerToken(t *testing.T) {
+	c := transformer(func(c *Config) { c.VocabSize, c.DModel, c.NLayer, c.NHead, c.DFF = 256, 256, 2, 4, 682 })
+	want := 6*1637376.0 + 3*2*4*256*513.0/2
+	if got := c.FLOPsPerToken(512); got != want {
+		t.Errorf("FLOPsPerToken = %v, want %v", got, want)
+	}
+	c.NKVHead = 2
+	want -= 6 * 2 * 2 * 128 * 256
+	if got := c.FLOPsPerToken(512); got != want {
+		t.Errorf("grouped heads: FLOPsPerToken = %v, want %v", got, want)
+	}
+}

@@ -21,25 +21,25 @@ import (
 // kernels, the parallel (chunked) scan included, and hands its final state
 // on. Step advances every row by one token: each block in four short phases
 // over blocks of channels (or of weight rows) on a persistent team of
-// goroutines, every output one dot product (see stepper), a scan of length 1
-// started from the state.
+// goroutines, as many as each phase's work needs, every output one dot
+// product (see stepper) and the scan's one-token step (scan.Stepper) on the
+// state in place.
 //
 // A Decoder reads the model's parameters when it runs and caches
 // A = −exp(A_log) and the transposed conv weights at Reset: call Reset after
 // changing the parameters. It is not safe for concurrent use. Close stops
 // its goroutines (they also stop when the Decoder is garbage collected).
 type Decoder struct {
-	m      *Model
-	batch  int
-	pos    int
-	conv   [][]float32 // per block: (batch·(K−1), E), oldest input first
-	next   []float32   // (batch·(K−1), E): the conv's next state, swapped with conv[l]
-	ssm    [][]float32 // per block: the SSM state, (batch, E, N), or the step's layout (stepper.toBlocks) when blocks is set
-	spare  []float32   // the scan's next state, swapped with ssm[l]
-	blocks bool        // ssm is in the step's layout
-	a      [][]float32 // per block: (E, N), −exp(A_log)
-	step   *stepper
-	last   *run // the kernels and buffers of the last Prefill
+	m     *Model
+	batch int
+	pos   int
+	conv  [][]float32 // per block: (batch·(K−1), E), oldest input first
+	next  []float32   // (batch·(K−1), E): the conv's next state, swapped with conv[l]
+	ssm   [][]float32 // per block: the SSM state, (batch, E, N)
+	spare []float32   // Prefill's next state, swapped with ssm[l]
+	a     [][]float32 // per block: (E, N), −exp(A_log)
+	step  *stepper
+	last  *run // the kernels and buffers of the last Prefill
 }
 
 // run holds the kernels and activations of a pass over L tokens per row. The
@@ -123,25 +123,6 @@ func (m *Model) NewDecoder(batch int) (*Decoder, error) {
 // Close stops the goroutines of Step. The Decoder must not be used afterwards.
 func (d *Decoder) Close() { d.step.team.Close() }
 
-// layout puts the SSM states in the step's layout (blocks) or the scan's.
-func (d *Decoder) layout(blocks bool) {
-	if d.blocks == blocks {
-		return
-	}
-	d.blocks = blocks
-	if d.batch == 1 { // the layouts coincide
-		return
-	}
-	for l := range d.ssm {
-		if blocks {
-			d.step.toBlocks(d.spare, d.ssm[l])
-		} else {
-			d.step.toScan(d.spare, d.ssm[l])
-		}
-		d.ssm[l], d.spare = d.spare, d.ssm[l]
-	}
-}
-
 // Reset returns every row to position 0 (zero states) and re-reads A_log.
 func (d *Decoder) Reset() {
 	d.pos = 0
@@ -159,11 +140,26 @@ func (d *Decoder) Pos() int { return d.pos }
 // Batch is the number of rows.
 func (d *Decoder) Batch() int { return d.batch }
 
+// Advance moves every row n positions on without computing them. A Mamba's
+// step costs the same at every position, so this only moves Pos; it is there
+// for timing steps at a position, as LlamaDecoder.Advance.
+func (d *Decoder) Advance(n int) error {
+	if n < 0 {
+		return fmt.Errorf("decoder: cannot advance %d positions", n)
+	}
+	d.pos += n
+	return nil
+}
+
 func (d *Decoder) checkIDs(ids []int32, want int) error {
+	return checkTokens(ids, want, d.m.cfg.PaddedVocab())
+}
+
+// checkTokens reports a number of ids other than want, or an id outside [0, V).
+func checkTokens(ids []int32, want, V int) error {
 	if len(ids) != want {
 		return fmt.Errorf("decoder: got %d token ids, want %d", len(ids), want)
 	}
-	V := d.m.cfg.PaddedVocab()
 	for i, t := range ids {
 		if t < 0 || int(t) >= V {
 			return fmt.Errorf("decoder: token id %d at index %d is outside the vocabulary [0, %d)", t, i, V)
@@ -178,7 +174,6 @@ func (d *Decoder) Step(tokens []int32) ([]float32, error) {
 	if err := d.checkIDs(tokens, d.batch); err != nil {
 		return nil, err
 	}
-	d.layout(true)
 	logits, err := d.step.step(tokens)
 	if err != nil {
 		return nil, err
@@ -207,7 +202,6 @@ func (d *Decoder) Prefill(tokens []int32, L int) ([]float32, error) {
 		}
 		d.last = r
 	}
-	d.layout(false)
 	return d.forward(d.last, tokens)
 }
 

@@ -9,15 +9,16 @@ import (
 	"github.com/mambago/mamba/internal/testutil"
 )
 
-// decodeAll feeds ids (batch, L) to a fresh decoder one Step at a time and
+// decodeAll feeds ids (batch, L) to a fresh generator one Step at a time and
 // returns the logits of every position, (batch, L, V).
-func decodeAll(t *testing.T, m *Model, ids []int32, batch, L int) []float32 {
+func decodeAll(t *testing.T, m LM, ids []int32, batch, L int) []float32 {
 	t.Helper()
-	d, err := m.NewDecoder(batch)
+	d, err := m.NewGenerator(batch, L)
 	if err != nil {
 		t.Fatal(err)
 	}
-	V := m.cfg.PaddedVocab()
+	defer d.Close()
+	V := m.Config().PaddedVocab()
 	out := make([]float32, batch*L*V)
 	tok := make([]int32, batch)
 	for s := 0; s < L; s++ {
@@ -47,18 +48,19 @@ func lastRows[T float32 | float64](x []T, batch, L, V int) []T {
 // checkDecoder compares the recurrent paths against want (batch, L, V):
 // Step for every token, one Prefill of everything, and a Prefill of a
 // prefix followed by a second Prefill and Steps.
-func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []float64, tol float64) {
+func checkDecoder(t *testing.T, m LM, ids []int32, batch, L int, want []float64, tol float64) {
 	t.Helper()
-	V := m.cfg.PaddedVocab()
+	V := m.Config().PaddedVocab()
 	if e := testutil.RelL2(decodeAll(t, m, ids, batch, L), want); !testutil.Within(e, tol) {
 		t.Errorf("step-by-step logits: relative L2 error %.3g > %.g", e, tol)
 	} else {
 		t.Logf("step-by-step logits: relative L2 error %.3g", e)
 	}
-	d, err := m.NewDecoder(batch)
+	d, err := m.NewGenerator(batch, L)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer d.Close()
 	got, err := d.Prefill(ids, L)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +73,10 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 	if p+q >= L {
 		return
 	}
-	d.Reset()
+	if d, err = m.NewGenerator(batch, L); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	cut := func(from, to int) []int32 {
 		var c []int32
 		for b := 0; b < batch; b++ {
@@ -99,7 +104,7 @@ func checkDecoder(t *testing.T, m *Model, ids []int32, batch, L int, want []floa
 }
 
 func TestFixtureDecode(t *testing.T) {
-	for _, dir := range hfFixtureDirs(t) {
+	for _, dir := range fixtureDirs(t, "hf_*") {
 		m, fx := loadHFFixture(t, dir)
 		t.Run(fx.name, func(t *testing.T) {
 			V := m.cfg.PaddedVocab()
@@ -112,46 +117,69 @@ func TestFixtureDecode(t *testing.T) {
 				t.Errorf("float64 reference loss %.8f, transformers %.8f", loss, fx.loss)
 			}
 			checkDecoder(t, m, fx.ids, fx.batch, fx.seqLen, fx.logits, 1e-4)
-			got, err := m.Generate(fx.prompt, 1, len(fx.greedy)-len(fx.prompt), Sampling{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := fx.greedy[len(fx.prompt):]; !slices.Equal(got, want) {
-				t.Errorf("greedy generation\n got %v\nwant %v", got, want)
-			}
+			checkFixtureGreedy(t, m, fx)
 		})
 	}
 }
 
 // TestDecoderStepDeterministic: the one-token step gives bitwise the same logits
-// whatever the size of its team (GOMAXPROCS when the decoder is made), over
-// several blocks of channels, with batch 1 and 3.
+// whatever the size of its team (GOMAXPROCS when the generator is made, every
+// phase of the Mamba's step spread over all of it), over several blocks of
+// channels, with batch 1 and 3, for both archs; once warm it allocates nothing.
 func TestDecoderStepDeterministic(t *testing.T) {
-	m := variantModel(t, func(c *Config) { c.DModel, c.DState, c.Bias = 64, 8, true })
-	for _, batch := range []int{1, 3} {
-		ids := randomIDs(batch*6, m.cfg.VocabSize, 4)
-		var got [2][]float32
-		for i, procs := range []int{1, 4} {
-			old := runtime.GOMAXPROCS(procs)
-			d, err := m.NewDecoder(batch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := d.Prefill(ids[:batch*2], 2); err != nil {
-				t.Fatal(err)
-			}
-			for s := 2; s < 6; s++ {
-				logits, err := d.Step(ids[batch*s : batch*(s+1)])
+	defer func(ns float64) { stepMemberNs = ns }(stepMemberNs)
+	stepMemberNs = 1
+	for _, m := range []LM{variantModel(t, func(c *Config) { c.DModel, c.DState, c.Bias = 64, 8, true }), perturbedLlama(t, 1)} {
+		for _, batch := range []int{1, 3} {
+			ids := randomIDs(batch*6, m.Config().VocabSize, 4)
+			var got [2][]float32
+			for i, procs := range []int{1, 4} {
+				old := runtime.GOMAXPROCS(procs)
+				d, err := m.NewGenerator(batch, 100)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got[i] = append(got[i], logits...)
+				if _, err := d.Prefill(ids[:batch*2], 2); err != nil {
+					t.Fatal(err)
+				}
+				for s := 2; s < 6; s++ {
+					logits, err := d.Step(ids[batch*s : batch*(s+1)])
+					if err != nil {
+						t.Fatal(err)
+					}
+					got[i] = append(got[i], logits...)
+				}
+				if !raceEnabled {
+					if a := testing.AllocsPerRun(20, func() { d.Step(ids[:batch]) }); a != 0 {
+						t.Errorf("%s, batch %d, GOMAXPROCS %d: %v allocations per step", m.Config().Arch, batch, procs, a)
+					}
+				}
+				d.Close()
+				runtime.GOMAXPROCS(old)
 			}
-			d.Close()
-			runtime.GOMAXPROCS(old)
+			if !slices.Equal(got[0], got[1]) {
+				t.Errorf("%s, batch %d: logits differ between teams of 1 and 4", m.Config().Arch, batch)
+			}
 		}
-		if !slices.Equal(got[0], got[1]) {
-			t.Errorf("batch %d: logits differ between teams of 1 and 4", batch)
+	}
+}
+
+// TestDecoderStepRowsIndependent: a row's logits from Step are bitwise the same
+// whether it is decoded alone or in a batch (the products sum every output in
+// one order, whatever the other rows), on a model whose dimensions take the
+// vector tiles (multiples of 8) and one that does not.
+func TestDecoderStepRowsIndependent(t *testing.T) {
+	for _, dModel := range []int{64, 36} {
+		m := variantModel(t, func(c *Config) { c.DModel, c.DState, c.Bias = dModel, 8, true })
+		const batch, L = 5, 4
+		ids := randomIDs(batch*L, m.cfg.VocabSize, 9)
+		V := m.cfg.PaddedVocab()
+		all := decodeAll(t, m, ids, batch, L)
+		for b := 0; b < batch; b++ {
+			one := decodeAll(t, m, ids[b*L:(b+1)*L], 1, L)
+			if !slices.Equal(one, all[b*L*V:(b+1)*L*V]) {
+				t.Errorf("d_model %d: row %d decoded alone differs from the same row in a batch of %d", dModel, b, batch)
+			}
 		}
 	}
 }

@@ -1,6 +1,10 @@
 // Package layers is the Mamba language model (Gu & Dao 2023) as transformers'
-// MambaForCausalLM computes it: the float32 training graph, checkpoints in
-// the transformers layout, and recurrent generation.
+// MambaForCausalLM computes it, and the Transformer++ of the paper's
+// comparisons as transformers' LlamaForCausalLM computes it: the float32
+// training graphs, checkpoints in the transformers layout, and generation
+// (recurrent for the Mamba, over a key/value cache for the Transformer++).
+// Config.Arch chooses; NewLM and LoadLM are the one place that dispatches on
+// it, and LM is what both models offer.
 //
 // For token ids s (batch × L), E = expand·d_model channels, state size N,
 // conv width K and dt_rank R:
@@ -24,6 +28,28 @@
 // Every op is one of package autograd's, each a thin adapter over a kernel
 // of package internal/kernel (the selective scan wraps package scan), so the
 // training graph, the decoder and any device backend compute the same math.
+//
+// The Transformer++ (Llama) of width D, H query heads sharing KV key/value
+// heads of hd channels, SwiGLU width F:
+//
+//	h⁰ = Emb[s]
+//	h' = h + Attention(RoPE(n·W_qᵀ), RoPE(n·W_kᵀ), n·W_vᵀ)·W_oᵀ,   n = RMSNorm(h; input_layernorm)
+//	hˡ = h' + (silu(n'·W_gateᵀ) ⊙ n'·W_upᵀ)·W_downᵀ,            n' = RMSNorm(h'; post_attention_layernorm)
+//	logits = RMSNorm(hⁿ; w_f)·Wᵀ                               W = lm_head.weight, or Emb when tied
+//
+// with causal grouped-query attention (query head h reads key/value head
+// h/(H/KV)), the rotary embedding of transformers (rotate_half, base
+// rope_theta) folded into the attention op (attention.Spec: its backward
+// rotates the gradients back), no biases. Parameters are named as
+// transformers' state dict (model.embed_tokens.weight,
+// model.layers.i.{input_layernorm, self_attn.{q,k,v,o}_proj,
+// post_attention_layernorm, mlp.{gate,up,down}_proj}.weight, model.norm.weight,
+// lm_head.weight when untied); NewLlama draws every matrix from N(0,
+// init_std²) and sets the norms to 1. Its LlamaDecoder keeps, per layer, the
+// rotated keys and the values of every position: Prefill runs the prompt
+// through the training kernels (the flash attention forward), Step each new
+// token through phases on a team of goroutines like the Mamba's, the
+// attention over the cache in chunks combined in order (attention.Decoder).
 //
 // # Parameters
 //
@@ -68,10 +94,16 @@
 // Step. Step runs each block in four short phases on a persistent team of
 // goroutines (parallel.Team): blocks of channels for in_proj and the conv
 // step, blocks of x_proj rows, blocks of channels for dt_proj and the scan
-// step, blocks of out_proj rows; every output is one dot product over a
-// weight row, read once per token, so nothing is reduced across blocks and
-// the logits do not depend on the number of cores. RMSNorm, the conv step,
-// SiLU and A = −exp(A_log) are the training kernels' own row functions.
+// step (scan.Stepper, on the state in place), blocks of out_proj rows. Each
+// phase runs on as many members as its work needs, from a cost model of its
+// weights, multiply-adds and scan elements: a small model's step stays on a
+// few cores, whose caches keep the same weights token after token; a wide
+// one spreads over all. The products are kernel.DotRows: every weight row is
+// read once per token for all the rows of the batch, and every output is
+// summed in one fixed order, so nothing is reduced across blocks and a row's
+// logits depend neither on the number of cores nor on the other rows of the
+// batch. RMSNorm, the conv step, SiLU and A = −exp(A_log) are the training
+// kernels' own row functions.
 // Generate adds greedy, temperature, top-k and top-p sampling, seeded;
 // Close stops a decoder's goroutines.
 //
@@ -81,9 +113,9 @@
 // — RMSNorm output, x, z, conv output, [δ | B | C] and its three parts, Δ,
 // the scan output and the block's output (the residual sum, computed by the
 // out_proj product): 2·D + 5·E + 2·(R + 2·N) floats, measured 3,360 bytes
-// for d_model 64 (TestActivationMemory) — plus σ of the conv's
-// pre-activation, kept by the conv kernel for its backward (E floats), plus
-// the scan's chunk-boundary states, E·N floats every 64 tokens. Nothing of
+// for d_model 64 (TestActivationMemory) — plus the scan's chunk-boundary
+// states, E·N floats every 64 tokens. The conv kernel keeps nothing: its
+// backward recomputes the pre-activation and its SiLU derivative. Nothing of
 // size E·N per token is kept: the scan recomputes its states in the
 // backward pass.
 //

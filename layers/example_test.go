@@ -48,7 +48,7 @@ func ExampleModel_Compile() {
 		targets[i] = int32((i + 1) % 7)
 	}
 	targets[7], targets[15] = -1, -1 // ignored positions
-	loss, err := tr.Step(inputs, targets)
+	loss, err := tr.Step(inputs, targets, nil)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -8,8 +8,8 @@ import (
 	"github.com/mambago/mamba/data/safetensors"
 )
 
-// hfFixture is one transformers MambaForCausalLM case made by
-// shared/reference/make_fixtures.py.
+// hfFixture is one transformers case: a MambaForCausalLM (hf_*, made by
+// shared/reference/make_fixtures.py) or a LlamaForCausalLM (llama_*).
 type hfFixture struct {
 	name   string
 	dir    string
@@ -23,10 +23,10 @@ type hfFixture struct {
 	greedy []int32 // prompt followed by the 16 new tokens
 }
 
-// hfFixtureDirs lists the hf_* directories under $HF_FIXTURES_DIR (default
-// ../shared/fixtures; a relative path is taken from the repository root).
-// Finding none is a failure.
-func hfFixtureDirs(t *testing.T) []string {
+// fixtureDirs lists the directories matching pattern (such as "hf_*" or "llama_*") under
+// $HF_FIXTURES_DIR (default ../shared/fixtures; a relative path is taken from the repository
+// root). Finding none is a failure.
+func fixtureDirs(t *testing.T, pattern string) []string {
 	t.Helper()
 	root := os.Getenv("HF_FIXTURES_DIR")
 	if root == "" {
@@ -35,9 +35,9 @@ func hfFixtureDirs(t *testing.T) []string {
 	if !filepath.IsAbs(root) {
 		root = filepath.Join("..", root) // the tests run in <repo>/layers
 	}
-	dirs, err := filepath.Glob(filepath.Join(root, "hf_*"))
+	dirs, err := filepath.Glob(filepath.Join(root, pattern))
 	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no hf_* fixture directories under %s (HF_FIXTURES_DIR=%q)", root, os.Getenv("HF_FIXTURES_DIR"))
+		t.Fatalf("no %s fixture directories under %s (HF_FIXTURES_DIR=%q)", pattern, root, os.Getenv("HF_FIXTURES_DIR"))
 	}
 	return dirs
 }
@@ -61,6 +61,13 @@ func loadHFFixture(t *testing.T, dir string) (*Model, *hfFixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, readFixture(t, dir)
+}
+
+// readFixture reads the reference.safetensors and generate.safetensors of a
+// fixture directory (hf_* or llama_*).
+func readFixture(t *testing.T, dir string) *hfFixture {
+	t.Helper()
 	ref, err := safetensors.ReadFile(filepath.Join(dir, "reference.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +90,7 @@ func loadHFFixture(t *testing.T, dir string) (*Model, *hfFixture) {
 	fx.loss = loss[0]
 	fx.prompt, _ = int32s(t, gen, "prompt")
 	fx.greedy, _ = int32s(t, gen, "greedy")
-	return m, fx
+	return fx
 }
 
 // shiftedTargets is transformers' loss convention: position t predicts

@@ -11,12 +11,14 @@ import (
 
 // Sampling chooses each next token from the logits.
 //
-// Temperature ≤ 0 is greedy decoding (the lowest id among the maximal
-// logits). Otherwise the logits are divided by Temperature, cut to the TopK
-// largest (0: no cut), then to the smallest most-likely set whose
-// probability reaches TopP (0 or 1: no cut), renormalised and sampled with a
-// SplitMix64 stream seeded by Seed. Only ids below Config.VocabSize are
-// candidates (the padding rows of the embedding are never produced).
+// Temperature 0 is greedy decoding (the lowest id among the maximal logits).
+// Otherwise the logits are divided by Temperature, cut to the TopK largest
+// (0: no cut), then to the smallest most-likely set whose probability
+// reaches TopP (1, or the zero value 0: no cut), renormalised and sampled
+// with a SplitMix64 stream seeded by Seed. Only ids below Config.VocabSize
+// are candidates (the padding rows of the embedding are never produced).
+// Validate refuses a negative or non-finite temperature, a negative TopK and
+// a TopP outside [0, 1].
 type Sampling struct {
 	Temperature float64
 	TopK        int
@@ -24,10 +26,11 @@ type Sampling struct {
 	Seed        uint64
 }
 
-func (s Sampling) validate() error {
+// Validate reports the first field out of its range.
+func (s Sampling) Validate() error {
 	switch {
-	case math.IsNaN(s.Temperature) || math.IsInf(s.Temperature, 0):
-		return fmt.Errorf("sampling: temperature must be finite, got %g", s.Temperature)
+	case math.IsNaN(s.Temperature) || math.IsInf(s.Temperature, 0) || s.Temperature < 0:
+		return fmt.Errorf("sampling: temperature must be a finite number ≥ 0 (0 = greedy), got %g", s.Temperature)
 	case s.TopK < 0:
 		return fmt.Errorf("sampling: top-k must be ≥ 0, got %d", s.TopK)
 	case math.IsNaN(s.TopP) || s.TopP < 0 || s.TopP > 1:
@@ -52,7 +55,7 @@ func newSampler(s Sampling, vocab int) *sampler {
 func (sp *sampler) next(logits []float32) int32 {
 	V := len(sp.order)
 	logits = logits[:V]
-	if sp.s.Temperature <= 0 {
+	if sp.s.Temperature == 0 {
 		best := int32(0)
 		for i, v := range logits {
 			if v > logits[best] {
@@ -99,46 +102,79 @@ func (sp *sampler) next(logits []float32) int32 {
 	return sp.order[keep-1]
 }
 
+// Generator is the recurrent inference of a model: the Mamba's Decoder (a
+// state of fixed size) or the Transformer++'s LlamaDecoder (a key/value
+// cache). Prefill feeds (Batch, L) tokens, Step one per row; both return the
+// next-token logits of every row, (Batch, PaddedVocab), valid until the next
+// call. Advance moves the rows on without computing (for timing a step at a
+// position), Close stops the generator's goroutines.
+type Generator interface {
+	Prefill(tokens []int32, L int) ([]float32, error)
+	Step(tokens []int32) ([]float32, error)
+	Advance(n int) error
+	Pos() int
+	Batch() int
+	Close()
+}
+
 // Generate continues batch prompts (prompt is (batch, L), row-major) by n
 // tokens each and returns the new tokens, (batch, n). The prompt goes
 // through the parallel scan (Prefill), each new token through one recurrent
 // Step.
 func (m *Model) Generate(prompt []int32, batch, n int, s Sampling) ([]int32, error) {
-	if err := checkGenerate(prompt, batch, n, s); err != nil {
-		return nil, err
+	return generate(m, prompt, batch, n, s)
+}
+
+// NewGenerator returns a Decoder for batch rows; a Mamba's state does not
+// grow, so capacity only has to be positive.
+func (m *Model) NewGenerator(batch, capacity int) (Generator, error) {
+	if capacity < 1 {
+		return nil, fmt.Errorf("decoder: capacity must be at least 1, got %d", capacity)
 	}
 	d, err := m.NewDecoder(batch)
 	if err != nil {
 		return nil, err
 	}
+	return d, nil
+}
+
+// generate continues the prompts with a generator of m with room for them
+// and the new tokens.
+func generate(m LM, prompt []int32, batch, n int, s Sampling) ([]int32, error) {
+	if err := checkGenerate(prompt, batch, n, s); err != nil {
+		return nil, err
+	}
+	L := len(prompt) / batch
+	d, err := m.NewGenerator(batch, L+max(n-1, 0))
+	if err != nil {
+		return nil, err
+	}
 	defer d.Close()
-	return m.GenerateWith(d, prompt, batch, n, s)
+	return GenerateWith(m.Config(), d, prompt, batch, n, s)
 }
 
-// TokenDecoder is a recurrent decoder of a Model: its Decoder, or one on
-// another device (the logits are (batch, PaddedVocab), valid until the next
-// call).
-type TokenDecoder interface {
-	Prefill(tokens []int32, L int) ([]float32, error)
-	Step(tokens []int32) ([]float32, error)
-}
-
+// checkGenerate refuses a sampling, a prompt or a count Generate cannot use.
 func checkGenerate(prompt []int32, batch, n int, s Sampling) error {
-	if err := s.validate(); err != nil {
+	if err := s.Validate(); err != nil {
 		return err
 	}
 	if batch < 1 || len(prompt)%batch != 0 || len(prompt) == 0 {
 		return fmt.Errorf("generate: prompt of %d ids does not split into %d non-empty rows", len(prompt), batch)
 	}
-	if n < 0 {
+	L := len(prompt) / batch
+	switch {
+	case n < 0:
 		return fmt.Errorf("generate: number of new tokens must be ≥ 0, got %d", n)
+	case n > (math.MaxInt-L)/batch:
+		return fmt.Errorf("generate: %d rows of %d + %d tokens overflow a count (see Config.GenerationBytes)", batch, L, n)
 	}
 	return nil
 }
 
-// GenerateWith is Generate on the decoder d, which has batch rows at
-// position 0.
-func (m *Model) GenerateWith(d TokenDecoder, prompt []int32, batch, n int, s Sampling) ([]int32, error) {
+// GenerateWith is Generate on the generator d of a model of config cfg (one
+// on another device, for instance), which has batch rows at position 0 and
+// room for the prompt and n−1 more tokens.
+func GenerateWith(cfg Config, d Generator, prompt []int32, batch, n int, s Sampling) ([]int32, error) {
 	if err := checkGenerate(prompt, batch, n, s); err != nil {
 		return nil, err
 	}
@@ -146,8 +182,8 @@ func (m *Model) GenerateWith(d TokenDecoder, prompt []int32, batch, n int, s Sam
 	if err != nil {
 		return nil, err
 	}
-	V := m.cfg.PaddedVocab()
-	sp := newSampler(s, m.cfg.VocabSize)
+	V := cfg.PaddedVocab()
+	sp := newSampler(s, cfg.VocabSize)
 	out := make([]int32, batch*n)
 	next := make([]int32, batch)
 	for i := 0; i < n; i++ {

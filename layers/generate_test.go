@@ -91,6 +91,9 @@ func TestGenerateErrors(t *testing.T) {
 		{[]int32{1, 2}, 1, 4, Sampling{TopK: -1}, "top-k"},
 		{[]int32{1, 2}, 1, 4, Sampling{TopP: 1.5}, "top-p"},
 		{[]int32{1, 2}, 1, 4, Sampling{Temperature: math.Inf(1)}, "temperature"},
+		{[]int32{1, 2}, 1, 4, Sampling{Temperature: -1}, "temperature must be a finite number ≥ 0 (0 = greedy), got -1"},
+		{[]int32{1, 2}, 1, 4, Sampling{Temperature: 1, TopP: -0.1}, "top-p"},
+		{[]int32{1, 2}, 1, 4, Sampling{Temperature: 1, TopP: math.NaN()}, "top-p"},
 		{[]int32{1, 200}, 1, 4, Sampling{}, "outside the vocabulary"},
 	} {
 		if _, err := m.Generate(tc.prompt, tc.batch, tc.n, tc.s); err == nil || !strings.Contains(err.Error(), tc.want) {

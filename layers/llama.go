@@ -23,7 +23,7 @@ type llamaBlock struct {
 // (causal grouped-query attention, internal/attention), a final RMSNorm and the LM head, tied to
 // the embedding or not.
 type Llama struct {
-	cfg    LlamaConfig
+	cfg    Config
 	emb    *Param // (V, D): model.embed_tokens.weight
 	blocks []llamaBlock
 	norm   *Param // (D): model.norm.weight
@@ -32,26 +32,20 @@ type Llama struct {
 }
 
 // Config returns the model's configuration.
-func (m *Llama) Config() LlamaConfig { return m.cfg }
+func (m *Llama) Config() Config { return m.cfg }
 
 // Params lists every parameter once, in a fixed order: the embedding, layer by layer
 // (input_layernorm, q, k, v, o projections, post_attention_layernorm, gate, up, down projections),
 // the final norm, then lm_head when untied.
 func (m *Llama) Params() []*Param { return m.params }
 
-// NumParams is the number of learned scalars of a model of this config.
-func (c LlamaConfig) NumParams() int {
-	n := 0
-	for _, p := range llamaLayout(c).params {
-		n += p.Size()
-	}
-	return n
-}
-
 // NewLlama builds a model initialised as transformers does, deterministically from seed: every
 // projection and the embedding (and an untied head) ~ N(0, init_std²), norm weights 1. Each
 // parameter draws from its own SplitMix64 stream seeded by (seed, name).
-func NewLlama(cfg LlamaConfig, seed uint64) (*Llama, error) {
+func NewLlama(cfg Config, seed uint64) (*Llama, error) {
+	if !cfg.IsTransformer() {
+		return nil, fmt.Errorf("model config: arch %q is not %q", cfg.Arch, ArchTransformer)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -78,7 +72,7 @@ func fillNormal(x []float32, r *rng.Rand, std float64) {
 
 // llamaLayout creates the parameter set of cfg: names, shapes and flags, without storage. The
 // norm weights are NoDecay.
-func llamaLayout(cfg LlamaConfig) *Llama {
+func llamaLayout(cfg Config) *Llama {
 	D, V, F := cfg.DModel, cfg.PaddedVocab(), cfg.FF()
 	Q, KV := cfg.NHead*cfg.HeadSize(), cfg.KVHeads()*cfg.HeadSize()
 	m := &Llama{cfg: cfg}

@@ -3,19 +3,18 @@ package layers
 import (
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/mambago/mamba/data/safetensors"
-	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
 )
 
 // LoadLlama reads a transformers LlamaForCausalLM directory: config.json (transformers 4 or 5)
 // and model.safetensors in F32, F64, BF16 or F16. A tied lm_head.weight, if stored, must equal the
 // embedding; an untied one is required. NaN or infinite weights are refused, naming the tensor.
 func LoadLlama(dir string) (*Llama, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, configFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, configFile))
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}
@@ -85,31 +84,9 @@ func (m *Llama) Save(dir string) error { return m.SaveAs(dir, safetensors.F32) }
 
 // SaveAs is Save with a chosen storage type: F32, BF16, F16 or F64.
 func (m *Llama) SaveAs(dir string, dtype safetensors.DType) error {
-	cj, err := m.cfg.hfConfigJSON()
+	cj, err := m.cfg.llamaHFConfigJSON()
 	if err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	return saveParams(dir, m.params, cj, dtype)
-}
-
-// saveParams writes params as model.safetensors in dtype (F32, BF16, F16 or F64), then config.json
-// holding cj, into dir (created if needed), each file atomically.
-func saveParams(dir string, params []*Param, cj []byte, dtype safetensors.DType) error {
-	if !slices.Contains([]safetensors.DType{safetensors.F32, safetensors.BF16, safetensors.F16, safetensors.F64}, dtype) {
-		return fmt.Errorf("save model: unsupported dtype %q (want F32, BF16, F16 or F64)", dtype)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	ts := make([]safetensors.Tensor, len(params))
-	for i, p := range params {
-		ts[i] = safetensors.Tensor{Name: p.Name, Shape: p.Shape, DType: dtype, F32: p.Value}
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, weightsFile), ts, map[string]string{"format": "pt"}); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, configFile), cj); err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	return nil
 }

@@ -1,116 +1,17 @@
 package layers
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"math"
 	"slices"
+
+	"github.com/mambago/mamba/internal/strictjson"
 )
 
-// LlamaConfig describes a Transformer++ language model: transformers' LlamaForCausalLM with
-// RMSNorm pre-norm, rotary embeddings, grouped-query attention, a SwiGLU MLP, no biases and a
-// tied or untied LM head. The JSON form uses the snake_case keys of the struct tags;
-// ParseLlamaConfig decodes it strictly on top of DefaultLlamaConfig.
-type LlamaConfig struct {
-	VocabSize int `json:"vocab_size"` // before padding
-	DModel    int `json:"d_model"`    // hidden_size
-	NLayer    int `json:"n_layer"`    // num_hidden_layers
-	NHead     int `json:"n_head"`     // num_attention_heads
-	NKVHead   int `json:"n_kv_head"`  // num_key_value_heads, a divisor of n_head; 0 = n_head
-	HeadDim   int `json:"head_dim"`   // 0 = d_model / n_head
-	DFF       int `json:"d_ff"`       // intermediate_size of the SwiGLU MLP; 0 = 8/3·d_model rounded up to a multiple of 64
-
-	RopeTheta float64 `json:"rope_theta"` // rotary base θ
-	NormEps   float64 `json:"norm_eps"`   // rms_norm_eps
-	InitStd   float64 `json:"init_std"`   // initializer_range: weights ~ N(0, init_std²)
-
-	TieEmbeddings    bool `json:"tie_embeddings"`     // tie_word_embeddings: the LM head is the embedding
-	PadVocabMultiple int  `json:"pad_vocab_multiple"` // vocabulary padded up to a multiple of this; 0 = 8
-}
-
-// DefaultLlamaConfig returns a small 2-layer body (d_model 256, 4 heads of 64, SwiGLU width 704)
-// with a byte-level vocabulary, a tied head, θ = 10⁴, ε = 10⁻⁵ and transformers' initialisation
-// scale 0.02.
-func DefaultLlamaConfig() LlamaConfig {
-	return LlamaConfig{
-		VocabSize: 256, DModel: 256, NLayer: 2, NHead: 4,
-		RopeTheta: 10000, NormEps: 1e-5, InitStd: 0.02, TieEmbeddings: true, PadVocabMultiple: 8,
-	}
-}
-
-// ParseLlamaConfig decodes a JSON config strictly: keys absent from the input keep
-// DefaultLlamaConfig's values; unknown, duplicate and null keys and trailing data are errors; the
-// result is validated.
-func ParseLlamaConfig(r io.Reader) (LlamaConfig, error) {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return LlamaConfig{}, fmt.Errorf("model config: %w", err)
-	}
-	keys, vals, err := jsonObject(raw)
-	if err != nil {
-		return LlamaConfig{}, fmt.Errorf("model config: %w", err)
-	}
-	c := DefaultLlamaConfig()
-	for _, k := range keys {
-		if string(vals[k]) == "null" {
-			return LlamaConfig{}, fmt.Errorf("model config: %q is null (leave the key out for its default)", k)
-		}
-		dec := json.NewDecoder(bytes.NewReader(jsonField(k, vals[k])))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return LlamaConfig{}, fmt.Errorf("model config: %q: %w", k, err)
-		}
-	}
-	if err := c.Validate(); err != nil {
-		return LlamaConfig{}, err
-	}
-	return c, nil
-}
-
-// jsonObject splits a JSON object into its keys (in order) and raw values; a duplicate key, a
-// value that is not an object and trailing data are errors.
-func jsonObject(raw []byte) ([]string, map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, nil, errors.New("not a JSON object")
-	}
-	var keys []string
-	vals := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, err
-		}
-		k := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, fmt.Errorf("%q: %w", k, err)
-		}
-		if _, dup := vals[k]; dup {
-			return nil, nil, fmt.Errorf("duplicate key %q", k)
-		}
-		keys, vals[k] = append(keys, k), v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, errors.New("trailing data after the JSON object")
-	}
-	return keys, vals, nil
-}
-
-// jsonField is the one-key object {k: v}.
-func jsonField(k string, v json.RawMessage) []byte {
-	b, _ := json.Marshal(map[string]json.RawMessage{k: v})
-	return b
-}
-
 // KVHeads is the resolved number of key/value heads, NKVHead or NHead.
-func (c LlamaConfig) KVHeads() int {
+func (c Config) KVHeads() int {
 	if c.NKVHead > 0 {
 		return c.NKVHead
 	}
@@ -118,7 +19,7 @@ func (c LlamaConfig) KVHeads() int {
 }
 
 // HeadSize is the resolved head dimension, HeadDim or DModel/NHead.
-func (c LlamaConfig) HeadSize() int {
+func (c Config) HeadSize() int {
 	if c.HeadDim > 0 || c.NHead <= 0 {
 		return c.HeadDim
 	}
@@ -126,24 +27,16 @@ func (c LlamaConfig) HeadSize() int {
 }
 
 // FF is the resolved SwiGLU width: DFF, or 8/3·DModel rounded up to a multiple of 64.
-func (c LlamaConfig) FF() int {
+func (c Config) FF() int {
 	if c.DFF > 0 {
 		return c.DFF
 	}
 	return (8*c.DModel + 3*64 - 1) / (3 * 64) * 64
 }
 
-// PaddedVocab is VocabSize rounded up to a multiple of PadVocabMultiple (8 when that is 0).
-func (c LlamaConfig) PaddedVocab() int {
-	m := c.PadVocabMultiple
-	if m == 0 {
-		m = 8
-	}
-	return (c.VocabSize + m - 1) / m * m
-}
-
-// Validate reports the first invalid field, by its JSON name.
-func (c LlamaConfig) Validate() error {
+// validateTransformer is Validate for arch "transformer": the shared fields and the
+// Transformer++'s, by their JSON names.
+func (c Config) validateTransformer() error {
 	for _, f := range []struct {
 		name string
 		v    int
@@ -180,37 +73,39 @@ func (c LlamaConfig) Validate() error {
 	if math.IsNaN(c.RopeTheta) || math.IsInf(c.RopeTheta, 0) || c.RopeTheta <= 1 {
 		return fmt.Errorf("model config: rope_theta must be a finite number above 1, got %g", c.RopeTheta)
 	}
-	for _, p := range llamaLayout(c).params {
-		if tooLarge(p.Shape...) {
-			return fmt.Errorf("model config: parameter %s of shape %v exceeds 2^31 elements", p.Name, p.Shape)
-		}
+	D, hd := float64(c.DModel), float64(c.HeadSize())
+	F := float64(c.DFF)
+	if c.DFF == 0 {
+		F = math.Ceil(8*D/(3*64)) * 64
 	}
-	return nil
+	Q, KV := float64(c.NHead)*hd, float64(c.KVHeads())*hd
+	return c.checkSizes([]shape{{"model.embed_tokens.weight", []float64{c.paddedVocab64(), D}}, {"q_proj.weight", []float64{Q, D}},
+		{"k_proj.weight", []float64{KV, D}}, {"mlp.gate_proj.weight", []float64{F, D}}})
 }
 
 // llamaHF is the part of transformers' LlamaConfig that defines the network. Pointers are
 // optional fields; hfLlamaRequired lists the required ones.
 type llamaHF struct {
-	HiddenSize        *int             `json:"hidden_size"`
-	NumHiddenLayers   *int             `json:"num_hidden_layers"`
-	NumAttentionHeads *int             `json:"num_attention_heads"`
-	NumKeyValueHeads  *int             `json:"num_key_value_heads"`
-	HeadDim           *int             `json:"head_dim"`
-	IntermediateSize  *int             `json:"intermediate_size"`
-	VocabSize         *int             `json:"vocab_size"`
-	RMSNormEps        *float64         `json:"rms_norm_eps"`
-	RopeTheta         *float64         `json:"rope_theta"`
-	RopeParameters    *json.RawMessage `json:"rope_parameters"` // transformers 5: {"rope_theta", "rope_type"}
-	RopeScaling       *json.RawMessage `json:"rope_scaling"`    // transformers 4: null, or a scaling we refuse
-	TieWordEmbeddings *bool            `json:"tie_word_embeddings"`
-	InitializerRange  *float64         `json:"initializer_range"`
-	AttentionBias     *bool            `json:"attention_bias"`
-	MLPBias           *bool            `json:"mlp_bias"`
-	HiddenAct         *string          `json:"hidden_act"`
-	AttentionDropout  *float64         `json:"attention_dropout"`
-	PretrainingTP     *int             `json:"pretraining_tp"` // splits transformers' products, same function
-	ModelType         *string          `json:"model_type"`
-	Architectures     []string         `json:"architectures"`
+	HiddenSize        *int           `json:"hidden_size"`
+	NumHiddenLayers   *int           `json:"num_hidden_layers"`
+	NumAttentionHeads *int           `json:"num_attention_heads"`
+	NumKeyValueHeads  *int           `json:"num_key_value_heads"`
+	HeadDim           *int           `json:"head_dim"`
+	IntermediateSize  *int           `json:"intermediate_size"`
+	VocabSize         *int           `json:"vocab_size"`
+	RMSNormEps        *float64       `json:"rms_norm_eps"`
+	RopeTheta         *float64       `json:"rope_theta"`
+	RopeParameters    map[string]any `json:"rope_parameters"` // transformers 5: {"rope_theta", "rope_type"}
+	RopeScaling       any            `json:"rope_scaling"`    // transformers 4: null, or a scaling we refuse
+	TieWordEmbeddings *bool          `json:"tie_word_embeddings"`
+	InitializerRange  *float64       `json:"initializer_range"`
+	AttentionBias     *bool          `json:"attention_bias"`
+	MLPBias           *bool          `json:"mlp_bias"`
+	HiddenAct         *string        `json:"hidden_act"`
+	AttentionDropout  *float64       `json:"attention_dropout"`
+	PretrainingTP     *int           `json:"pretraining_tp"` // splits transformers' products, same function
+	ModelType         *string        `json:"model_type"`
+	Architectures     []string       `json:"architectures"`
 }
 
 var (
@@ -231,66 +126,70 @@ var (
 	}
 )
 
-// parseLlamaHFConfig converts a transformers LlamaConfig config.json into a LlamaConfig. Unknown,
+// parseLlamaHFConfig converts a transformers LlamaConfig config.json into a Config of arch
+// "transformer". Unknown,
 // duplicate, missing required and null fields are errors that name the field, as is every value
 // the network here does not implement (biases, another activation, rope scaling, dropout).
-func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
-	keys, vals, err := jsonObject(raw)
+func parseLlamaHFConfig(raw []byte) (Config, error) {
+	tree, err := strictjson.Decode(raw)
 	if err != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %v", err)
 	}
-	b, _ := json.Marshal(llamaHF{})
-	var fields map[string]any
-	json.Unmarshal(b, &fields)
+	vals, ok := tree.(map[string]any)
+	if !ok {
+		return Config{}, fmt.Errorf("config.json: not a JSON object")
+	}
+	fields := jsonFields(llamaHF{})
 	var h llamaHF
-	for _, k := range keys {
-		_, known := fields[k]
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
 		switch {
 		case slices.Contains(hfLlamaIgnored, k):
 			continue
-		case !known:
-			return LlamaConfig{}, fmt.Errorf("config.json: unknown field %q", k)
-		case string(vals[k]) == "null" && slices.Contains(hfLlamaNullable, k):
+		case !fields[k]:
+			return Config{}, fmt.Errorf("config.json: unknown field %q", k)
+		case vals[k] == nil && slices.Contains(hfLlamaNullable, k):
 			continue
-		case string(vals[k]) == "null":
-			return LlamaConfig{}, fmt.Errorf("config.json: field %q is null", k)
+		case vals[k] == nil:
+			return Config{}, fmt.Errorf("config.json: field %q is null", k)
 		}
-		if err := json.Unmarshal(jsonField(k, vals[k]), &h); err != nil {
-			return LlamaConfig{}, fmt.Errorf("config.json: field %q: %s has the wrong type", k, vals[k])
+		if err := decodeField(k, vals[k], &h); err != nil {
+			return Config{}, fmt.Errorf("config.json: %w", err)
 		}
 	}
 	for _, k := range hfLlamaRequired {
 		if _, ok := vals[k]; !ok {
-			return LlamaConfig{}, fmt.Errorf("config.json: missing required field %q", k)
+			return Config{}, fmt.Errorf("config.json: missing required field %q", k)
 		}
 	}
 	if *h.ModelType != "llama" {
-		return LlamaConfig{}, fmt.Errorf("config.json: model_type %q is not \"llama\"", *h.ModelType)
+		return Config{}, fmt.Errorf("config.json: model_type %q is not \"llama\"", *h.ModelType)
 	}
 	if h.Architectures != nil && !slices.Equal(h.Architectures, []string{"LlamaForCausalLM"}) {
-		return LlamaConfig{}, fmt.Errorf("config.json: architectures %q: only LlamaForCausalLM is supported", h.Architectures)
+		return Config{}, fmt.Errorf("config.json: architectures %q: only LlamaForCausalLM is supported", h.Architectures)
 	}
 	for _, f := range []struct {
 		name string
 		v    *bool
 	}{{"attention_bias", h.AttentionBias}, {"mlp_bias", h.MLPBias}} {
 		if f.v != nil && *f.v {
-			return LlamaConfig{}, fmt.Errorf("config.json: %s true is not supported (the network has no biases)", f.name)
+			return Config{}, fmt.Errorf("config.json: %s true is not supported (the network has no biases)", f.name)
 		}
 	}
 	if h.HiddenAct != nil && *h.HiddenAct != "silu" {
-		return LlamaConfig{}, fmt.Errorf("config.json: hidden_act %q is not supported (only \"silu\")", *h.HiddenAct)
+		return Config{}, fmt.Errorf("config.json: hidden_act %q is not supported (only \"silu\")", *h.HiddenAct)
 	}
 	if h.AttentionDropout != nil && *h.AttentionDropout != 0 {
-		return LlamaConfig{}, fmt.Errorf("config.json: attention_dropout %g is not supported (only 0)", *h.AttentionDropout)
+		return Config{}, fmt.Errorf("config.json: attention_dropout %g is not supported (only 0)", *h.AttentionDropout)
 	}
 	if h.PretrainingTP != nil && *h.PretrainingTP < 1 {
-		return LlamaConfig{}, fmt.Errorf("config.json: pretraining_tp %d must be positive", *h.PretrainingTP)
+		return Config{}, fmt.Errorf("config.json: pretraining_tp %d must be positive", *h.PretrainingTP)
 	}
 	if h.RopeScaling != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: rope_scaling %s is not supported (only the default rotary embedding)", *h.RopeScaling)
+		v, _ := json.Marshal(h.RopeScaling)
+		return Config{}, fmt.Errorf("config.json: rope_scaling %s is not supported (only the default rotary embedding)", v)
 	}
-	c := DefaultLlamaConfig()
+	c := DefaultConfig()
+	c.Arch = ArchTransformer
 	c.DModel, c.NLayer, c.NHead = *h.HiddenSize, *h.NumHiddenLayers, *h.NumAttentionHeads
 	c.DFF, c.VocabSize = *h.IntermediateSize, *h.VocabSize
 	// transformers' LlamaConfig defaults for absent fields.
@@ -311,7 +210,7 @@ func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
 		c.InitStd = *h.InitializerRange
 	}
 	if c.RopeTheta, err = hfRopeTheta(h); err != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %w", err)
 	}
 	for _, f := range []struct {
 		name string
@@ -321,7 +220,7 @@ func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
 		{"intermediate_size", h.IntermediateSize}, {"vocab_size", h.VocabSize}, {"num_key_value_heads", h.NumKeyValueHeads}, {"head_dim", h.HeadDim},
 	} {
 		if f.v != nil && *f.v <= 0 {
-			return LlamaConfig{}, fmt.Errorf("config.json: %s must be positive, got %d", f.name, *f.v)
+			return Config{}, fmt.Errorf("config.json: %s must be positive, got %d", f.name, *f.v)
 		}
 	}
 	// The stored vocabulary is already padded (or not): keep it as it is.
@@ -329,7 +228,7 @@ func parseLlamaHFConfig(raw []byte) (LlamaConfig, error) {
 		c.PadVocabMultiple = 1
 	}
 	if err := c.Validate(); err != nil {
-		return LlamaConfig{}, fmt.Errorf("config.json: %w", err)
+		return Config{}, fmt.Errorf("config.json: %w", err)
 	}
 	return c, nil
 }
@@ -344,20 +243,17 @@ func hfRopeTheta(h llamaHF) (float64, error) {
 	if h.RopeParameters == nil {
 		return theta, nil
 	}
-	keys, vals, err := jsonObject(*h.RopeParameters)
-	if err != nil {
-		return 0, fmt.Errorf("rope_parameters: %w", err)
-	}
 	var p struct {
 		Theta *float64 `json:"rope_theta"`
 		Type  *string  `json:"rope_type"`
 	}
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(h.RopeParameters)) {
 		if k != "rope_theta" && k != "rope_type" {
 			return 0, fmt.Errorf("rope_parameters: field %q is not supported (only rope_theta and rope_type \"default\")", k)
 		}
-		if err := json.Unmarshal(jsonField(k, vals[k]), &p); err != nil || string(vals[k]) == "null" {
-			return 0, fmt.Errorf("rope_parameters: field %q: %s has the wrong type", k, vals[k])
+		if err := decodeField(k, h.RopeParameters[k], &p); err != nil || h.RopeParameters[k] == nil {
+			v, _ := json.Marshal(h.RopeParameters[k])
+			return 0, fmt.Errorf("rope_parameters: field %q: %s has the wrong type", k, v)
 		}
 	}
 	if p.Type != nil && *p.Type != "default" {
@@ -372,9 +268,32 @@ func hfRopeTheta(h llamaHF) (float64, error) {
 	return theta, nil
 }
 
-// hfConfigJSON is the config.json written by Llama.Save: transformers' LlamaConfig fields, with
+// jsonFields is the set of json names of the fields of the struct v.
+func jsonFields(v any) map[string]bool {
+	b, _ := json.Marshal(v)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	fields := map[string]bool{}
+	for k := range m {
+		fields[k] = true
+	}
+	return fields
+}
+
+// decodeField decodes the one field {k: v} of a decoded JSON tree into dst, a pointer to a struct
+// whose field k it sets, naming k when the value has the wrong type.
+func decodeField(k string, v any, dst any) error {
+	one, _ := json.Marshal(map[string]any{k: v}) // a decoded tree: cannot fail
+	if err := json.Unmarshal(one, dst); err != nil {
+		b, _ := json.Marshal(v)
+		return fmt.Errorf("field %q: %s has the wrong type", k, b)
+	}
+	return nil
+}
+
+// llamaHFConfigJSON is the config.json written by Llama.Save: transformers' LlamaConfig fields, with
 // θ both at the top level (transformers 4) and in rope_parameters (transformers 5).
-func (c LlamaConfig) hfConfigJSON() ([]byte, error) {
+func (c Config) llamaHFConfigJSON() ([]byte, error) {
 	m := map[string]any{
 		"architectures":       []string{"LlamaForCausalLM"},
 		"model_type":          "llama",

@@ -9,7 +9,8 @@ import (
 // A Transformer++ with grouped-query attention: 4 query heads share 2 key/value heads, so k_proj
 // and v_proj have half the rows of q_proj.
 func ExampleNewLlama() {
-	c := layers.DefaultLlamaConfig()
+	c := layers.DefaultConfig()
+	c.Arch = layers.ArchTransformer
 	c.VocabSize, c.DModel, c.NLayer, c.NHead, c.NKVHead = 50, 32, 2, 4, 2
 	m, err := layers.NewLlama(c, 1)
 	if err != nil {

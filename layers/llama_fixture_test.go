@@ -2,33 +2,12 @@ package layers
 
 import (
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/mambago/mamba/data/safetensors"
 	"github.com/mambago/mamba/internal/testutil"
 )
-
-// fixtureDirs lists the directories matching pattern (such as "llama_*") under
-// $HF_FIXTURES_DIR (default ../shared/fixtures; a relative path is taken from the repository
-// root). Finding none is a failure.
-func fixtureDirs(t *testing.T, pattern string) []string {
-	t.Helper()
-	root := os.Getenv("HF_FIXTURES_DIR")
-	if root == "" {
-		root = filepath.Join("..", "shared", "fixtures")
-	}
-	if !filepath.IsAbs(root) {
-		root = filepath.Join("..", root) // the tests run in <repo>/layers
-	}
-	dirs, err := filepath.Glob(filepath.Join(root, pattern))
-	if err != nil || len(dirs) == 0 {
-		t.Fatalf("no %s fixture directories under %s (HF_FIXTURES_DIR=%q)", pattern, root, os.Getenv("HF_FIXTURES_DIR"))
-	}
-	return dirs
-}
 
 // TestLlamaFixtureReference checks every transformers LlamaForCausalLM fixture (llama_*, made by
 // shared/reference/llama_fixtures.py in float64) against the float64 reference model read from
@@ -41,29 +20,16 @@ func fixtureDirs(t *testing.T, pattern string) []string {
 // does not record which, so both are tried and the closer is kept) and PyTorch's float32 cos,
 // which is not correctly rounded there (on llama_shared_tiny, 7 of the 96 cosines are one ulp
 // away from the correctly rounded value; with those 7 values the logits match bit for bit). The
-// logits agree to 2.4e-9 relative L2 on llama_shared_tiny; the check allows 1e-8. The loss is
-// taken in float32 by transformers (it upcasts the logits to float32, and stores it as F32).
+// logits agree to 2.4e-9 relative L2 on llama_shared_tiny and to 1e-9 … 1e-8 on the other
+// random-weight fixtures; a trained model's larger activations carry those float32 differences
+// further (1.0e-7 on llama_x_trained), so the check allows 1e-6, still ten times below the
+// float32 model's tolerance that this reference serves. The loss is taken in float32 by
+// transformers (it upcasts the logits to float32, and stores it as F32).
 func TestLlamaFixtureReference(t *testing.T) {
 	for _, dir := range fixtureDirs(t, "llama_*") {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			ref, err := safetensors.ReadFile(filepath.Join(dir, "reference.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			gen, err := safetensors.ReadFile(filepath.Join(dir, "generate.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids, shape := int32s(t, ref, "input_ids")
-			batch, L := shape[0], shape[1]
-			want, _, err := ref.Float64("logits")
-			if err != nil {
-				t.Fatal(err)
-			}
-			loss, _, err := ref.Float64("loss")
-			if err != nil {
-				t.Fatal(err)
-			}
+			fx := readFixture(t, dir)
+			ids, batch, L, want := fx.ids, fx.batch, fx.seqLen, fx.logits
 			var r *llamaRef64
 			var logits []float64
 			best := math.Inf(1)
@@ -75,15 +41,12 @@ func TestLlamaFixtureReference(t *testing.T) {
 				}
 			}
 			t.Logf("logits: relative L2 error %.3g (float32 sums of %d lanes)", best, r.lanes)
-			testutil.CheckErr(t, "logits relative L2", best, 1e-8)
+			testutil.CheckErr(t, "logits relative L2", best, 1e-6)
 			V := r.cfg.PaddedVocab()
 			ce := crossEntropy64(logits, shiftedTargets(ids, batch, L), V)
-			testutil.CheckErr(t, "loss absolute error", math.Abs(ce-loss[0]), 1e-6)
-
-			prompt, _ := int32s(t, gen, "prompt")
-			greedy, _ := int32s(t, gen, "greedy")
-			if got := r.greedy(t, prompt, len(greedy)-len(prompt)); !slices.Equal(got, greedy) {
-				t.Errorf("greedy continuation\n got %v\nwant %v", got, greedy)
+			testutil.CheckErr(t, "loss absolute error", math.Abs(ce-fx.loss), 1e-6)
+			if got := r.greedy(t, fx.prompt, len(fx.greedy)-len(fx.prompt)); !slices.Equal(got, fx.greedy) {
+				t.Errorf("greedy continuation\n got %v\nwant %v", got, fx.greedy)
 			}
 
 			m, err := LoadLlama(dir)
@@ -101,6 +64,25 @@ func TestLlamaFixtureReference(t *testing.T) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// TestLlamaFixtureTrain checks the float32 Transformer++ against transformers on every llama_*
+// fixture: the training graph's logits (≤ 1e-4 relative L2), loss (≤ 1e-5 absolute, labels =
+// input_ids shifted inside the loss) and the gradient of every parameter (≤ 1e-3 relative L2,
+// against grad.<name>); Eval's loss equals Step's; and generation (the prompt through the flash
+// kernel, then key/value-cache steps) gives the greedy tokens exactly.
+func TestLlamaFixtureTrain(t *testing.T) {
+	for _, dir := range fixtureDirs(t, "llama_*") {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			m, err := LoadLlama(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fx := readFixture(t, dir)
+			checkFixtureTrain(t, m, fx)
+			checkFixtureGreedy(t, m, fx)
 		})
 	}
 }

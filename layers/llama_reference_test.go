@@ -21,7 +21,7 @@ import (
 // casts the hidden state to float32 for the mean square, the reciprocal root and the product, and
 // only the weight multiply in float64 (rmsTorch).
 type llamaRef64 struct {
-	cfg   LlamaConfig
+	cfg   Config
 	w     map[string][]float64
 	lanes int // vector width of PyTorch's float32 sum emulated by rmsTorch
 }

@@ -15,13 +15,28 @@ import (
 
 // llamaConfigs are small configs covering the hidden fixture shapes: grouped heads, an untied
 // head, another θ and ε, a vocabulary that is not a multiple of 8, an explicit head size.
-var llamaConfigs = []LlamaConfig{
-	{VocabSize: 64, DModel: 32, NLayer: 2, NHead: 4, DFF: 88, RopeTheta: 10000, NormEps: 1e-5, InitStd: 0.02, TieEmbeddings: true, PadVocabMultiple: 8},
-	{VocabSize: 61, DModel: 48, NLayer: 3, NHead: 6, NKVHead: 2, DFF: 128, RopeTheta: 500000, NormEps: 1e-6, InitStd: 0.02, PadVocabMultiple: 1},
-	{VocabSize: 40, DModel: 24, NLayer: 1, NHead: 2, NKVHead: 1, HeadDim: 16, RopeTheta: 1e6, NormEps: 1e-5, InitStd: 0.05, TieEmbeddings: true, PadVocabMultiple: 8},
+var llamaConfigs = []Config{
+	transformer(func(c *Config) {
+		c.VocabSize, c.DModel, c.NLayer, c.NHead, c.DFF, c.RopeTheta, c.NormEps, c.InitStd = 64, 32, 2, 4, 88, 10000, 1e-5, 0.02
+	}),
+	transformer(func(c *Config) {
+		c.VocabSize, c.DModel, c.NLayer, c.NHead, c.NKVHead, c.DFF, c.RopeTheta, c.NormEps = 61, 48, 3, 6, 2, 128, 500000, 1e-6
+		c.TieEmbeddings, c.PadVocabMultiple = false, 1
+	}),
+	transformer(func(c *Config) {
+		c.VocabSize, c.DModel, c.NLayer, c.NHead, c.NKVHead, c.HeadDim, c.RopeTheta, c.InitStd = 40, 24, 1, 2, 1, 16, 1e6, 0.05
+	}),
 }
 
-func newLlama(t *testing.T, c LlamaConfig) *Llama {
+// transformer is DefaultConfig with arch "transformer", edited.
+func transformer(edit func(c *Config)) Config {
+	c := DefaultConfig()
+	c.Arch = ArchTransformer
+	edit(&c)
+	return c
+}
+
+func newLlama(t *testing.T, c Config) *Llama {
 	t.Helper()
 	m, err := NewLlama(c, 7)
 	if err != nil {
@@ -71,7 +86,7 @@ func TestLlamaLayout(t *testing.T) {
 // TestLlamaInit: weights ~ N(0, init_std²), norms 1, the same for the same seed and a different
 // stream per parameter.
 func TestLlamaInit(t *testing.T) {
-	c := DefaultLlamaConfig()
+	c := transformer(func(*Config) {})
 	m := newLlama(t, c)
 	for _, p := range m.Params() {
 		if p.NoDecay {
@@ -146,7 +161,7 @@ func TestLlamaSaveLoadRoundTrip(t *testing.T) {
 // llamaCheckpoint returns m's config.json as a map and its tensors.
 func llamaCheckpoint(t *testing.T, m *Llama) (map[string]any, []safetensors.Tensor) {
 	t.Helper()
-	raw, err := m.cfg.hfConfigJSON()
+	raw, err := m.cfg.llamaHFConfigJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +259,7 @@ func TestLlamaLoadErrors(t *testing.T) {
 	raw, _ := json.Marshal(cfg)
 	for _, tc := range []struct{ text, want string }{
 		{string(raw[:len(raw)-1]) + `, "vocab_size": 61}`, `duplicate key "vocab_size"`},
-		{string(raw) + ` {}`, "trailing data"},
+		{string(raw) + ` {}`, "data after the top-level value"},
 		{`[1, 2]`, "not a JSON object"},
 	} {
 		dir := writeCheckpoint(t, cfg, ts)
@@ -296,8 +311,8 @@ func TestLlamaLoadErrors(t *testing.T) {
 	}
 }
 
-func TestParseLlamaConfig(t *testing.T) {
-	c, err := ParseLlamaConfig(strings.NewReader(`{"d_model": 384, "n_layer": 4, "n_head": 6, "n_kv_head": 2}`))
+func TestParseTransformerConfig(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(`{"arch": "transformer", "d_model": 384, "n_layer": 4, "n_head": 6, "n_kv_head": 2}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,21 +320,29 @@ func TestParseLlamaConfig(t *testing.T) {
 		t.Errorf("derived sizes: head %d, kv %d, ff %d, vocab %d, tied %v", c.HeadSize(), c.KVHeads(), c.FF(), c.PaddedVocab(), c.TieEmbeddings)
 	}
 	for _, tc := range []struct{ in, want string }{
-		{`{"d_modle": 3}`, `unknown field "d_modle"`},
-		{`{"n_head": 3}`, "n_head 3 does not divide d_model 256"},
-		{`{"n_head": 8, "n_kv_head": 3}`, "n_kv_head 3 does not divide n_head 8"},
-		{`{"head_dim": 7}`, "must be even"},
-		{`{"d_ff": -1}`, "d_ff must be positive or 0"},
-		{`{"rope_theta": 1}`, "rope_theta"},
-		{`{"init_std": 0}`, "init_std"},
-		{`{"n_layer": null}`, `"n_layer" is null`},
-		{`{"n_layer": 2, "n_layer": 3}`, `duplicate key "n_layer"`},
-		{`{} {}`, "trailing data"},
-		{`{"d_model": 4096, "d_ff": 1000000}`, "exceeds 2^31 elements"},
+		{`{"arch": "transformer", "d_modle": 3}`, `unknown field "d_modle"`},
+		{`{"arch": "transformer", "n_head": 3}`, "n_head 3 does not divide d_model 256"},
+		{`{"arch": "transformer", "n_head": 8, "n_kv_head": 3}`, "n_kv_head 3 does not divide n_head 8"},
+		{`{"arch": "transformer", "head_dim": 7}`, "must be even"},
+		{`{"arch": "transformer", "d_ff": -1}`, "d_ff must be positive or 0"},
+		{`{"arch": "transformer", "rope_theta": 1}`, "rope_theta"},
+		{`{"arch": "transformer", "init_std": 0}`, "init_std"},
+		{`{"arch": "transformer", "n_head": 0}`, "n_head must be positive"},
+		{`{"arch": "transformer"} {}`, "trailing data"},
+		{`{"arch": "transformer", "d_model": 4096, "d_ff": 1000000}`, "exceeds 2^31 elements"},
+		{`{"arch": "transformers"}`, `arch must be "mamba" or "transformer"`},
+		{`{"arch": ""}`, `arch must be "mamba" or "transformer"`},
+		{`{"tie_embeddings": false}`, `tie_embeddings false needs arch "transformer"`},
 	} {
-		_, err := ParseLlamaConfig(strings.NewReader(tc.in))
+		_, err := ParseConfig(strings.NewReader(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one containing %q", tc.in, err, tc.want)
+		}
+	}
+	// The other architecture's keys are ignored: a Mamba's n_head, a Transformer++'s d_state.
+	for _, in := range []string{`{"n_head": -3}`, `{"arch": "transformer", "d_state": -1}`} {
+		if _, err := ParseConfig(strings.NewReader(in)); err != nil {
+			t.Errorf("%s: %v", in, err)
 		}
 	}
 }

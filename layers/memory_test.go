@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"math"
 	"runtime"
 	"testing"
 
@@ -24,7 +25,7 @@ func tapeBytesPerToken(gr *graph, l, rows int) int {
 // steppedTrainer compiles a new model of cfg and runs one Step.
 func steppedTrainer(t *testing.T, cfg Config, batch, L int) *Trainer {
 	t.Helper()
-	m, err := New(cfg, 1)
+	m, err := NewLM(cfg, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func steppedTrainer(t *testing.T, cfg Config, batch, L int) *Trainer {
 		t.Fatal(err)
 	}
 	ids := randomIDs(batch*L, cfg.VocabSize, 1)
-	if _, err := tr.Step(ids, ids); err != nil {
+	if _, err := tr.Step(ids, ids, nil); err != nil {
 		t.Fatal(err)
 	}
 	return tr
@@ -96,14 +97,63 @@ func TestTrainingBytes(t *testing.T) {
 	}
 	c := DefaultConfig()
 	c.VocabSize, c.DModel, c.DState, c.NLayer = 64, 64, 16, 3
-	batch, L := 2, 256
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	live := float64(heapAfterStep(t, c, batch, L)) - float64(before.HeapAlloc)
-	est := c.TrainingBytes(batch, L)
-	t.Logf("estimate %.0f bytes, live heap after a step %.0f bytes (without an optimizer)", est, live)
-	if !(est >= live && est <= 2*live) {
-		t.Errorf("TrainingBytes %.0f, live heap %.0f: want the estimate in [live, 2·live]", est, live)
+	tpp := transformer(func(c *Config) { c.VocabSize, c.DModel, c.NLayer, c.NHead, c.NKVHead = 64, 64, 3, 4, 2 })
+	for _, c := range []Config{c, tpp} {
+		batch, L := 2, 256
+		var before runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		live := float64(heapAfterStep(t, c, batch, L)) - float64(before.HeapAlloc)
+		est := c.TrainingBytes(batch, L)
+		t.Logf("%s: estimate %.0f bytes, live heap after a step %.0f bytes (without an optimizer)", c.Arch, est, live)
+		if !(est >= live && est <= 2*live) {
+			t.Errorf("%s: TrainingBytes %.0f, live heap %.0f: want the estimate in [live, 2·live]", c.Arch, est, live)
+		}
+	}
+}
+
+// TestGenerationBytes: for both architectures the estimate covers the live
+// heap of a generator after a prefill and its steps, with the model, and
+// grows with the tokens asked for (a trillion of them is terabytes) without
+// overflowing.
+func TestGenerationBytes(t *testing.T) {
+	c := DefaultConfig()
+	c.VocabSize, c.DModel, c.DState, c.NLayer = 64, 64, 16, 3
+	for _, c := range []Config{c, llamaConfigs[1]} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m, err := NewLM(c, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := m.NewGenerator(2, 300+500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Prefill(randomIDs(2*300, c.VocabSize, 1), 300); err != nil {
+			t.Fatal(err)
+		}
+		for range 500 {
+			if _, err := g.Step([]int32{1, 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(m)
+		runtime.KeepAlive(g)
+		g.Close()
+		live, est := float64(after.HeapAlloc)-float64(before.HeapAlloc), c.GenerationBytes(2, 300, 500)
+		t.Logf("%s: estimate %.0f bytes, live heap after generating %.0f bytes", c.Arch, est, live)
+		if !(est >= live) {
+			t.Errorf("%s: GenerationBytes %.0f is below the live heap %.0f", c.Arch, est, live)
+		}
+		if big := c.GenerationBytes(1, 1, 1e12); !(big > 4e12) || math.IsInf(big, 0) {
+			t.Errorf("%s: a trillion tokens: %g bytes", c.Arch, big)
+		}
+		if huge := c.GenerationBytes(1, 1, math.MaxInt); !(huge > 1e19) {
+			t.Errorf("%s: MaxInt tokens: %g bytes", c.Arch, huge)
+		}
 	}
 }

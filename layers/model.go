@@ -57,11 +57,23 @@ func (m *Model) Config() Config { return m.cfg }
 // by block, then the final norm). The tied LM head is the embedding.
 func (m *Model) Params() []*Param { return m.params }
 
-// NumParams is the number of learned scalars of a model of this config.
+// NumParams is the number of learned scalars of a model of this config, of
+// either architecture, counted without laying the model out; math.MaxInt
+// when the count overflows (which Validate refuses).
 func (c Config) NumParams() int {
-	n := 0
-	for _, p := range layout(c).params {
-		n += p.Size()
+	if n, ok := c.numParams(); ok {
+		return n
+	}
+	return math.MaxInt
+}
+
+// EmbeddingParams is the number of parameters of the vocabulary embedding
+// and of an untied LM head, V·D each: what scaling laws leave out of N
+// (train.IsEmbedding names them).
+func (c Config) EmbeddingParams() int {
+	n := c.PaddedVocab() * c.DModel
+	if c.IsTransformer() && !c.TieEmbeddings {
+		n *= 2
 	}
 	return n
 }
@@ -81,6 +93,9 @@ func (c Config) NumParams() int {
 //
 // Each parameter draws from its own stream seeded by (seed, name).
 func New(cfg Config, seed uint64) (*Model, error) {
+	if cfg.Arch != ArchMamba {
+		return nil, fmt.Errorf("model config: arch %q is not %q", cfg.Arch, ArchMamba)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

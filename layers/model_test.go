@@ -2,6 +2,7 @@ package layers
 
 import (
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -149,7 +150,7 @@ func TestDecoderMatchesReference(t *testing.T) {
 
 // perturb moves every parameter away from its initial value (biases that
 // start at 0, norms at 1, ...) so that tests exercise every term.
-func perturb(m *Model, seed uint64) {
+func perturb(m LM, seed uint64) {
 	for _, p := range m.Params() {
 		r := newRNG(seed, p.Name)
 		for i := range p.Value {
@@ -165,4 +166,59 @@ func randomIDs(n, vocab int, seed uint64) []int32 {
 		ids[i] = int32(r.Uint64() % uint64(vocab))
 	}
 	return ids
+}
+
+// NumParams counts without laying the model out, as the layout does, for
+// every optional part of both architectures; a huge n_layer is validated
+// without allocating.
+func TestNumParamsMatchesLayout(t *testing.T) {
+	for _, v := range variants {
+		c := DefaultConfig()
+		c.VocabSize, c.DModel, c.NLayer, c.DState = 21, 12, 3, 5
+		v.edit(&c)
+		n := 0
+		for _, p := range layout(c).params {
+			n += p.Size()
+		}
+		if got := c.NumParams(); got != n {
+			t.Errorf("%s: NumParams %d, the layout holds %d", v.name, got, n)
+		}
+	}
+	for i, c := range llamaConfigs {
+		n := 0
+		for _, p := range llamaLayout(c).params {
+			n += p.Size()
+		}
+		if got := c.NumParams(); got != n {
+			t.Errorf("transformer %d: NumParams %d, the layout holds %d", i, got, n)
+		}
+	}
+	huge := llamaConfigs[0]
+	huge.NLayer = 100_000_000
+	if err := huge.Validate(); err != nil || !(huge.TrainingBytes(1, 1) > 1e13) {
+		t.Errorf("a transformer of 10^8 layers: %v, %g bytes", err, huge.TrainingBytes(1, 1))
+	}
+	c := DefaultConfig()
+	c.NLayer = 100_000_000
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+	if !(c.TrainingBytes(8, 1024) > 1e15) {
+		t.Errorf("TrainingBytes of 10^8 layers: %g", c.TrainingBytes(8, 1024))
+	}
+	runtime.ReadMemStats(&after)
+	if b := after.TotalAlloc - before.TotalAlloc; b > 1<<20 {
+		t.Errorf("Validate and TrainingBytes of 10^8 layers allocate %d bytes", b)
+	}
+	c.NLayer = math.MaxInt / 2
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "parameter count overflows") {
+		t.Errorf("n_layer MaxInt/2: %v", err)
+	}
+	c = DefaultConfig()
+	c.VocabSize = math.MaxInt - 3
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "exceeds 2^31 elements") {
+		t.Errorf("vocab_size near MaxInt: %v", err)
+	}
 }

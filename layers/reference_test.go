@@ -106,7 +106,27 @@ func (r *ref64) deltaBC(l int, xc []float64, rows int) (delta, B, C []float64) {
 
 // forward returns logits (batch·L, V) for ids (batch, L).
 func (r *ref64) forward(ids []int32, batch, L int) []float64 {
+	return r.forwardDocs(ids, nil, batch, L)
+}
+
+// forwardDocs is forward on packed documents: where resets (batch, L) is not
+// 0 a document starts, and the conv and the state see nothing before it.
+func (r *ref64) forwardDocs(ids []int32, resets []uint8, batch, L int) []float64 {
 	c := r.cfg
+	// first[i] is the first token of token i's document.
+	first := make([]int, batch*L)
+	for b := 0; b < batch; b++ {
+		for t := 0; t < L; t++ {
+			switch i := b*L + t; {
+			case t == 0:
+				first[i] = 0
+			case resets != nil && resets[i] != 0:
+				first[i] = t
+			default:
+				first[i] = first[i-1]
+			}
+		}
+	}
 	D, E, N, K, V := c.DModel, c.DInner(), c.DState, c.DConv, c.PaddedVocab()
 	rows := batch * L
 	emb := r.p(-1, "embeddings.weight")
@@ -127,7 +147,7 @@ func (r *ref64) forward(ids []int32, batch, L int) []float64 {
 						s = cb[e]
 					}
 					for k := 0; k < K; k++ {
-						if tt := t - (K - 1) + k; tt >= 0 {
+						if tt := t - (K - 1) + k; tt >= first[b*L+t] {
 							s += w[e*K+k] * xz[(b*L+tt)*2*E+e]
 						}
 					}
@@ -143,6 +163,9 @@ func (r *ref64) forward(ids []int32, batch, L int) []float64 {
 				hs := make([]float64, N)
 				for t := 0; t < L; t++ {
 					i := b*L + t
+					if first[i] == t {
+						clear(hs)
+					}
 					var acc float64
 					for s := 0; s < N; s++ {
 						hs[s] = math.Exp(-delta[i*E+e]*math.Exp(aLog[e*N+s]))*hs[s] + delta[i*E+e]*B[i*N+s]*xc[i*E+e]

@@ -21,14 +21,7 @@ func NewAccumulator(params []Param) *Accumulator {
 // Add adds the current gradients to the sum.
 func (a *Accumulator) Add() {
 	for i, p := range a.params {
-		s := a.sum[i][:len(p.Grad)]
-		if a.n == 0 {
-			copy(s, p.Grad)
-			continue
-		}
-		for j, g := range p.Grad {
-			s[j] += g
-		}
+		AddGrad(a.sum[i][:len(p.Grad)], p.Grad, a.n == 0)
 	}
 	a.n++
 }
@@ -38,11 +31,33 @@ func (a *Accumulator) Mean() {
 	if a.n == 0 {
 		return
 	}
-	inv := 1 / float32(a.n)
 	for i, p := range a.params {
-		for j, s := range a.sum[i][:len(p.Grad)] {
-			p.Grad[j] = s * inv
-		}
+		MeanGrad(p.Grad, a.sum[i][:len(p.Grad)], a.n)
 	}
 	a.n = 0
+}
+
+// AddGrad folds the gradient g of one micro-batch into the running sum s of the
+// earlier ones: s = g for the first micro-batch, then s += g, element by element in
+// float32. Data-parallel training sums its ranks' gradients with it too, in the same
+// order, so that the sums are bitwise those of one process.
+func AddGrad(s, g []float32, first bool) {
+	if first {
+		copy(s, g)
+		return
+	}
+	s = s[:len(g)]
+	for j, x := range g {
+		s[j] += x
+	}
+}
+
+// MeanGrad writes the mean s·(1/k) of k summed micro-batch gradients into dst
+// (which may be s).
+func MeanGrad(dst, s []float32, k int) {
+	inv := 1 / float32(k)
+	dst = dst[:len(s)]
+	for j, x := range s {
+		dst[j] = x * inv
+	}
 }

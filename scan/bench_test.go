@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/mambago/mamba/internal/math32"
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // The benchmark shapes of the issue: a training batch, one long sequence, and one very long
@@ -53,13 +57,13 @@ func benchInputs[T float32 | float64](s Shape) benchData[T] {
 	return d
 }
 
-// loopPaths are the implementations of the chunk loops: the AVX2 assembly where the CPU has it,
-// and the pure-Go fallback.
-func loopPaths() []string {
-	if hasAVX2 {
-		return []string{"avx2", "go"}
+// setPath switches math32 (and so the scan's loops) to path p for a benchmark.
+func setPath(b *testing.B, p math32.Path) {
+	best := math32.Current()
+	if err := math32.SetPath(p); err != nil {
+		b.Fatal(err)
 	}
-	return []string{"go"}
+	b.Cleanup(func() { _ = math32.SetPath(best) })
 }
 
 // timed runs one Forward and one Backward of k and returns their wall-clock durations.
@@ -84,16 +88,16 @@ func reportPerElement(b *testing.B, s Shape, n int, units []string, sums []time.
 	}
 }
 
-// BenchmarkScan runs the fast kernel's forward and backward with each loop path on each shape,
+// BenchmarkScan runs the fast kernel's forward and backward on each path of math32 on each shape,
 // with Options.Workers 1 and 2 alternated within every iteration (so that both see the same load),
-// and reports ns per element of the forward, the backward and both (w1-…, w2-…) and the speed-up
-// from one to two workers (x-speedup, forward+backward).
+// and reports ns per element of the forward, the backward and both (w1-…, w2-…), the process's
+// CPU time per element of the one-worker runs (w1-cpu-ns/elem, steadier than wall-clock time
+// on a shared machine) and the speed-up from one to two workers (x-speedup, forward+backward).
 func BenchmarkScan(b *testing.B) {
-	for _, path := range loopPaths() {
+	for _, path := range slices.Backward(math32.Paths()) {
 		for _, s := range benchShapes {
-			b.Run(path+"/"+benchName(s), func(b *testing.B) {
-				useAVX2(path == "avx2")
-				defer useAVX2(hasAVX2)
+			b.Run(path.String()+"/"+benchName(s), func(b *testing.B) {
+				setPath(b, path)
 				d := benchInputs[float32](s)
 				var ks [2]*Fast
 				for i := range ks {
@@ -104,19 +108,27 @@ func BenchmarkScan(b *testing.B) {
 					timed(b, k, d)
 					ks[i] = k
 				}
-				var sums [6]time.Duration // forward, backward, both; one worker then two
+				var sums [7]time.Duration // forward, backward, both; one worker then two; CPU time of one worker
 				n := 0
 				for b.Loop() {
 					n++
 					for i, k := range ks {
+						cpu0, _ := testutil.CPUTime()
 						fwd, bwd := timed(b, k, d)
 						sums[3*i] += fwd
 						sums[3*i+1] += bwd
 						sums[3*i+2] += fwd + bwd
+						if cpu1, ok := testutil.CPUTime(); ok && i == 0 {
+							sums[6] += cpu1 - cpu0
+						}
 					}
 				}
-				reportPerElement(b, s, n, []string{"w1-fwd-ns/elem", "w1-bwd-ns/elem", "w1-ns/elem",
-					"w2-fwd-ns/elem", "w2-bwd-ns/elem", "w2-ns/elem"}, sums[:])
+				units := []string{"w1-fwd-ns/elem", "w1-bwd-ns/elem", "w1-ns/elem", "w2-fwd-ns/elem", "w2-bwd-ns/elem",
+					"w2-ns/elem"}
+				if _, ok := testutil.CPUTime(); ok {
+					units = append(units, "w1-cpu-ns/elem")
+				}
+				reportPerElement(b, s, n, units, sums[:len(units)])
 				b.ReportMetric(float64(sums[2])/float64(sums[5]), "x-speedup")
 			})
 		}
@@ -125,8 +137,8 @@ func BenchmarkScan(b *testing.B) {
 
 // BenchmarkReference runs the float64 reference's forward+backward on the training-batch shape
 // (the long shape would need 2 GB of float64 activations), alternated within every iteration with
-// the fast kernel on one worker with each loop path, and reports ns per element of each and the
-// fast kernel's speed-up over the reference (x-…, forward+backward).
+// the fast kernel on one worker on each path, and reports ns per element of each and the fast
+// kernel's speed-up over the reference (x-…, forward+backward).
 func BenchmarkReference(b *testing.B) {
 	s := benchShapes[0]
 	b.Run(benchName(s), func(b *testing.B) {
@@ -139,10 +151,13 @@ func BenchmarkReference(b *testing.B) {
 			b.Fatal(err)
 		}
 		d64, d32 := benchInputs[float64](s), benchInputs[float32](s)
-		paths := loopPaths()
-		run := func(path string) time.Duration {
-			useAVX2(path == "avx2")
-			defer useAVX2(hasAVX2)
+		paths := math32.Paths()
+		best := math32.Current()
+		defer func() { _ = math32.SetPath(best) }()
+		run := func(p math32.Path) time.Duration {
+			if err := math32.SetPath(p); err != nil {
+				b.Fatal(err)
+			}
 			fwd, bwd := timed(b, fast, d32)
 			return fwd + bwd
 		}
@@ -161,9 +176,37 @@ func BenchmarkReference(b *testing.B) {
 		}
 		units := []string{"ref-ns/elem"}
 		for i, p := range paths {
-			units = append(units, p+"-ns/elem")
-			b.ReportMetric(float64(sums[0])/float64(sums[1+i]), "x-speedup-"+p)
+			units = append(units, p.String()+"-ns/elem")
+			b.ReportMetric(float64(sums[0])/float64(sums[1+i]), "x-speedup-"+p.String())
 		}
 		reportPerElement(b, s, n, units, sums)
 	})
+}
+
+// BenchmarkStep runs Stepper.Step over all channels of d768's d_inner (1536, State 16) for 1 and
+// 16 rows on each path, and reports ns per (row, channel, state) element and per row-token of
+// one layer.
+func BenchmarkStep(b *testing.B) {
+	for _, path := range slices.Backward(math32.Paths()) {
+		for _, rows := range []int{1, 16} {
+			s := Shape{rows, 1, 1536, 16}
+			b.Run(fmt.Sprintf("%v/rows%d", path, rows), func(b *testing.B) {
+				setPath(b, path)
+				d := benchInputs[float32](s)
+				p, err := NewStepper(s, Options{Softplus: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				h := make([]float32, s.Batch*s.Channels*s.State)
+				for b.Loop() {
+					if err := p.Step(d.in, h, d.out, 0, s.Channels); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				b.ReportMetric(ns/float64(s.Batch*s.Channels*s.State), "ns/elem")
+				b.ReportMetric(ns/float64(s.Batch), "ns/row")
+			})
+		}
+	}
 }

@@ -38,3 +38,26 @@ func ExampleNew() {
 	// last [1.0988 0.7765]
 	// d out_3 / du [0.1365 0.2516 0.4872 1.0000]
 }
+
+// The recurrent decoder advances the state one token at a time; three Steps reproduce the first
+// three outputs of ExampleNew's scan.
+func ExampleStepper() {
+	// One token of one row: U, Delta, Z (rows, Channels), B, C (rows, State).
+	in := scan.Inputs[float32]{U: []float32{1}, Delta: []float32{0.5}, A: []float32{-1, -2}, B: []float32{1, 1},
+		C: []float32{1, 1}}
+	p, err := scan.NewStepper(scan.Shape{Batch: 1, Len: 1, Channels: 1, State: 2}, scan.Options{})
+	if err != nil {
+		panic(err)
+	}
+	h := make([]float32, 2) // the state, updated in place
+	out := make([]float32, 1)
+	for range 3 {
+		if err := p.Step(in, h, out, 0, 1); err != nil {
+			panic(err)
+		}
+		fmt.Printf("%.4f ", out[0])
+	}
+	fmt.Println()
+	// Output:
+	// 1.0000 1.4872 1.7388
+}

@@ -7,12 +7,24 @@ import (
 	"github.com/mambago/mamba/internal/parallel"
 )
 
-// channelBlock is the number of channels of one work item in channel mode. It is fixed, never
-// derived from the worker count, because dB and dC are summed over channels block by block.
-const channelBlock = 64
-
-// targetSegments is how many time segments time mode aims for.
-const targetSegments = 64
+// Work items are cut by the shape alone, never by the worker count: dB and dC are summed over
+// channels block by block, so the blocks fix the bits of the result.
+const (
+	// maxBlock channels make one work item of channel mode; the block is halved, down to
+	// minBlock (16 floats, a cache line of a token row), while the shape gives fewer than
+	// targetItems items, so that small batches still keep 16 cores busy with two items each.
+	// Smaller blocks cost about a quarter more per element (per-row work over fewer channels).
+	maxBlock, minBlock = 64, 16
+	targetItems        = 32
+	// targetSegments is how many time segments time mode aims for.
+	targetSegments = 64
+	// blockPartFloats bounds a block's partial sums of dB and dC in the backward of channel
+	// mode (64 KiB, so that they stay in a core's L2): the chunks of a window run without a
+	// barrier between them, and their partial sums are kept until the window's reduction.
+	blockPartFloats = 16 << 10
+	// reduceSteps is the number of steps of one item of that reduction.
+	reduceSteps = 16
+)
 
 // Fast is the float32 selective-scan kernel. It implements Kernel[float32]; see the package doc
 // for the scheme. A Fast holds its scratch and the chunk-boundary states between Forward and
@@ -26,8 +38,9 @@ type Fast struct {
 	timeMode       bool
 	segChunks      int // chunks per segment: nChunks in channel mode
 	nSeg           int // segments per sequence: 1 in channel mode
-	nBlk           int // channel blocks: ceil(Channels/channelBlock) in channel mode, 1 in time mode
-	blk            int // channels per block
+	nBlk           int // channel blocks: ceil(Channels/blk) in channel mode, 1 in time mode
+	blk            int // channels per block (blockSize), Channels in time mode
+	win            int // channel mode: chunks per backward window
 
 	saved []float32 // (Batch, nChunks, Channels, State): the state entering each chunk
 	ready bool      // Forward has filled saved
@@ -35,35 +48,38 @@ type Fast struct {
 	mu       []float32 // (Batch, nSeg, Channels, State): d(loss)/d(h) entering the current chunk from the right
 	dA       []float32 // (Batch, nSeg, Channels, State): partial sums of dA
 	dD, dBia []float32 // (Batch, nSeg, Channels): partial sums of dD and d(DeltaBias)
-	part     []float32 // channel mode: (Batch, nBlk, 2, chunk, State), dB then dC of the current chunk per block
+	part     []float32 // channel mode: (Batch, nBlk, 2, win·chunk, State), dB then dC of the window per block
 	segA     []float32 // time mode: (Batch, nSeg, Channels, State), ∏Ā over each segment
 	segB     []float32 // time mode: the same, the segment's own contribution (state or adjoint)
+	segCut   []bool    // time mode: (Batch, nSeg), a document starts inside the segment
 
 	work []*scratch // per worker slot
 	job  parallel.Job
 
 	// The arguments of the running call, and its phase.
-	phase int
-	k     int // channel mode backward: the chunk being processed
-	in    Inputs[float32]
-	out   []float32
-	last  []float32
-	dout  []float32
-	dlast []float32
-	g     Grads[float32]
+	phase  int
+	k0, k1 int // channel mode backward: the window's chunks [k0, k1)
+	in     Inputs[float32]
+	out    []float32
+	last   []float32
+	dout   []float32
+	dlast  []float32
+	g      Grads[float32]
 }
 
 // scratch is one worker slot's memory. Tiles are (chunk, channels of the item) in token-major
 // order.
 type scratch struct {
 	abar, hs []float32 // (chunk, State): Ā_t and h_t of one channel, kept for the reverse pass
-	row      []float32 // (State): Ā of one step
+	row      []float32 // (State): the state or adjoint chained over the segments (time mode)
+	zero     []float32 // (State): the state entering a step where a document starts; never written
+	cuts     []int     // the pieces of the current chunk (see pieces)
 	h        []float32 // (blk, State): running state (or adjoint) of each channel of the item
 	sum      []float32 // (blk): running ΣΔ of each channel (time mode)
 	part     []float32 // time mode: (2, chunk, State), dB then dC of the current chunk
 
-	tdt, tddt, tdu, tsg []float32 // tiles: Δ, dΔ/dδ, Δ·u, σ(z) (silu(z) for the forward)
-	tgh, tzf            []float32 // tiles: ĝ, dz factor
+	tdt, tddt, tdu, tsg []float32 // tiles: Δ, dΔ/dδ, Δ·u, silu(z)
+	tgh, tzf            []float32 // tiles: ĝ, the dz factor (silu'(z), then g·silu'(z))
 	ty, ts1, ts2        []float32 // tiles: C·h (y before D·u and the gate), Σ_n λ·B, Σ_n A·λ·Ā·h_{t−1}
 
 	skip, sumD, sumBias []float32 // (blk): D of the item's channels (0 without D), sums of dD and d(bias) over a chunk
@@ -74,8 +90,9 @@ func newScratch(chunk, blk, N int) *scratch {
 	v := func(n int) []float32 { return make([]float32, n) }
 	T, W := chunk, blk
 	return &scratch{
-		abar: v(T * N), hs: v(T * N), row: v(N), h: v(W * N), sum: v(W), part: v(2 * T * N),
-		tdt: v(T * W), tddt: v(T * W), tdu: v(T * W), tsg: v(T * W), tgh: v(T * W), tzf: v(T * W),
+		abar: v(T * N), hs: v(T * N), row: v(N), zero: v(N), cuts: make([]int, 0, T+1), h: v(W * N), sum: v(W),
+		part: v(2 * T * N),
+		tdt:  v(T * W), tddt: v(T * W), tdu: v(T * W), tsg: v(T * W), tgh: v(T * W), tzf: v(T * W),
 		ty: v(T * W), ts1: v(T * W), ts2: v(T * W), skip: v(W), sumD: v(W), sumBias: v(W), sink: v(W),
 	}
 }
@@ -85,9 +102,13 @@ const (
 	phaseForward   = iota // item (b, block or segment): run the forward over its chunks
 	phaseSegState         // time mode: item (b, segment): ∏Ā and the state from zero over the segment
 	phaseSegAdjust        // time mode: item (b, segment): ∏Ā and the adjoint from zero over the segment
-	phaseBackward         // time mode: item (b, segment); channel mode: item (b, block) of chunk f.k
-	phaseReduce           // channel mode: item b: sum the blocks' dB and dC of chunk f.k
+	phaseBackward         // time mode: item (b, segment); channel mode: item (b, block) over the window's chunks
+	phaseReduce           // channel mode: item (b, reduceSteps steps): sum the blocks' dB and dC of the window
+	phaseParams           // item (paramChannels channels): sum dA, dD and d(bias) over (batch, segment)
 )
+
+// paramChannels is the number of channels of one item of the sums of dA, dD and d(bias).
+const paramChannels = 64
 
 var _ Kernel[float32] = (*Fast)(nil)
 
@@ -106,12 +127,12 @@ func New(s Shape, o Options) (*Fast, error) {
 	}
 	chunk = min(chunk, s.Len)
 	nChunks := (s.Len + chunk - 1) / chunk
-	nBlk := (s.Channels + channelBlock - 1) / channelBlock
 	segChunks := (nChunks + targetSegments - 1) / targetSegments
 	nSeg := (nChunks + segChunks - 1) / segChunks
 	f := &Fast{shape: s, soft: o.Softplus, workers: o.Workers, chunk: chunk, nChunks: nChunks}
-	// Time mode pays off when channel mode would have a single item.
-	if s.Batch*nBlk > 1 {
+	// Time mode (1.5× the work) pays off when channel mode would have a single item of
+	// maxBlock channels: batch 1 and at most 64 channels.
+	if s.Batch > 1 || s.Channels > maxBlock {
 		segChunks, nSeg = nChunks, 1
 	}
 	f.setSplit(segChunks, nSeg)
@@ -123,7 +144,8 @@ func (f *Fast) setSplit(segChunks, nSeg int) {
 	s := f.shape
 	f.timeMode = nSeg > 1
 	f.segChunks, f.nSeg = segChunks, nSeg
-	f.nBlk, f.blk = (s.Channels+channelBlock-1)/channelBlock, min(channelBlock, s.Channels)
+	f.blk = blockSize(s)
+	f.nBlk = (s.Channels + f.blk - 1) / f.blk
 	if f.timeMode {
 		f.nBlk, f.blk = 1, s.Channels
 	}
@@ -133,15 +155,34 @@ func (f *Fast) setSplit(segChunks, nSeg int) {
 	f.dA = make([]float32, s.Batch*nSeg*d*N)
 	f.dD = make([]float32, s.Batch*nSeg*d)
 	f.dBia = make([]float32, s.Batch*nSeg*d)
-	f.part, f.segA, f.segB = nil, nil, nil
+	f.part, f.segA, f.segB, f.segCut = nil, nil, nil, nil
 	if f.timeMode {
 		f.segA = make([]float32, s.Batch*nSeg*d*N)
 		f.segB = make([]float32, s.Batch*nSeg*d*N)
+		f.segCut = make([]bool, s.Batch*nSeg)
 	} else {
-		f.part = make([]float32, s.Batch*f.nBlk*2*f.chunk*N)
+		f.setWindow(blockPartFloats / (2 * f.chunk * N))
 	}
 	f.work = nil
 	f.ready = false
+}
+
+// blockSize returns the channels of a channel-mode work item for shape s: maxBlock, halved down
+// to minBlock while Batch·ceil(Channels/block) < targetItems, and at most Channels.
+func blockSize(s Shape) int {
+	blk := maxBlock
+	for blk > minBlock && s.Batch*((s.Channels+blk-1)/blk) < targetItems {
+		blk /= 2
+	}
+	return min(blk, s.Channels)
+}
+
+// setWindow makes the backward of channel mode run win chunks (at least 1, at most all) between
+// two reductions of dB and dC. It changes no bit of the results: every element of dB and dC is
+// summed over the blocks in block order whatever the window.
+func (f *Fast) setWindow(win int) {
+	f.win = max(1, min(win, f.nChunks))
+	f.part = make([]float32, f.shape.Batch*f.nBlk*2*f.win*f.chunk*f.shape.State)
 }
 
 // Shape returns the shape the kernel was made for.
@@ -214,16 +255,18 @@ func (f *Fast) Backward(in Inputs[float32], dout, dlast []float32, g Grads[float
 		f.job.Run((*items)(f), s.Batch*f.nSeg, w)
 	} else {
 		f.initAdjoints()
-		for f.k = f.nChunks - 1; f.k >= 0; f.k-- {
+		for f.k1 = f.nChunks; f.k1 > 0; f.k1 = f.k0 {
+			f.k0 = max(0, f.k1-f.win)
 			f.phase = phaseBackward
 			f.job.Run((*items)(f), s.Batch*f.nBlk, w)
 			if g.B != nil || g.C != nil {
 				f.phase = phaseReduce
-				f.job.Run((*items)(f), s.Batch, w)
+				f.job.Run((*items)(f), s.Batch*f.reducePieces(), w)
 			}
 		}
 	}
-	f.reduceParams()
+	f.phase = phaseParams
+	f.job.Run((*items)(f), (s.Channels+paramChannels-1)/paramChannels, w)
 	if g.H0 != nil {
 		N, d := s.State, s.Channels
 		for b := range s.Batch {
@@ -256,7 +299,10 @@ func (it *items) Item(w, i int) {
 			f.backwardBlock(sc, i/f.nBlk, i%f.nBlk)
 		}
 	case phaseReduce:
-		f.reduceChunk(i)
+		n := f.reducePieces()
+		f.reduceWindow(i/n, i%n)
+	case phaseParams:
+		f.reduceParams(i*paramChannels, min(f.shape.Channels, (i+1)*paramChannels))
 	}
 }
 
@@ -295,6 +341,18 @@ func affine(m, a, v []float32) {
 	}
 }
 
+// applySeg applies the map of segment seg of channel c of batch b to m (a state or an
+// adjoint): m = ∏Ā⊙m + own, or own alone when a document starts inside the segment.
+func (f *Fast) applySeg(m []float32, b, seg, c int) {
+	N := len(m)
+	j := f.acc(b, seg, c) * N
+	if f.segCut[b*f.nSeg+seg] {
+		copy(m, f.segB[j:j+N])
+		return
+	}
+	affine(m, f.segA[j:j+N], f.segB[j:j+N])
+}
+
 // segRange returns the chunks [k0, k1) of segment seg.
 func (f *Fast) segRange(seg int) (int, int) {
 	return seg * f.segChunks, min((seg+1)*f.segChunks, f.nChunks)
@@ -310,8 +368,7 @@ func (f *Fast) combineStates() {
 		for c := range d {
 			copyOrZero(h, f.in.H0, (b*d+c)*N)
 			for seg := range f.nSeg - 1 {
-				j := f.acc(b, seg, c) * N
-				affine(h, f.segA[j:j+N], f.segB[j:j+N])
+				f.applySeg(h, b, seg, c)
 				k0, _ := f.segRange(seg + 1)
 				copy(f.savedAt(b, k0, c), h)
 			}
@@ -331,7 +388,7 @@ func (f *Fast) combineAdjoints() {
 			for seg := f.nSeg - 1; seg >= 0; seg-- {
 				j := f.acc(b, seg, c) * N
 				copy(f.mu[j:j+N], m)
-				affine(m, f.segA[j:j+N], f.segB[j:j+N])
+				f.applySeg(m, b, seg, c)
 			}
 		}
 	}
@@ -349,23 +406,33 @@ func copyOrZero(dst, src []float32, off int) {
 // initAdjoints (channel mode) starts the adjoint at the end of the sequence from dlast.
 func (f *Fast) initAdjoints() { copyOrZero(f.mu, f.dlast, 0) }
 
-// reduceChunk (channel mode) writes dB and dC of chunk f.k of batch b: the blocks' parts summed
-// in block order.
-func (f *Fast) reduceChunk(b int) {
+// reducePieces returns the number of reduction items per batch row of the current window.
+func (f *Fast) reducePieces() int {
+	t0, _ := f.span(f.k0)
+	_, t1 := f.span(f.k1 - 1)
+	return (t1 - t0 + reduceSteps - 1) / reduceSteps
+}
+
+// reduceWindow (channel mode) writes piece p (reduceSteps steps) of the current window's rows
+// of dB and dC of batch b: the blocks' parts summed in block order.
+func (f *Fast) reduceWindow(b, p int) {
 	s := f.shape
 	N := s.State
-	t0, t1 := f.span(f.k)
-	rows := (t1 - t0) * N
-	size := 2 * f.chunk * N
-	parts := f.part[b*f.nBlk*size:][:f.nBlk*size]
-	for half, dst := range [2][]float32{f.g.B, f.g.C} {
+	w0, _ := f.span(f.k0)
+	_, w1 := f.span(f.k1 - 1)
+	t0 := w0 + p*reduceSteps
+	t1 := min(t0+reduceSteps, w1)
+	half := f.win * f.chunk * N // one of dB, dC of a block
+	parts := f.part[b*f.nBlk*2*half:][:f.nBlk*2*half]
+	for h, dst := range [2][]float32{f.g.B, f.g.C} {
 		if dst == nil {
 			continue
 		}
-		dst = dst[(b*s.Len+t0)*N:][:rows]
-		copy(dst, parts[half*f.chunk*N:][:rows])
+		dst = dst[(b*s.Len+t0)*N : (b*s.Len+t1)*N]
+		off := h*half + (t0-w0)*N
+		copy(dst, parts[off:][:len(dst)])
 		for blk := 1; blk < f.nBlk; blk++ {
-			p := parts[blk*size+half*f.chunk*N:][:rows]
+			p := parts[blk*2*half+off:][:len(dst)]
 			for r := range dst {
 				dst[r] += p[r]
 			}
@@ -373,12 +440,12 @@ func (f *Fast) reduceChunk(b int) {
 	}
 }
 
-// reduceParams writes dA, dD and d(DeltaBias): the per-(batch, segment) partial sums added in
-// (batch, segment) order.
-func (f *Fast) reduceParams() {
+// reduceParams writes dA, dD and d(DeltaBias) of channels [c0, c1): the per-(batch, segment)
+// partial sums added in (batch, segment) order.
+func (f *Fast) reduceParams(c0, c1 int) {
 	s := f.shape
 	N, d := s.State, s.Channels
-	for c := range d {
+	for c := c0; c < c1; c++ {
 		var dD, dBias float32
 		for bs := range s.Batch * f.nSeg {
 			j := bs*d + c

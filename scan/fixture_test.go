@@ -1,7 +1,6 @@
 package scan
 
 import (
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mambago/mamba/data/safetensors"
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // fixtureDir is $SCAN_FIXTURES_DIR, or the shared/fixtures folder beside the repository root.
@@ -109,20 +109,6 @@ func (fx fixture) grads() (Grads[float64], map[string]*[]float64) {
 	return g, dst
 }
 
-// relL2 is ‖got − want‖ / ‖want‖ (the plain norm of the difference when want is zero).
-func relL2[T float32 | float64](got []T, want []float64) float64 {
-	var num, den float64
-	for i, w := range want {
-		d := float64(got[i]) - w
-		num += d * d
-		den += w * w
-	}
-	if den == 0 {
-		return math.Sqrt(num)
-	}
-	return math.Sqrt(num / den)
-}
-
 func TestFixtures(t *testing.T) {
 	dir := fixtureDir()
 	paths, err := filepath.Glob(filepath.Join(dir, "scan_*.safetensors"))
@@ -136,7 +122,7 @@ func TestFixtures(t *testing.T) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			fx := loadFixture(t, path)
 			checkFixture64(t, fx)
-			checkFixture32(t, fx)
+			onPaths(t, func(t *testing.T) { checkFixture32(t, fx) })
 		})
 	}
 }
@@ -205,11 +191,9 @@ func compareFixture(t *testing.T, label string, fx fixture, got map[string][]flo
 			t.Errorf("%s: %s has %d elements, fixture %d", label, n, len(g), len(fx.want[n]))
 			continue
 		}
-		e := relL2(g, fx.want[n])
+		e := testutil.RelL2(g, fx.want[n])
 		t.Logf("%s %-16s rel L2 %.3g", label, n, e)
-		if !(e <= tol) {
-			t.Errorf("%s: %s rel L2 error %.3g > %g", label, n, e, tol)
-		}
+		testutil.CheckErr(t, label+": "+n+" rel L2", e, tol)
 	}
 }
 
@@ -217,14 +201,10 @@ func f32(x []float64) []float32 {
 	if x == nil {
 		return nil
 	}
-	y := make([]float32, len(x))
-	for i, v := range x {
-		y[i] = float32(v)
-	}
-	return y
+	return testutil.Convert[float32](x)
 }
 
 func toF32(in Inputs[float64]) Inputs[float32] {
 	return Inputs[float32]{U: f32(in.U), Delta: f32(in.Delta), A: f32(in.A), B: f32(in.B), C: f32(in.C),
-		D: f32(in.D), Z: f32(in.Z), DeltaBias: f32(in.DeltaBias), H0: f32(in.H0)}
+		D: f32(in.D), Z: f32(in.Z), DeltaBias: f32(in.DeltaBias), H0: f32(in.H0), Resets: in.Resets}
 }

@@ -4,22 +4,42 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/mambago/mamba/internal/math32"
+	"github.com/mambago/mamba/internal/testutil"
 )
+
+// onPaths runs f on every path of math32 (and so of the scan's loops) this build and CPU have:
+// the Go loops, and AVX2 and AVX-512 where the CPU runs them.
+func onPaths(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	best := math32.Current()
+	defer func() {
+		if err := math32.SetPath(best); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for _, p := range math32.Paths() {
+		if err := math32.SetPath(p); err != nil {
+			t.Fatal(err)
+		}
+		t.Run(p.String(), f)
+	}
+}
 
 // config picks the optional parts of a random case.
 type config struct {
-	D, Z, Bias, H0, Softplus bool
+	D, Z, Bias, H0, Softplus, Resets bool
 }
 
 var allOn = config{D: true, Z: true, Bias: true, H0: true, Softplus: true}
 
-func normals(r *rand.Rand, n int, scale float64) []float64 {
-	x := make([]float64, n)
-	for i := range x {
-		x[i] = r.NormFloat64() * scale
-	}
-	return x
-}
+// packed is allOn with documents packed into the rows.
+var packed = config{D: true, Z: true, Bias: true, H0: true, Softplus: true, Resets: true}
+
+func normals(r *rand.Rand, n int, scale float64) []float64 { return testutil.Normals(r, n, scale) }
+
+func randF32(r *rand.Rand, n int, scale float64) []float32 { return f32(normals(r, n, scale)) }
 
 // randomInputs draws a case like the reference fixtures: A = −exp(N(0, 0.25)), everything else
 // normal; without softplus δ = 0.1·|N(0, 1)| so that Δ stays positive.
@@ -51,6 +71,15 @@ func randomInputs(r *rand.Rand, s Shape, c config) Inputs[float64] {
 	}
 	if c.H0 {
 		in.H0 = normals(r, st, 1)
+	}
+	if c.Resets {
+		// A document starts at about one step in five, and at step 0 of about every other row.
+		in.Resets = make([]uint8, s.Batch*s.Len)
+		for i := range in.Resets {
+			if p := r.Float64(); p < 0.2 || i%s.Len == 0 && p < 0.5 {
+				in.Resets[i] = 1
+			}
+		}
 	}
 	return in
 }
@@ -133,11 +162,9 @@ func compareResults(t *testing.T, label string, got, want result, tol float64) f
 			t.Errorf("%s: %s: %d elements vs %d", label, name, len(g), len(w))
 			continue
 		}
-		e := relL2(g, w)
+		e := testutil.RelL2(g, w)
 		worst = max(worst, e)
-		if !(e <= tol) {
-			t.Errorf("%s: %s rel L2 error %.3g > %g", label, name, e, tol)
-		}
+		testutil.CheckErr(t, label+": "+name+" rel L2", e, tol)
 	}
 	return worst
 }

@@ -1,140 +1,307 @@
+//go:build !purego
+
 #include "textflag.h"
 
-// Rows of ·vecConsts (32 bytes each).
-#define LOG2E ·vecConsts+0(SB)
-#define MAGIC ·vecConsts+32(SB)
-#define NLN2HI ·vecConsts+64(SB)
-#define NLN2LO ·vecConsts+96(SB)
-#define C6 ·vecConsts+128(SB)
-#define C5 ·vecConsts+160(SB)
-#define C4 ·vecConsts+192(SB)
-#define C3 ·vecConsts+224(SB)
-#define C2 ·vecConsts+256(SB)
-#define C1 ·vecConsts+288(SB)
-#define ONE ·vecConsts+320(SB)
-#define EXPLO ·vecConsts+352(SB)
-#define EXPHI ·vecConsts+384(SB)
-#define BIAS ·vecConsts+416(SB)
-#define TWO ·vecConsts+448(SB)
-#define L3 ·vecConsts+480(SB)
-#define L5 ·vecConsts+512(SB)
-#define L7 ·vecConsts+544(SB)
-#define L9 ·vecConsts+576(SB)
-#define L11 ·vecConsts+608(SB)
-#define L13 ·vecConsts+640(SB)
-#define THRESHOLD ·vecConsts+672(SB)
-#define ABSMASK ·vecConsts+704(SB)
+// The linear loops of the scan, written once as macros over register arguments and
+// instantiated for 8 lanes (Y registers, AVX2) and 16 lanes (Z registers, AVX-512): each
+// function takes wide and runs one or the other. No exp here: Ā comes from math32.
 
-// EXPCONSTS loads the constants EXP8 keeps in registers: Y5 magic, Y6 log2e, Y7 −ln2Hi,
-// Y8 −ln2Lo, Y9 c5, Y10 c4, Y11 c3, Y15 c2.
-#define EXPCONSTS \
-	VMOVUPS MAGIC, Y5 \
-	VMOVUPS LOG2E, Y6 \
-	VMOVUPS NLN2HI, Y7 \
-	VMOVUPS NLN2LO, Y8 \
-	VMOVUPS C5, Y9 \
-	VMOVUPS C4, Y10 \
-	VMOVUPS C3, Y11 \
-	VMOVUPS C2, Y15
-
-// EXP8 sets Y1 = exp(Y0) in eight lanes, as exp32: Y4 = !(x < expLo) masks what would be
-// subnormal to 0 and keeps NaN; x is clamped at expHi (larger arguments saturate at
-// exp(expHi) ≈ 2.4e38; VMINPS returns its second source, x, for NaN, so NaN stays NaN);
-// t = x·log2e + magic rounds k = x/ln2 into the low bits; r = x − k·ln2Hi − k·ln2Lo;
-// p = e^r by Horner's scheme; 2^k = (bits(t) − (magicBits − 127)) << 23. Needs EXPCONSTS;
-// clobbers Y0, Y2-Y4.
-#define EXP8 \
-	VCMPPS $0x05, EXPLO, Y0, Y4 \
-	VMOVUPS EXPHI, Y1 \
-	VMINPS Y0, Y1, Y0 \
-	VMOVAPS Y5, Y2 \
-	VFMADD231PS Y6, Y0, Y2 \
-	VSUBPS Y5, Y2, Y3 \
-	VFMADD231PS Y7, Y3, Y0 \
-	VFMADD231PS Y8, Y3, Y0 \
-	VMOVUPS C6, Y1 \
-	VFMADD213PS Y9, Y0, Y1 \
-	VFMADD213PS Y10, Y0, Y1 \
-	VFMADD213PS Y11, Y0, Y1 \
-	VFMADD213PS Y15, Y0, Y1 \
-	VFMADD213PS C1, Y0, Y1 \
-	VFMADD213PS ONE, Y0, Y1 \
-	VPSUBD BIAS, Y2, Y2 \
-	VPSLLD $23, Y2, Y2 \
-	VMULPS Y2, Y1, Y1 \
-	VANDPS Y4, Y1, Y1
-
-// HSUM sets X4 (lane 0) to the sum of the eight lanes of Y, whose low half is X.
-#define HSUM(Y, X) \
+// HSUM8 and HSUM16 leave in X4 (lane 0) the sum of the lanes of V, whose low halves are Y and X;
+// HSUM16 clobbers Y3.
+#define HSUM8(V, Y, X) \
 	VEXTRACTF128 $1, Y, X4 \
 	VADDPS X4, X, X4 \
 	VHADDPS X4, X4, X4 \
 	VHADDPS X4, X4, X4
+#define HSUM16(V, Y, X) \
+	VEXTRACTF64X4 $1, V, Y3 \
+	VADDPS Y3, Y, Y3 \
+	VEXTRACTF128 $1, Y3, X4 \
+	VADDPS X4, X3, X4 \
+	VHADDPS X4, X4, X4 \
+	VHADDPS X4, X4, X4
 
-// func recomputeAVX2(hstart, A, B, C, dt, du, y, abar, hs *float32, steps, n, stride int)
-// dt, du and y advance by stride elements a step (kept in bytes in stride's argument slot).
-TEXT ·recomputeAVX2(SB), NOSPLIT, $0-96
-	MOVQ hstart+0(FP), DI // h_{t−1}
-	MOVQ A+8(FP), SI
-	MOVQ B+16(FP), R8
-	MOVQ C+24(FP), R9
-	MOVQ dt+32(FP), R10
-	MOVQ du+40(FP), R11
-	MOVQ y+48(FP), R12
-	MOVQ abar+56(FP), R13
-	MOVQ hs+64(FP), BX // h_t
-	MOVQ steps+72(FP), CX
-	MOVQ n+80(FP), DX
-	SHLQ $2, DX
-	MOVQ stride+88(FP), AX
-	SHLQ $2, AX
-	MOVQ AX, stride+88(FP)
-	EXPCONSTS
+// The recurrence and the reverse pass carry a value from step to step (h; μ and dA). When a
+// row is one or two vectors (State 16 on either width, 32 on AVX-512) the carried values stay
+// in registers: through memory every step would wait for a store to be forwarded to the next
+// load. The register variants compute the same operations in the same order as the general
+// loop, so every variant gives the same bits.
 
-recStep:
-	VBROADCASTSS (R10), Y14
-	VBROADCASTSS (R11), Y13
-	VXORPS Y12, Y12, Y12
-	XORQ AX, AX
+// RECUR runs recurVec's iterations: h = Ā⊙h_prev + x·B into the row at BX and y = Σ C⊙h;
+// then the next h_prev is the row just written (SI = 0) or the next one (SI = row bytes, in
+// place). DI h_prev, R13 Ā, R8 B, R9 C, R10 x, R11 y, CX iterations, DX row bytes, R12 stride
+// bytes. RHEAD and RTAIL open and close an iteration.
+#define RHEAD(V12, V13) \
+	VBROADCASTSS (R10), V13 \
+	VXORPS V12, V12, V12
+#define RTAIL(step, HSUMW, V12) \
+	HSUMW(V12, Y12, X12) \
+	VMOVSS X4, (R11) \
+	ADDQ DX, BX \
+	ADDQ DX, R13 \
+	ADDQ bstride+80(FP), R8 \
+	ADDQ bstride+80(FP), R9 \
+	ADDQ R12, R10 \
+	ADDQ R12, R11 \
+	DECQ CX \
+	JNZ step
+#define RECUR(step, state, W, HSUMW, V1, V3, V12, V13) \
+step: \
+	RHEAD(V12, V13) \
+	XORQ AX, AX \
+state: \
+	VMULPS (R8)(AX*1), V13, V3 \
+	VMOVUPS (R13)(AX*1), V1 \
+	VFMADD231PS (DI)(AX*1), V1, V3 \
+	VMOVUPS V3, (BX)(AX*1) \
+	VFMADD231PS (R9)(AX*1), V3, V12 \
+	ADDQ W, AX \
+	CMPQ AX, DX \
+	JLT state \
+	LEAQ (BX)(SI*1), DI \
+	RTAIL(step, HSUMW, V12)
 
-recState:
-	VMULPS (SI)(AX*1), Y14, Y0
-	EXP8
-	VMOVUPS Y1, (R13)(AX*1) // keep Ā_t
-	VMULPS (R8)(AX*1), Y13, Y3
-	VFMADD231PS (DI)(AX*1), Y1, Y3
-	VMOVUPS Y3, (BX)(AX*1) // keep h_t
-	VFMADD231PS (R9)(AX*1), Y3, Y12
-	ADDQ $32, AX
-	CMPQ AX, DX
-	JLT recState
+// RVEC is RECUR's work on the vector at byte off of the row, with h_prev in register H.
+#define RVEC(off, H, V3, V12, V13) \
+	VMULPS off(R8), V13, V3 \
+	VFMADD231PS off(R13), H, V3 \
+	VMOVAPS V3, H \
+	VMOVUPS V3, off(BX) \
+	VFMADD231PS off(R9), V3, V12
 
-	HSUM(Y12, X12)
-	VMOVSS X4, (R12)
-	MOVQ BX, DI // h_{t−1} of the next step
-	ADDQ DX, BX
-	ADDQ DX, R13
-	ADDQ DX, R8
-	ADDQ DX, R9
-	ADDQ stride+88(FP), R10
-	ADDQ stride+88(FP), R11
-	ADDQ stride+88(FP), R12
-	DECQ CX
-	JNZ recStep
-	VZEROUPPER
+// RECURS dispatches on the row (DX bytes, W a vector) and inPlace: rows of one or two vectors of
+// a sequence keep h in H0 (and H1), others run RECUR.
+#define RECURS(gen, one, two, s0, s1, s2, st, W, WB, TWOWB, HSUMW, V1, V3, V12, V13, H0, H1) \
+	CMPB inPlace+88(FP), $0 \
+	JNE gen \
+	CMPQ DX, WB \
+	JEQ one \
+	CMPQ DX, TWOWB \
+	JEQ two \
+gen: \
+	RECUR(s0, st, WB, HSUMW, V1, V3, V12, V13) \
+	VZEROUPPER \
+	RET \
+one: \
+	VMOVUPS (DI), H0 \
+s1: \
+	RHEAD(V12, V13) \
+	RVEC(0, H0, V3, V12, V13) \
+	RTAIL(s1, HSUMW, V12) \
+	VZEROUPPER \
+	RET \
+two: \
+	VMOVUPS (DI), H0 \
+	VMOVUPS W(DI), H1 \
+s2: \
+	RHEAD(V12, V13) \
+	RVEC(0, H0, V3, V12, V13) \
+	RVEC(W, H1, V3, V12, V13) \
+	RTAIL(s2, HSUMW, V12) \
+	VZEROUPPER \
 	RET
 
-// func reverseAVX2(mu, A, B, C, abar, hs, hstart, db, dc, dA, dt, du, gh, s1, s2 *float32, steps, n, stride int)
-//
-// Row pointers point at the end of their row and AX runs from −(row bytes) up to 0:
-// DI μ, SI A, DX dA; R8 B_t, R9 C_t, R10 Ā_t, R11 h_t, R12 h_{t−1}, R13 db_t, BX dc_t, the
-// rows of step t = CX, walking backwards. The per-step scalars are t·stride elements in.
-TEXT ·reverseAVX2(SB), NOSPLIT, $0-144
+// REVERSE walks the steps t = CX … 0 backwards (see scanReverseGo). Row pointers point at the
+// end of their row: DI μ, SI A, DX dA; R8 B_t, R9 C_t, R10 Ā_t, R11 h_t, R12 h_{t−1}, R13 db_t,
+// BX dc_t. The per-step scalars are t·stride in; n and stride are kept in bytes in their
+// argument slots. REVHEAD opens a step (V15 Δ_t, V14 Δ_t·u_t, V13 ĝ_t, R12, the sums V12 of
+// λ·B and V11 of A·q zeroed; AX = row bytes); REVTAIL stores the sums and moves to the next.
+#define REVHEAD(rows, V11, V12, V13, V14, V15) \
+	MOVQ stride+136(FP), R12 \
+	IMULQ CX, R12 \
+	MOVQ dt+80(FP), AX \
+	VBROADCASTSS (AX)(R12*1), V15 \
+	MOVQ du+88(FP), AX \
+	VBROADCASTSS (AX)(R12*1), V14 \
+	MOVQ gh+96(FP), AX \
+	VBROADCASTSS (AX)(R12*1), V13 \
+	MOVQ n+128(FP), AX \
+	MOVQ R11, R12 \
+	SUBQ AX, R12 /* h_{t−1} is the row before h_t */ \
+	TESTQ CX, CX \
+	JNZ rows \
+	MOVQ hstart+48(FP), R12 /* except at t = 0 */ \
+	ADDQ AX, R12 \
+rows: \
+	VXORPS V12, V12, V12 \
+	VXORPS V11, V11, V11
+#define REVTAIL(step, end, HSUMW, V11, V12) \
+	MOVQ stride+136(FP), R12 \
+	IMULQ CX, R12 \
+	HSUMW(V12, Y12, X12) \
+	MOVQ s1+104(FP), AX \
+	VMOVSS X4, (AX)(R12*1) \
+	HSUMW(V11, Y11, X11) \
+	MOVQ s2+112(FP), AX \
+	VMOVSS X4, (AX)(R12*1) \
+	TESTQ CX, CX \
+	JZ end \
+	MOVQ n+128(FP), AX \
+	SUBQ AX, R8 \
+	SUBQ AX, R9 \
+	SUBQ AX, R10 \
+	SUBQ AX, R11 \
+	SUBQ AX, R13 \
+	SUBQ AX, BX \
+	DECQ CX \
+	JMP step \
+end:
+
+// REVVEC is the reverse pass's work on one vector of the rows, at address M(row): AT, the
+// element AX of the general loop, or ENDk, k bytes before the rows' ends (MU, DA and AR hold μ,
+// dA and A: registers in the register variants).
+#define AT(r) (r)(AX*1)
+#define END32(r) -32(r)
+#define END64(r) -64(r)
+#define END128(r) -128(r)
+#define REVVEC(M, MU, DA, AR, V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	VMOVAPS MU, V0 \
+	VFMADD231PS M(R9), V13, V0 /* λ = C·ĝ + μ */ \
+	VMULPS M(R10), V0, V2 /* Ā·λ */ \
+	VMOVAPS V2, MU /* μ ← Ā·λ */ \
+	VMULPS M(R12), V2, V2 /* q = λ·Ā·h_{t−1} */ \
+	VMOVUPS M(BX), V3 \
+	VFMADD231PS M(R11), V13, V3 /* dc += ĝ·h */ \
+	VMOVUPS V3, M(BX) \
+	VMOVUPS M(R13), V4 \
+	VFMADD231PS V0, V14, V4 /* db += Δu·λ */ \
+	VMOVUPS V4, M(R13) \
+	VFMADD231PS M(R8), V0, V12 /* s1 += λ·B */ \
+	VFMADD231PS AR, V2, V11 /* s2 += A·q */ \
+	VFMADD231PS V2, V15, DA /* dA += Δ·q */
+
+// REVREG is the reverse pass with μ, dA and A of the row's last vector in registers MU1, DA1,
+// AR1 (addressed by NW), and with FIRST = REVVEC (and LOADREG, STOREREG) those of the vector
+// before it in MU0, DA0, AR0 (NTWOW); NOVEC, NOLOAD and NOSTORE make it a row of one vector.
+#define LOADREG(M, MU, DA, AR) \
+	VMOVUPS M(DI), MU \
+	VMOVUPS M(DX), DA \
+	VMOVUPS M(SI), AR
+#define STOREREG(M, MU, DA) \
+	VMOVUPS MU, M(DI) \
+	VMOVUPS DA, M(DX)
+#define NOLOAD(M, MU, DA, AR)
+#define NOSTORE(M, MU, DA)
+#define NOVEC(M, MU, DA, AR, V0, V2, V3, V4, V11, V12, V13, V14, V15)
+#define REVREG(step, rows, end, FIRSTLOAD, FIRST, FIRSTSTORE, NW, NTWOW, HSUMW, V0, V2, V3, V4, V11, V12, V13, V14, V15, MU0, DA0, AR0, MU1, DA1, AR1) \
+	FIRSTLOAD(NTWOW, MU0, DA0, AR0) \
+	LOADREG(NW, MU1, DA1, AR1) \
+step: \
+	REVHEAD(rows, V11, V12, V13, V14, V15) \
+	FIRST(NTWOW, MU0, DA0, AR0, V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	REVVEC(NW, MU1, DA1, AR1, V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	REVTAIL(step, end, HSUMW, V11, V12) \
+	FIRSTSTORE(NTWOW, MU0, DA0) \
+	STOREREG(NW, MU1, DA1) \
+	VZEROUPPER \
+	RET
+
+// REVERSES dispatches on the row (n bytes, WB a vector): rows of one or two vectors keep μ, dA
+// and A in registers (REVREG), others loop over the row through memory.
+#define REVERSES(one, two, g0, gr, gs, ge, s1, r1, e1, s2, r2, e2, NW, NTWOW, WB, TWOWB, HSUMW, V0, V1, V2, V3, V4, V5, V11, V12, V13, V14, V15, MU0, MU1, DA0, DA1, AR0, AR1) \
+	MOVQ n+128(FP), AX \
+	CMPQ AX, WB \
+	JEQ one \
+	CMPQ AX, TWOWB \
+	JEQ two \
+g0: \
+	REVHEAD(gr, V11, V12, V13, V14, V15) \
+	NEGQ AX \
+gs: \
+	VMOVUPS (DI)(AX*1), V1 \
+	VMOVUPS (DX)(AX*1), V5 \
+	REVVEC(AT, V1, V5, AT(SI), V0, V2, V3, V4, V11, V12, V13, V14, V15) \
+	VMOVUPS V1, (DI)(AX*1) \
+	VMOVUPS V5, (DX)(AX*1) \
+	ADDQ WB, AX \
+	JNZ gs \
+	REVTAIL(g0, ge, HSUMW, V11, V12) \
+	VZEROUPPER \
+	RET \
+one: \
+	REVREG(s1, r1, e1, NOLOAD, NOVEC, NOSTORE, NW, NTWOW, HSUMW, V0, V2, V3, V4, V11, V12, V13, V14, V15, MU0, DA0, AR0, MU1, DA1, AR1) \
+two: \
+	REVREG(s2, r2, e2, LOADREG, REVVEC, STOREREG, NW, NTWOW, HSUMW, V0, V2, V3, V4, V11, V12, V13, V14, V15, MU0, DA0, AR0, MU1, DA1, AR1)
+
+// ADJOINT: for t = CX−1 … 0, μ ← Ā_t⊙(ĝ_t·C_t + μ). DI μ, R13 Ā_t, R9 C_t, R11 ĝ_t (the rows of
+// the last step first), DX row bytes, R12 stride bytes.
+#define ADJOINT(step, state, W, V12, V13) \
+step: \
+	VBROADCASTSS (R11), V13 \
+	XORQ AX, AX \
+state: \
+	VMOVUPS (DI)(AX*1), V12 \
+	VFMADD231PS (R9)(AX*1), V13, V12 \
+	VMULPS (R13)(AX*1), V12, V12 \
+	VMOVUPS V12, (DI)(AX*1) \
+	ADDQ W, AX \
+	CMPQ AX, DX \
+	JLT state \
+	SUBQ DX, R13 \
+	SUBQ DX, R9 \
+	SUBQ R12, R11 \
+	DECQ CX \
+	JNZ step
+
+// DUDELTA: as duDeltaRowGo, a vector of channels per iteration, with fused multiply-adds. DX
+// runs over the bytes of the rows (n, kept in bytes in its argument slot).
+#define DUDELTA(loop, W, V0, V1, V2, V3, V4, V5, V6) \
+loop: \
+	VMOVUPS (R12)(DX*1), V0 /* ĝ */ \
+	VMOVUPS (BX)(DX*1), V1 /* s1 */ \
+	VMOVUPS (R10)(DX*1), V2 /* u */ \
+	VMULPS (R13)(DX*1), V1, V3 /* Δ·s1 */ \
+	VFMADD231PS (R11)(DX*1), V0, V3 /* du = D·ĝ + Δ·s1 */ \
+	VMOVUPS V3, (DI)(DX*1) \
+	VMOVUPS (R8)(DX*1), V4 \
+	VFMADD231PS V2, V0, V4 /* sumD += ĝ·u */ \
+	VMOVUPS V4, (R8)(DX*1) \
+	VMOVUPS (CX)(DX*1), V5 \
+	VFMADD231PS V1, V2, V5 /* u·s1 + s2 */ \
+	VMULPS (AX)(DX*1), V5, V5 /* dδ */ \
+	VMOVUPS V5, (SI)(DX*1) \
+	VADDPS (R9)(DX*1), V5, V6 /* sumBias += dδ */ \
+	VMOVUPS V6, (R9)(DX*1) \
+	ADDQ W, DX \
+	CMPQ DX, n+88(FP) \
+	JLT loop
+
+// func recurVec(prev, abar, B, C, du, y, hs *float32, steps, n, stride, bstride int, inPlace, wide bool)
+// bstride is kept in bytes in its argument slot.
+TEXT ·recurVec(SB), NOSPLIT, $0-90
+	MOVQ prev+0(FP), DI
+	MOVQ abar+8(FP), R13
+	MOVQ B+16(FP), R8
+	MOVQ C+24(FP), R9
+	MOVQ du+32(FP), R10
+	MOVQ y+40(FP), R11
+	MOVQ hs+48(FP), BX
+	MOVQ steps+56(FP), CX
+	MOVQ n+64(FP), DX
+	SHLQ $2, DX
+	MOVQ stride+72(FP), R12
+	SHLQ $2, R12
+	MOVQ bstride+80(FP), AX
+	SHLQ $2, AX
+	MOVQ AX, bstride+80(FP)
+	XORQ SI, SI
+	CMPB inPlace+88(FP), $0
+	CMOVQNE DX, SI
+	CMPB wide+89(FP), $0
+	JNE wide
+	RECURS(gen8, one8, two8, rs8, r1s8, r2s8, st8, 32, $32, $64, HSUM8, Y1, Y3, Y12, Y13, Y5, Y6)
+
+wide:
+	RECURS(gen16, one16, two16, rs16, r1s16, r2s16, st16, 64, $64, $128, HSUM16, Z1, Z3, Z12, Z13, Z5, Z6)
+
+// func reverseVec(mu, A, B, C, abar, hs, hstart, db, dc, dA, dt, du, gh, s1, s2 *float32, steps, n, stride int, wide bool)
+TEXT ·reverseVec(SB), NOSPLIT, $0-145
 	MOVQ stride+136(FP), AX
 	SHLQ $2, AX
 	MOVQ AX, stride+136(FP)
 	MOVQ n+128(FP), AX
 	SHLQ $2, AX
+	MOVQ AX, n+128(FP)
 	MOVQ steps+120(FP), CX
 	MOVQ CX, R12
 	IMULQ AX, R12
@@ -157,195 +324,46 @@ TEXT ·reverseAVX2(SB), NOSPLIT, $0-144
 	MOVQ dc+64(FP), BX
 	ADDQ R12, BX
 	DECQ CX
+	CMPB wide+144(FP), $0
+	JNE wide
+	REVERSES(one8, two8, g8, gr8, gs8, ge8, s18, r18, e18, s28, r28, e28, END32, END64, $32, $64, HSUM8, Y0, Y1, Y2, Y3, Y4, Y5, Y11, Y12, Y13, Y14, Y15, Y5, Y6, Y7, Y8, Y9, Y10)
 
-revStep:
-	MOVQ stride+136(FP), R12
-	IMULQ CX, R12
-	MOVQ dt+80(FP), AX
-	VBROADCASTSS (AX)(R12*1), Y15 // Δ_t
-	MOVQ du+88(FP), AX
-	VBROADCASTSS (AX)(R12*1), Y14 // Δ_t·u_t
-	MOVQ gh+96(FP), AX
-	VBROADCASTSS (AX)(R12*1), Y13 // ĝ_t
-	MOVQ n+128(FP), AX
-	SHLQ $2, AX
-	MOVQ R11, R12
-	SUBQ AX, R12 // h_{t−1} is the row before h_t
-	TESTQ CX, CX
-	JNZ revRows
-	MOVQ hstart+48(FP), R12 // except at t = 0
-	ADDQ AX, R12
+wide:
+	REVERSES(one16, two16, g16, gr16, gs16, ge16, s116, r116, e116, s216, r216, e216, END64, END128, $64, $128, HSUM16, Z0, Z1, Z2, Z3, Z4, Z5, Z11, Z12, Z13, Z14, Z15, Z5, Z6, Z7, Z8, Z9, Z10)
 
-revRows:
-	VXORPS Y12, Y12, Y12 // Σ λ·B
-	VXORPS Y11, Y11, Y11 // Σ A·q
-	NEGQ AX
-
-revState:
-	VMOVUPS (DI)(AX*1), Y0
-	VFMADD231PS (R9)(AX*1), Y13, Y0 // λ = C·ĝ + μ
-	VMOVUPS (R10)(AX*1), Y1
-	VMULPS Y0, Y1, Y2 // Ā·λ
-	VMOVUPS Y2, (DI)(AX*1) // μ ← Ā·λ
-	VMULPS (R12)(AX*1), Y2, Y2 // q = λ·Ā·h_{t−1}
-	VMOVUPS (BX)(AX*1), Y3
-	VFMADD231PS (R11)(AX*1), Y13, Y3 // dc += ĝ·h
-	VMOVUPS Y3, (BX)(AX*1)
-	VMOVUPS (R13)(AX*1), Y4
-	VFMADD231PS Y0, Y14, Y4 // db += Δu·λ
-	VMOVUPS Y4, (R13)(AX*1)
-	VFMADD231PS (R8)(AX*1), Y0, Y12 // s1 += λ·B
-	VFMADD231PS (SI)(AX*1), Y2, Y11 // s2 += A·q
-	VMOVUPS (DX)(AX*1), Y5
-	VFMADD231PS Y2, Y15, Y5 // dA += Δ·q
-	VMOVUPS Y5, (DX)(AX*1)
-	ADDQ $32, AX
-	JNZ revState
-
-	MOVQ stride+136(FP), R12
-	IMULQ CX, R12
-	HSUM(Y12, X12)
-	MOVQ s1+104(FP), AX
-	VMOVSS X4, (AX)(R12*1)
-	HSUM(Y11, X11)
-	MOVQ s2+112(FP), AX
-	VMOVSS X4, (AX)(R12*1)
-	TESTQ CX, CX
-	JZ revEnd
-	MOVQ n+128(FP), AX
-	SHLQ $2, AX
-	SUBQ AX, R8
-	SUBQ AX, R9
-	SUBQ AX, R10
-	SUBQ AX, R11
-	SUBQ AX, R13
-	SUBQ AX, BX
-	DECQ CX
-	JMP revStep
-
-revEnd:
-	VZEROUPPER
-	RET
-
-// func adjointAVX2(mu, A, C, dt, gh *float32, steps, n, stride int)
-// Steps t = steps−1 … 0: μ ← exp(Δ_t·A)⊙(ĝ_t·C_t + μ). R9 points at the start of row C_t,
-// R8 is t·stride in bytes.
-TEXT ·adjointAVX2(SB), NOSPLIT, $0-64
-	MOVQ mu+0(FP), DI
-	MOVQ A+8(FP), SI
-	MOVQ dt+24(FP), R10
-	MOVQ gh+32(FP), R11
-	MOVQ steps+40(FP), CX
-	MOVQ n+48(FP), DX
+// func adjointVec(mu, abar, C, gh *float32, steps, n, stride int, wide bool)
+TEXT ·adjointVec(SB), NOSPLIT, $0-57
+	MOVQ steps+32(FP), CX
+	MOVQ n+40(FP), DX
 	SHLQ $2, DX
-	MOVQ CX, R9
-	IMULQ DX, R9
-	ADDQ C+16(FP), R9
-	EXPCONSTS
-
-adjStep:
-	DECQ CX
-	SUBQ DX, R9
-	MOVQ stride+56(FP), R8
-	SHLQ $2, R8
-	IMULQ CX, R8
-	VBROADCASTSS (R10)(R8*1), Y14
-	VBROADCASTSS (R11)(R8*1), Y13
-	XORQ AX, AX
-
-adjState:
-	VMULPS (SI)(AX*1), Y14, Y0
-	EXP8
-	VMOVUPS (DI)(AX*1), Y12
-	VFMADD231PS (R9)(AX*1), Y13, Y12 // ĝ·C + μ
-	VMULPS Y12, Y1, Y12
-	VMOVUPS Y12, (DI)(AX*1)
-	ADDQ $32, AX
-	CMPQ AX, DX
-	JLT adjState
-
-	TESTQ CX, CX
-	JNZ adjStep
+	MOVQ CX, AX
+	DECQ AX
+	IMULQ DX, AX // the last row
+	MOVQ abar+8(FP), R13
+	ADDQ AX, R13
+	MOVQ C+16(FP), R9
+	ADDQ AX, R9
+	MOVQ stride+48(FP), R12
+	SHLQ $2, R12
+	MOVQ CX, AX
+	DECQ AX
+	IMULQ R12, AX // the last step's scalar
+	MOVQ gh+24(FP), R11
+	ADDQ AX, R11
+	MOVQ mu+0(FP), DI
+	CMPB wide+56(FP), $0
+	JNE wide
+	ADJOINT(step8, state8, $32, Y12, Y13)
 	VZEROUPPER
 	RET
 
-// EXPNEGABS sets Y13 = |Y12|, Y1 = e = exp(−|Y12|), Y3 = 1/(1 + e). Needs Y14 = 0 and EXPCONSTS.
-#define EXPNEGABS \
-	VANDPS ABSMASK, Y12, Y13 \
-	VSUBPS Y13, Y14, Y0 \
-	EXP8 \
-	VADDPS ONE, Y1, Y2 \
-	VMOVUPS ONE, Y3 \
-	VDIVPS Y2, Y3, Y3
-
-// func softplusAVX2(x, d *float32, n int)
-// As softplus32: with e = exp(−|x|) and w = e/(2+e), softplus(x) = max(x, 0) + 2w·P(w²),
-// σ(x) = 1/(1+e) for x ≥ 0 and e/(1+e) below; x itself and 1 above the threshold.
-TEXT ·softplusAVX2(SB), NOSPLIT, $0-24
-	MOVQ x+0(FP), DI
-	MOVQ d+8(FP), SI
-	MOVQ n+16(FP), CX
-	VXORPS Y14, Y14, Y14
-	EXPCONSTS
-
-spLoop:
-	VMOVUPS (DI), Y12
-	EXPNEGABS
-	VADDPS TWO, Y1, Y4
-	VDIVPS Y4, Y1, Y4 // w
-	VMULPS Y4, Y4, Y13 // w²
-	VMOVUPS L13, Y0
-	VFMADD213PS L11, Y13, Y0
-	VFMADD213PS L9, Y13, Y0
-	VFMADD213PS L7, Y13, Y0
-	VFMADD213PS L5, Y13, Y0
-	VFMADD213PS L3, Y13, Y0
-	VFMADD213PS ONE, Y13, Y0
-	VMULPS Y4, Y0, Y0
-	VADDPS Y0, Y0, Y0 // log1p(e)
-	VMAXPS Y14, Y12, Y2
-	VADDPS Y0, Y2, Y2 // softplus
-	VMULPS Y3, Y1, Y4 // e/(1+e)
-	VCMPPS $0x0d, Y14, Y12, Y13 // x >= 0
-	VBLENDVPS Y13, Y3, Y4, Y4 // σ(x)
-	VCMPPS $0x0e, THRESHOLD, Y12, Y13 // x > threshold
-	VBLENDVPS Y13, Y12, Y2, Y2
-	VBLENDVPS Y13, ONE, Y4, Y4
-	VMOVUPS Y2, (DI)
-	VMOVUPS Y4, (SI)
-	ADDQ $32, DI
-	ADDQ $32, SI
-	SUBQ $8, CX
-	JNZ spLoop
+wide:
+	ADJOINT(step16, state16, $64, Z12, Z13)
 	VZEROUPPER
 	RET
 
-// func sigmoidAVX2(x, s *float32, n int)
-TEXT ·sigmoidAVX2(SB), NOSPLIT, $0-24
-	MOVQ x+0(FP), DI
-	MOVQ s+8(FP), SI
-	MOVQ n+16(FP), CX
-	VXORPS Y14, Y14, Y14
-	EXPCONSTS
-
-sgLoop:
-	VMOVUPS (DI), Y12
-	EXPNEGABS
-	VMULPS Y3, Y1, Y4
-	VCMPPS $0x0d, Y14, Y12, Y13
-	VBLENDVPS Y13, Y3, Y4, Y4
-	VMOVUPS Y4, (SI)
-	ADDQ $32, DI
-	ADDQ $32, SI
-	SUBQ $8, CX
-	JNZ sgLoop
-	VZEROUPPER
-	RET
-
-// func duDeltaAVX2(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 *float32, n int)
-// As duDeltaRowGo, eight channels per instruction, with fused multiply-adds. n (a multiple of
-// 8) is kept in bytes in its argument slot.
-TEXT ·duDeltaAVX2(SB), NOSPLIT, $0-96
+// func duDeltaVec(gu, gd, sumD, sumBias, u, D, gh, dt, ddt, s1, s2 *float32, n int, wide bool)
+TEXT ·duDeltaVec(SB), NOSPLIT, $0-97
 	MOVQ gu+0(FP), DI
 	MOVQ gd+8(FP), SI
 	MOVQ sumD+16(FP), R8
@@ -361,25 +379,40 @@ TEXT ·duDeltaAVX2(SB), NOSPLIT, $0-96
 	SHLQ $2, DX
 	MOVQ DX, n+88(FP)
 	XORQ DX, DX
-
-ddLoop:
-	VMOVUPS (R12)(DX*1), Y0 // ĝ
-	VMOVUPS (BX)(DX*1), Y1 // s1
-	VMOVUPS (R10)(DX*1), Y2 // u
-	VMULPS (R13)(DX*1), Y1, Y3 // Δ·s1
-	VFMADD231PS (R11)(DX*1), Y0, Y3 // du = D·ĝ + Δ·s1
-	VMOVUPS Y3, (DI)(DX*1)
-	VMOVUPS (R8)(DX*1), Y4
-	VFMADD231PS Y2, Y0, Y4 // sumD += ĝ·u
-	VMOVUPS Y4, (R8)(DX*1)
-	VMOVUPS (CX)(DX*1), Y5
-	VFMADD231PS Y1, Y2, Y5 // u·s1 + s2
-	VMULPS (AX)(DX*1), Y5, Y5 // dδ
-	VMOVUPS Y5, (SI)(DX*1)
-	VADDPS (R9)(DX*1), Y5, Y6 // sumBias += dδ
-	VMOVUPS Y6, (R9)(DX*1)
-	ADDQ $32, DX
-	CMPQ DX, n+88(FP)
-	JLT ddLoop
+	CMPB wide+96(FP), $0
+	JNE wide
+	DUDELTA(loop8, $32, Y0, Y1, Y2, Y3, Y4, Y5, Y6)
 	VZEROUPPER
+	RET
+
+wide:
+	DUDELTA(loop16, $64, Z0, Z1, Z2, Z3, Z4, Z5, Z6)
+	VZEROUPPER
+	RET
+
+// func prefetchRows(p *float32, rows, stride, width int)
+// Prefetches width floats of rows rows, stride floats apart, into the cache.
+TEXT ·prefetchRows(SB), NOSPLIT, $0-32
+	MOVQ rows+8(FP), CX
+	TESTQ CX, CX
+	JZ done
+	MOVQ p+0(FP), DI
+	MOVQ width+24(FP), BX
+	SHLQ $2, BX
+	MOVQ stride+16(FP), DX
+	SHLQ $2, DX
+
+row:
+	XORQ AX, AX
+
+line:
+	PREFETCHT0 (DI)(AX*1)
+	ADDQ $64, AX
+	CMPQ AX, BX
+	JLT line
+	ADDQ DX, DI
+	DECQ CX
+	JNZ row
+
+done:
 	RET

@@ -14,6 +14,7 @@ type Reference struct {
 	hist  []float64 // (Len+1, State): h_{t-1} for t = 0..Len of the current (batch, channel)
 	ys    []float64 // (Len): pre-gate output y_t of the current (batch, channel)
 	mu    []float64 // (State): d(loss)/d(h_t) flowing back from step t+1
+	zero  []float64 // (State): the state entering a step where a document starts
 	soft  bool
 }
 
@@ -33,6 +34,7 @@ func NewReference(s Shape, o Options) (*Reference, error) {
 		hist:  make([]float64, (s.Len+1)*s.State),
 		ys:    make([]float64, s.Len),
 		mu:    make([]float64, s.State),
+		zero:  make([]float64, s.State),
 		soft:  o.Softplus,
 	}, nil
 }
@@ -52,6 +54,20 @@ func (r *Reference) delta(in Inputs[float64], i, c int) (float64, float64) {
 	return math.Log1p(math.Exp(x)), 1 / (1 + math.Exp(-x))
 }
 
+// reset reports whether a document starts at step t of batch row b.
+func reset[T float32 | float64](in Inputs[T], s Shape, b, t int) bool {
+	return in.Resets != nil && in.Resets[b*s.Len+t] != 0
+}
+
+// prev returns the state entering step t, kept in r.hist by run: h_{t−1}, or zero where a
+// document starts.
+func (r *Reference) prev(in Inputs[float64], b, t int) []float64 {
+	if reset(in, r.shape, b, t) {
+		return r.zero
+	}
+	return r.hist[t*r.shape.State:][:r.shape.State]
+}
+
 // run recomputes the states h_{-1..L-1} into r.hist and the pre-gate outputs into r.ys for one
 // (batch b, channel c).
 func (r *Reference) run(in Inputs[float64], b, c int) {
@@ -69,7 +85,7 @@ func (r *Reference) run(in Inputs[float64], b, c int) {
 		u := in.U[i]
 		Bt := in.B[(b*s.Len+t)*N:][:N]
 		Ct := in.C[(b*s.Len+t)*N:][:N]
-		prev, cur := r.hist[t*N:][:N], r.hist[(t+1)*N:][:N]
+		prev, cur := r.prev(in, b, t), r.hist[(t+1)*N:][:N]
 		y := 0.0
 		for n := range N {
 			cur[n] = math.Exp(dt*A[n])*prev[n] + dt*Bt[n]*u
@@ -149,7 +165,7 @@ func (r *Reference) Backward(in Inputs[float64], dout, dlast []float64, g Grads[
 				}
 				Bt := in.B[(b*s.Len+t)*N:][:N]
 				Ct := in.C[(b*s.Len+t)*N:][:N]
-				prev, cur := r.hist[t*N:][:N], r.hist[(t+1)*N:][:N]
+				prev, cur := r.prev(in, b, t), r.hist[(t+1)*N:][:N]
 				dDelta := 0.0
 				for n := range N {
 					abar := math.Exp(dt * A[n])
@@ -166,6 +182,9 @@ func (r *Reference) Backward(in Inputs[float64], dout, dlast []float64, g Grads[
 						g.A[c*N+n] += lam * dt * abar * prev[n]
 					}
 					r.mu[n] = abar * lam
+				}
+				if reset(in, s, b, t) {
+					clear(r.mu) // h_{t−1} does not reach h_t
 				}
 				if g.U != nil {
 					g.U[i] = du

@@ -22,9 +22,17 @@ type Options struct {
 
 // Inputs of a selective scan, token-major:
 // U, Delta, Z: (Batch, Len, Channels); A: (Channels, State); B, C: (Batch, Len, State);
-// D, DeltaBias: (Channels); H0: (Batch, Channels, State). D, Z, DeltaBias and H0 may be nil
-// (no skip term, no gate, zero bias, zero initial state).
-type Inputs[T float32 | float64] struct{ U, Delta, A, B, C, D, Z, DeltaBias, H0 []T }
+// D, DeltaBias: (Channels); H0: (Batch, Channels, State); Resets: (Batch, Len). D, Z,
+// DeltaBias, H0 and Resets may be nil (no skip term, no gate, zero bias, zero initial state,
+// one document per row).
+//
+// Resets marks packed documents: Resets[b·Len + t] ≠ 0 where a document starts at step t of
+// row b (data.Batch.Resets has this layout and meaning). The state entering that step is zero
+// instead of h_{t−1} (H0 at t = 0), so nothing flows across the boundary, forward or backward.
+type Inputs[T float32 | float64] struct {
+	U, Delta, A, B, C, D, Z, DeltaBias, H0 []T
+	Resets                                 []uint8
+}
 
 // Grads receives the gradients of a loss with respect to the inputs. Each non-nil field is
 // overwritten with d(loss)/d(that input), same shape as the input. The gradients of D, DeltaBias
@@ -142,6 +150,10 @@ func (s Shape) count(k kind) int {
 }
 
 func checkInputs[T float32 | float64](s Shape, in Inputs[T]) error {
+	if in.Resets != nil && len(in.Resets) != s.Batch*s.Len {
+		return fmt.Errorf("scan: Inputs.Resets has length %d, want %d (Batch*Len = %d*%d)",
+			len(in.Resets), s.Batch*s.Len, s.Batch, s.Len)
+	}
 	return checkSlots(s,
 		slot[T]{"Inputs.U", in.U, tokens, false},
 		slot[T]{"Inputs.Delta", in.Delta, tokens, false},

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 // loss is Σ out·dout + Σ last·dlast computed by the reference.
@@ -32,7 +34,7 @@ func loss(t *testing.T, k *Reference, in Inputs[float64], dout, dlast []float64)
 // DeltaBias and H0 are differentiated at zero.
 func TestFiniteDifferences(t *testing.T) {
 	shapes := []Shape{{1, 1, 2, 3}, {2, 5, 3, 4}, {1, 6, 2, 1}, {2, 3, 1, 2}}
-	configs := []config{allOn, {}, {Z: true, Softplus: true}, {D: true, Bias: true}}
+	configs := []config{allOn, {}, {Z: true, Softplus: true}, {D: true, Bias: true}, packed, {Resets: true, H0: true}}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range shapes {
 		for _, c := range configs {
@@ -73,9 +75,8 @@ func TestFiniteDifferences(t *testing.T) {
 						lm := loss(t, k, in, dout, dlast)
 						p.x[i] = x0
 						fd := (lp - lm) / (2 * eps)
-						if math.Abs(fd-p.g[i]) > 1e-6*(1+math.Abs(fd)) {
-							t.Errorf("d%s[%d] = %.10g, finite difference %.10g", p.name, i, p.g[i], fd)
-						}
+						testutil.CheckErr(t, fmt.Sprintf("d%s[%d] = %.10g, finite difference %.10g: error/(1+|fd|)",
+							p.name, i, p.g[i], fd), math.Abs(fd-p.g[i])/(1+math.Abs(fd)), 1e-6)
 					}
 				}
 			})
@@ -101,7 +102,7 @@ func TestFastMatchesReference(t *testing.T) {
 		{Shape{3, 1, 70, 16}, 0}, {Shape{2, 1, 5, 3}, 0}, // one step: the decoder's case
 	}
 	for _, tc := range cases {
-		for _, c := range []config{allOn, {}, {Z: true, H0: true}} {
+		for _, c := range []config{allOn, {}, {Z: true, H0: true}, packed} {
 			t.Run(fmt.Sprintf("%v/chunk%d/%+v", tc.s, tc.chunk, c), func(t *testing.T) {
 				in, dout, dlast := randomCase(r, tc.s, c)
 				want := reference(t, tc.s, c.Softplus, in, dout, dlast)
@@ -213,24 +214,15 @@ func TestZeroDelta(t *testing.T) {
 	}
 	dout := normals(r, len(in.U), 1)
 	got := reference(t, s, false, in, dout, nil)
-	if e := relL2(got.out, want); e != 0 {
-		t.Errorf("reference: out differs from D·u by %g", e)
-	}
+	testutil.CloseAbs(t, "reference: out vs D·u", got.out, want, 0)
 	got32 := fast(t, s, Options{Chunk: 7}, in, dout, nil)
 	want32 := make([]float64, len(in.U))
 	for i, u := range in.U {
 		want32[i] = float64(float32(in.D[i%s.Channels]) * float32(u))
 	}
-	if e := relL2(got32.out, want32); e != 0 {
-		t.Errorf("fast: out differs from D·u by %g", e)
-	}
-	for _, x := range [][]float64{got.last, got32.last} {
-		for _, v := range x {
-			if v != 0 {
-				t.Fatalf("last state %v, want 0", v)
-			}
-		}
-	}
+	testutil.CloseAbs(t, "fast: out vs D·u", got32.out, want32, 0)
+	testutil.CloseAbs(t, "reference: last state vs 0", got.last, make([]float64, len(got.last)), 0)
+	testutil.CloseAbs(t, "fast: last state vs 0", got32.last, make([]float64, len(got32.last)), 0)
 }
 
 // TestCombineAssociative: (x∘y)∘z = x∘(y∘z) for the scan operator on random triples, and
@@ -243,20 +235,19 @@ func TestCombineAssociative(t *testing.T) {
 		la, lb = combine(la, lb, a3, b3)
 		ra, rb := combine(a2, b2, a3, b3)
 		ra, rb = combine(a1, b1, ra, rb)
-		if math.Abs(la-ra) > 1e-15 || math.Abs(lb-rb) > 1e-14*(1+math.Abs(lb)) {
-			t.Fatalf("(x∘y)∘z = (%v, %v), x∘(y∘z) = (%v, %v)", la, lb, ra, rb)
-		}
+		what := fmt.Sprintf("(x∘y)∘z = (%v, %v), x∘(y∘z) = (%v, %v)", la, lb, ra, rb)
+		testutil.CheckErr(t, what+": a", math.Abs(la-ra), 1e-15)
+		testutil.CheckErr(t, what+": b, relative to 1+|b|", math.Abs(lb-rb)/(1+math.Abs(lb)), 1e-14)
 	}
-	h, pa, pb := 0.5, 1.0, 0.5
+	h, prod, pa, pb := 0.5, 1.0, 1.0, 0.5
 	for range 50 {
 		a, b := r.Float64(), r.NormFloat64()
 		h = a*h + b
+		prod *= a
 		pa, pb = combine(pa, pb, a, b)
 	}
-	if math.Abs(pb-h) > 1e-12 {
-		t.Errorf("fold gives %v, recurrence %v", pb, h)
-	}
-	_ = pa
+	testutil.CheckErr(t, fmt.Sprintf("fold gives %v, recurrence %v", pb, h), math.Abs(pb-h), 1e-12)
+	testutil.CheckErr(t, fmt.Sprintf("fold's a %v, product of the a's %v", pa, prod), math.Abs(pa-prod), 0)
 }
 
 // guarded returns a slice of n elements in the middle of a NaN-filled one, and a check that the
@@ -284,13 +275,15 @@ func guarded(t *testing.T, name string, n int) ([]float32, func()) {
 }
 
 // TestGuardBands: outputs and gradients surrounded by NaN: every element inside is written,
-// nothing outside is.
-func TestGuardBands(t *testing.T) {
+// nothing outside is, on every path.
+func TestGuardBands(t *testing.T) { onPaths(t, guardBands) }
+
+func guardBands(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for _, tc := range []struct {
 		s     Shape
 		chunk int
-	}{{Shape{2, 31, 137, 3}, 8}, {Shape{1, 50, 3, 4}, 4}, {Shape{1, 33, 70, 16}, 5}} {
+	}{{Shape{2, 31, 137, 3}, 8}, {Shape{1, 50, 3, 4}, 4}, {Shape{1, 33, 70, 16}, 5}, {Shape{2, 19, 40, 32}, 4}} {
 		s := tc.s
 		in := toF32(randomInputs(r, s, allOn))
 		k, err := New(s, Options{Softplus: true, Chunk: tc.chunk})
@@ -321,12 +314,18 @@ func TestGuardBands(t *testing.T) {
 }
 
 // TestWorkersBitwise: every worker count and GOMAXPROCS give bit-identical results, in channel
-// and in time mode.
-func TestWorkersBitwise(t *testing.T) {
+// and in time mode, on every path.
+func TestWorkersBitwise(t *testing.T) { onPaths(t, workersBitwise) }
+
+func workersBitwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(15, 16))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, s := range []Shape{{2, 70, 80, 4}, {1, 300, 5, 3}, {2, 40, 70, 16}, {1, 300, 5, 8}} {
-		in, dout, dlast := randomCase(r, s, allOn)
+	for i, s := range []Shape{{2, 70, 80, 4}, {1, 300, 5, 3}, {2, 40, 70, 16}, {1, 300, 5, 8}, {2, 40, 70, 16}, {1, 300, 5, 8}} {
+		c := allOn
+		if i >= 4 {
+			c = packed
+		}
+		in, dout, dlast := randomCase(r, s, c)
 		want := fast(t, s, Options{Softplus: true, Chunk: 16, Workers: 1}, in, dout, dlast)
 		for _, w := range []int{2, 3, 7} {
 			sameBits(t, fmt.Sprintf("%v workers %d", s, w), fast(t, s, Options{Softplus: true, Chunk: 16, Workers: w}, in, dout, dlast), want)
@@ -334,6 +333,38 @@ func TestWorkersBitwise(t *testing.T) {
 		for _, p := range []int{1, 2, 5} {
 			runtime.GOMAXPROCS(p)
 			sameBits(t, fmt.Sprintf("%v GOMAXPROCS %d", s, p), fast(t, s, Options{Softplus: true, Chunk: 16}, in, dout, dlast), want)
+		}
+	}
+}
+
+// TestBlocks: channel blocks are 64 channels, halved down to 16 while a shape gives fewer than
+// 32 (batch, block) items; the backward's windows change no bit of any result.
+func TestBlocks(t *testing.T) {
+	for _, tc := range []struct {
+		s   Shape
+		blk int
+	}{{Shape{8, 512, 512, 16}, 64}, {Shape{1, 512, 512, 16}, 16}, {Shape{2, 512, 512, 16}, 32},
+		{Shape{4, 512, 512, 16}, 64}, {Shape{1, 10, 1536, 16}, 32}, {Shape{16, 10, 1536, 16}, 64}, {Shape{1, 10, 5, 16}, 5}} {
+		k, err := New(tc.s, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.blk != tc.blk {
+			t.Errorf("%v: blocks of %d channels, want %d", tc.s, k.blk, tc.blk)
+		}
+	}
+	r := rand.New(rand.NewPCG(49, 50))
+	for _, s := range []Shape{{2, 100, 40, 16}, {3, 77, 37, 4}} {
+		in, dout, dlast := randomCase(r, s, packed)
+		o := Options{Softplus: true, Chunk: 8}
+		want := fast(t, s, o, in, dout, dlast)
+		for _, win := range []int{1, 3, 5} {
+			k, err := New(s, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.setWindow(win)
+			sameBits(t, fmt.Sprintf("%v window %d", s, win), runKernel(t, k, toF32(in), f32(dout), f32(dlast)), want)
 		}
 	}
 }
@@ -356,8 +387,13 @@ func TestTimeMode(t *testing.T) {
 	sequential := runKernel(t, k, toF32(in), f32(dout), f32(dlast))
 	compareResults(t, "time vs channel mode", timed, sequential, 1e-5)
 	compareResults(t, "time mode vs reference", timed, reference(t, s, true, in, dout, dlast), 1e-4)
-	if b, _ := New(Shape{2, 3000, 4, 16}, Options{Chunk: 16}); b.timeMode {
-		t.Errorf("batch 2: time mode chosen, want channel mode")
+	for _, s := range []Shape{{2, 3000, 4, 16}, {1, 3000, 65, 16}} {
+		if k, _ := New(s, Options{Chunk: 16}); k.timeMode {
+			t.Errorf("%v: time mode chosen, want channel mode", s)
+		}
+	}
+	if k, _ := New(Shape{1, 3000, 64, 16}, Options{Chunk: 16}); !k.timeMode {
+		t.Errorf("batch 1, 64 channels: channel mode chosen, want time mode")
 	}
 }
 
@@ -382,15 +418,17 @@ func TestSavedBytes(t *testing.T) {
 	}
 }
 
-// TestNoAllocations: after the first call Forward and Backward allocate nothing.
-func TestNoAllocations(t *testing.T) {
+// TestNoAllocations: after the first call Forward and Backward allocate nothing, on every path.
+func TestNoAllocations(t *testing.T) { onPaths(t, noAllocations) }
+
+func noAllocations(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
 	for _, s := range []Shape{{2, 64, 40, 4}, {1, 400, 3, 4}, {2, 64, 40, 16}} {
 		k, err := New(s, Options{Softplus: true, Chunk: 16, Workers: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
-		in := toF32(randomInputs(r, s, allOn))
+		in := toF32(randomInputs(r, s, packed))
 		out := make([]float32, s.Batch*s.Len*s.Channels)
 		dout := f32(normals(r, len(out), 1))
 		g := newGrads[float32](s, true)
@@ -440,6 +478,7 @@ func TestErrors(t *testing.T) {
 	short.B = short.B[1:]
 	for name, err := range map[string]error{
 		"short B":          k.Forward(short, out, nil),
+		"long Resets":      k.Forward(Inputs[float32]{U: in.U, Delta: in.Delta, A: in.A, B: in.B, C: in.C, Resets: make([]uint8, 11)}, out, nil),
 		"long D":           k.Forward(Inputs[float32]{U: in.U, Delta: in.Delta, A: in.A, B: in.B, C: in.C, D: make([]float32, 4)}, out, nil),
 		"nil U":            k.Forward(Inputs[float32]{Delta: in.Delta, A: in.A, B: in.B, C: in.C}, out, nil),
 		"short out":        k.Forward(in, out[:3], nil),

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
+	"github.com/mambago/mamba/internal/strictjson"
 
 	"github.com/mambago/mamba/data"
 	"github.com/mambago/mamba/data/safetensors"
@@ -46,6 +48,13 @@ type trainerState struct {
 	ElapsedS    float64         `json:"elapsed_s"`   // training wall time so far
 	Cursor      data.Cursor     `json:"cursor"`      // training stream position (holds its RNG state)
 	Config      json.RawMessage `json:"config"`      // the resolved run config
+	// The modality and tokenizer of the shards trained on ("" for synthetic
+	// tasks, and in checkpoints written before they were recorded).
+	Modality  string `json:"modality,omitempty"`
+	Tokenizer string `json:"tokenizer,omitempty"`
+	// Pending is the metric line of the step checkpointed, when a signal
+	// stopped its evaluation: a resumed run evaluates, then writes it.
+	Pending *Metric `json:"pending_metric,omitempty"`
 }
 
 type manifest struct {
@@ -118,10 +127,12 @@ func saveCheckpoint(root string, m Model, opt *optim.AdamW, st trainerState) (st
 	return final, nil
 }
 
-// Indirections so that tests can fail a checkpoint write midway.
+// Indirections so that tests can fail a checkpoint write midway, or the
+// first write of a run (a full disk).
 var (
 	removeAll = os.RemoveAll
 	rename    = os.Rename
+	writeFile = atomicfile.WriteFile
 )
 
 // readDirNames lists the regular files of dir, sorted.
@@ -140,7 +151,7 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -164,7 +175,7 @@ func syncDir(dir string) error {
 // VerifyCheckpoint checks that dir is a complete checkpoint whose files match the
 // SHA-256 sums of its manifest.
 func VerifyCheckpoint(dir string) error {
-	raw, err := os.ReadFile(filepath.Join(dir, manifestFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, manifestFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("checkpoint %s is incomplete or not a checkpoint: no %s", dir, manifestFile)
@@ -266,7 +277,7 @@ func removeTemps(root string) error {
 		return err
 	}
 	for _, e := range es {
-		if strings.HasPrefix(e.Name(), ".tmp-") {
+		if strings.HasPrefix(e.Name(), ".tmp-"+stepPrefix) { // saveCheckpoint's
 			if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
 				return err
 			}
@@ -276,16 +287,65 @@ func removeTemps(root string) error {
 }
 
 // readState reads the trainer state of a verified checkpoint.
+// TrainedOn returns the kind of data the model in dir was trained on, as its
+// checkpoint records it; empty for a directory that is not a checkpoint of
+// ours (a transformers directory), a synthetic task, or a checkpoint older
+// than the record.
+func TrainedOn(dir string) (Kind, error) {
+	if _, err := os.Lstat(filepath.Join(dir, stateFile)); err != nil {
+		return Kind{}, nil
+	}
+	st, err := readState(dir)
+	return Kind{st.Modality, st.Tokenizer}, err
+}
+
+// CheckpointStep returns the step of checkpoint dir, from its trainer state;
+// ok is false for a directory that is not a checkpoint of ours.
+func CheckpointStep(dir string) (step int, ok bool, err error) {
+	if _, err := os.Lstat(filepath.Join(dir, stateFile)); err != nil {
+		return 0, false, nil
+	}
+	st, err := readState(dir)
+	return st.Step, err == nil, err
+}
+
 func readState(dir string) (trainerState, error) {
 	var st trainerState
-	raw, err := os.ReadFile(filepath.Join(dir, stateFile))
+	raw, err := regfile.ReadFile(filepath.Join(dir, stateFile))
 	if err != nil {
 		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("checkpoint %s: corrupt %s: %v", dir, stateFile, err)
 	}
+	// Checkpoints written before configs were decoded strictly stored an empty
+	// run.freeze as null, which ParseConfig now refuses: such a null (ours, so
+	// it means "the default") is dropped.
+	tree, err := strictjson.Decode(st.Config)
+	if err != nil {
+		return st, fmt.Errorf("checkpoint %s: corrupt config in %s: %v", dir, stateFile, err)
+	}
+	st.Config, _ = json.Marshal(dropNulls(tree)) // a decoded tree: cannot fail
 	return st, nil
+}
+
+// dropNulls deletes the null members of every object in v.
+func dropNulls(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if e == nil {
+				delete(v, k)
+			} else {
+				v[k] = dropNulls(e)
+			}
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = dropNulls(e)
+		}
+	}
+	return v
 }
 
 // readOptimizer fills an optim.State for the parameters named in names.

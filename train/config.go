@@ -10,6 +10,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mambago/mamba/data/shard"
+	"github.com/mambago/mamba/data/tokenize"
+	"github.com/mambago/mamba/internal/strictjson"
+	"github.com/mambago/mamba/internal/sysmem"
 	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/optim"
 )
@@ -27,12 +31,24 @@ type Config struct {
 type DataConfig struct {
 	// Task is "selective_copying" or "induction_heads" (synthetic, generated on the
 	// fly) or "shards" (token shards written by `train prepare`).
-	Task        string `json:"task"`
-	Train       string `json:"train"`        // shards: training shard file (or a directory of them)
-	Valid       string `json:"valid"`        // shards: validation shard file (or directory)
+	Task  string `json:"task"`
+	Train string `json:"train"` // shards: training shard file, or a directory of the shards of one split (read in name order)
+	Valid string `json:"valid"` // shards: validation shard file or directory
+	Test  string `json:"test"`  // shards: test split, for `eval --split test`; "" = test.tok beside a data.valid named valid.tok
+	// Shards: what the shards must hold, "" = anything: a modality (text, dna,
+	// audio) and a tokenizer (bytes, gpt2, dna, mulaw). A run records what it
+	// trained on in its checkpoints, and refuses other data when resumed,
+	// fine-tuned or evaluated.
+	Modality    string `json:"modality"`
+	Tokenizer   string `json:"tokenizer"`
+	Verify      bool   `json:"verify"`       // shards: read every shard once at open (checksum, tokens < vocabulary); false skips it
 	BatchSize   int    `json:"batch_size"`   // sequences per micro-batch
 	SeqLen      int    `json:"seq_len"`      // tokens per sequence (L)
 	EvalBatches int    `json:"eval_batches"` // validation batches per evaluation
+	// ResetAtDocBoundary (shards) zeroes the model's state where a packed
+	// document starts, and takes no loss on predicting a document's first
+	// token from the document before. Synthetic tasks have no documents.
+	ResetAtDocBoundary bool `json:"reset_at_doc_boundary"`
 
 	// Synthetic tasks: vocabulary (including the noise/marker tokens the task needs)
 	// and the number of tokens to memorise.
@@ -50,8 +66,12 @@ type RunConfig struct {
 	KeepCheckpoints int      `json:"keep_checkpoints"` // newest checkpoints kept; older ones are deleted
 	MaxNonFinite    int      `json:"max_nonfinite"`    // consecutive skipped (NaN/Inf) steps before the run stops
 	Freeze          []string `json:"freeze"`           // glob patterns (path.Match) of parameter names not trained
-	Device          string   `json:"device"`           // "cpu" or "cuda" (the first NVIDIA GPU), see device.go
-	Precision       string   `json:"precision"`        // products in "fp32", "tf32" or "bf16" (tf32 and bf16: cuda only)
+	// MaxMemory bounds the memory the run may need (model, optimizer,
+	// activations: estimated before anything is allocated), e.g. "16GB";
+	// "" = the memory available (MemAvailable, or the cgroup's limit).
+	MaxMemory string `json:"max_memory"`
+	Device    string `json:"device"`    // "cpu" or "cuda" (the first NVIDIA GPU), see device.go
+	Precision string `json:"precision"` // products in "fp32", "tf32" or "bf16" (tf32 and bf16: cuda only)
 }
 
 // DefaultConfig returns the documented defaults: the model package's default Mamba,
@@ -61,7 +81,7 @@ func DefaultConfig() Config {
 		Model: layers.DefaultConfig(),
 		Data: DataConfig{
 			Task: TaskSelectiveCopying, BatchSize: 16, SeqLen: 256, EvalBatches: 8,
-			Vocab: 16, Tokens: 16,
+			Vocab: 16, Tokens: 16, Verify: true, ResetAtDocBoundary: true,
 		},
 		Optim: optim.Defaults(),
 		Run: RunConfig{
@@ -98,6 +118,8 @@ func LoadConfig(path string, sets []string) (Config, error) {
 // override "dotted.key=value" is set in the tree (value is JSON if it parses as JSON,
 // else a string), and the tree is decoded strictly on top of DefaultConfig, so an
 // unknown key, a wrong type or an invalid value is an error that names the key.
+// Decoding is stricter than encoding/json: a repeated key (or section), a null
+// value and anything after the object are errors too.
 func ParseConfig(raw []byte, sets []string) (Config, error) {
 	tree, err := decodeTree(raw)
 	if err != nil {
@@ -128,24 +150,19 @@ func ParseConfig(raw []byte, sets []string) (Config, error) {
 	return c, c.Validate()
 }
 
-// decodeTree reads one JSON object, reporting syntax errors with their line.
+// decodeTree reads one JSON object (strictjson: no repeated key, nothing after
+// it) and refuses a null anywhere in it, naming the key.
 func decodeTree(raw []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, fmt.Errorf("invalid JSON at line %d: %v", 1+bytes.Count(raw[:se.Offset], []byte("\n")), se)
-		}
-		return nil, fmt.Errorf("invalid JSON: %v", err)
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errors.New("invalid JSON: data after the top-level object")
+	v, err := strictjson.Decode(raw)
+	if err != nil {
+		return nil, err
 	}
 	tree, ok := v.(map[string]any)
 	if !ok {
 		return nil, errors.New("invalid JSON: the config must be an object")
+	}
+	if key, ok := strictjson.FindNull(tree); ok {
+		return nil, fmt.Errorf("key %q is null: leave it out for its default, or give a value", key)
 	}
 	return tree, nil
 }
@@ -156,10 +173,19 @@ func setKey(tree map[string]any, kv string) error {
 	if !ok || key == "" {
 		return fmt.Errorf("override %q: want key=value, e.g. optim.lr=1e-3", kv)
 	}
-	var v any
-	dec := json.NewDecoder(strings.NewReader(val))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil || dec.More() {
+	v, err := strictjson.Decode([]byte(val))
+	switch trimmed := strings.TrimSpace(val); {
+	case err == nil:
+		if p, null := strictjson.FindNull(v); null {
+			where := ""
+			if p != "" {
+				where = " (at " + p + ")"
+			}
+			return fmt.Errorf("override %q: null is not a value%s: leave the key out for its default, or give a value", kv, where)
+		}
+	case strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "["):
+		return fmt.Errorf("override %q: the value is not valid JSON (%v); quote strings, e.g. run.freeze='[\"backbone.*\"]'", kv, err)
+	default:
 		v = val // not JSON: a bare string
 	}
 	parts := strings.Split(key, ".")
@@ -265,7 +291,27 @@ func (c Config) Validate() error {
 	case d.Task != TaskShards && d.Vocab > c.Model.VocabSize:
 		return fmt.Errorf("data.vocab %d exceeds model.vocab_size %d", d.Vocab, c.Model.VocabSize)
 	case c.Optim.WarmupSteps > r.MaxSteps:
-		return fmt.Errorf("optim.warmup_steps %d exceeds run.max_steps %d", c.Optim.WarmupSteps, r.MaxSteps)
+		return fmt.Errorf("optim.warmup_steps %d exceeds run.max_steps %d: shorten it too, e.g. --set optim.warmup_steps=%d", c.Optim.WarmupSteps, r.MaxSteps, r.MaxSteps/10)
+	case c.Optim.Schedule == optim.WSD && c.Optim.WarmupSteps+c.Optim.DecaySteps > r.MaxSteps:
+		return fmt.Errorf("optim.warmup_steps %d + optim.decay_steps %d exceed run.max_steps %d: shorten them too, e.g. --set optim.warmup_steps=%d --set optim.decay_steps=%d",
+			c.Optim.WarmupSteps, c.Optim.DecaySteps, r.MaxSteps, r.MaxSteps/10, max(r.MaxSteps/5, 1))
+	}
+	if _, err := r.memoryLimit(); err != nil {
+		return err
+	}
+	if d.Modality != "" {
+		if _, err := shard.ParseModality(d.Modality); err != nil {
+			return fmt.Errorf("data.modality: %v", err)
+		}
+	}
+	if d.Tokenizer != "" {
+		m, err := tokenize.ModalityOf(d.Tokenizer)
+		switch {
+		case err != nil:
+			return fmt.Errorf("data.tokenizer: %v", err)
+		case d.Modality != "" && m.String() != d.Modality:
+			return fmt.Errorf("data.tokenizer %s makes %s tokens, but data.modality is %s", d.Tokenizer, m, d.Modality)
+		}
 	}
 	if err := checkDevice(r); err != nil {
 		return err
@@ -278,9 +324,24 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// memoryLimit is run.max_memory in bytes, 0 when unset.
+func (r RunConfig) memoryLimit() (int64, error) {
+	if r.MaxMemory == "" {
+		return 0, nil
+	}
+	b, err := sysmem.ParseSize(r.MaxMemory)
+	if err != nil {
+		return 0, fmt.Errorf("run.max_memory: %v", err)
+	}
+	return b, nil
+}
+
 // JSON returns the config as one line of JSON (the first log line, and the form
 // stored in checkpoints).
 func (c Config) JSON() []byte {
+	if c.Run.Freeze == nil {
+		c.Run.Freeze = []string{} // [], not null: a null is refused when read back
+	}
 	b, _ := json.Marshal(c) // plain data: cannot fail
 	return b
 }
@@ -288,6 +349,9 @@ func (c Config) JSON() []byte {
 // ResumeConfig returns the config stored in the newest valid checkpoint of out, with
 // the overrides sets applied (for example a larger run.max_steps).
 func ResumeConfig(out string, sets []string) (Config, error) {
+	if err := checkFree(out); err != nil {
+		return Config{}, err
+	}
 	dir, _, err := LatestCheckpoint(out)
 	if err != nil {
 		return Config{}, err

@@ -64,7 +64,19 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"set without =", `{}`, []string{"optim.lr"}, `want key=value`},
 		{"syntax", "{\n\"run\": {\n\"max_steps\": 3,\n}}", nil, "invalid JSON at line 4"},
 		{"not object", `[1]`, nil, "must be an object"},
-		{"trailing", `{} {}`, nil, "after the top-level object"},
+		{"trailing", `{} {}`, nil, "data after the top-level value"},
+		{"trailing word", `{"run": {"max_steps": 5}} x`, nil, "data after the top-level value"},
+		{"extra brace", `{"run": {"max_steps": 5}}}`, nil, "data after the top-level value"},
+		{"duplicate key", `{"run": {"max_steps": 5, "max_steps": 6}}`, nil, `duplicate key "run.max_steps"`},
+		{"repeated section", `{"optim": {"lr": 1e-3}, "run": {}, "optim": {"beta2": 0.99}}`, nil, `duplicate key "optim"`},
+		{"null value", `{"data": {"train": null}}`, nil, `key "data.train" is null`},
+		{"null section", `{"optim": null}`, nil, `key "optim" is null`},
+		{"null in a list", `{"run": {"freeze": ["a", null]}}`, nil, `key "run.freeze[1]" is null`},
+		{"null via set", `{}`, []string{"data.valid=null"}, `override "data.valid=null": null is not a value`},
+		{"null list via set", `{}`, []string{"run.freeze=[null]"}, "null is not a value (at [0])"},
+		{"broken list via set", `{}`, []string{"run.freeze=[backbone.*]"}, "the value is not valid JSON"},
+		{"warmup beyond a short run", `{"optim": {"warmup_steps": 200}}`, []string{"run.max_steps=10"}, "--set optim.warmup_steps=1"},
+		{"wsd beyond a short run", `{"optim": {"schedule": "wsd", "warmup_steps": 5, "decay_steps": 20}}`, []string{"run.max_steps=20"}, "--set optim.warmup_steps=2 --set optim.decay_steps=4"},
 		{"invalid value", `{"run": {"max_steps": 0}}`, nil, "run.max_steps must be >= 1"},
 		{"invalid optim", `{"optim": {"beta2": 1.5}}`, nil, "optim.beta2"},
 		{"invalid model", `{"model": {"d_model": 0}}`, nil, "d_model"},
@@ -83,6 +95,42 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 	}
 }
 
+// The suggested --set of a too-long warmup makes a valid config: shortening
+// configs/text.json to 10 steps takes the two overrides the error names.
+func TestShorteningAConfigSaysWhatToSet(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "configs", "text.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseConfig(raw, []string{"run.max_steps=10"})
+	if err == nil {
+		t.Fatal("text.json with run.max_steps=10 validated; its warmup is 200 steps")
+	}
+	_, fix, ok := strings.Cut(err.Error(), "--set ")
+	if !ok {
+		t.Fatalf("error %q names no --set", err)
+	}
+	if _, err := ParseConfig(raw, []string{"run.max_steps=10", fix}); err != nil {
+		t.Errorf("with the suggested --set %s: %v", fix, err)
+	}
+}
+
+// A config round-trips through its JSON (the form stored in checkpoints),
+// including an empty run.freeze, which must not be stored as null.
+func TestConfigJSONRoundTrips(t *testing.T) {
+	edited := DefaultConfig()
+	edited.Run.Freeze, edited.Data.Verify = []string{"backbone.layers.0.*"}, false
+	for _, c := range []Config{DefaultConfig(), edited} {
+		got, err := ParseConfig(c.JSON(), nil)
+		if err != nil {
+			t.Fatalf("ParseConfig(%s): %v", c.JSON(), err)
+		}
+		if string(got.JSON()) != string(c.JSON()) {
+			t.Errorf("round trip changed the config:\n%s\n%s", c.JSON(), got.JSON())
+		}
+	}
+}
+
 func TestLoadConfigMissingFile(t *testing.T) {
 	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.json"), nil)
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
@@ -94,4 +142,47 @@ func TestLoadConfigMissingFile(t *testing.T) {
 	if err != nil || c.Run.MaxSteps != 5 || c.Run.LogEvery != 2 {
 		t.Errorf("LoadConfig = %+v, %v", c.Run, err)
 	}
+}
+
+// FuzzParseConfig feeds arbitrary files and one --set override to the config
+// decoder. Nothing may panic; errors are one line; an accepted config is
+// valid and reads back from its own JSON unchanged.
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []struct{ raw, set string }{
+		{`{}`, "run.max_steps=10"},
+		{`{"model": {"d_model": 32}, "optim": {"lr": 1e-3}}`, "optim.warmup_steps=0"},
+		{`{"run": {"max_steps": 5}} x`, ""},
+		{`{"run": {"max_steps": 5}}}`, ""},
+		{`{"run": {"seed": 1, "seed": 2}}`, ""},
+		{`{"optim": {"lr": 1e-3}, "optim": {}}`, ""},
+		{`{"data": {"train": null}}`, ""},
+		{`{}`, "data.train=null"},
+		{`{}`, `run.freeze=["backbone.*"]`},
+		{`{}`, "run.freeze=[backbone.*]"},
+		{`{"optim": {"warmup_steps": 200}}`, "run.max_steps=10"},
+		{`{"data": {"task": "shards", "train": "a.tok", "valid": "b.tok", "verify": false}}`, "data.seq_len=2"},
+		{`{"run": {"freeze": ["[x"]}}`, "model.n_layer=1e30"},
+	} {
+		f.Add(seed.raw, seed.set)
+	}
+	f.Fuzz(func(t *testing.T, raw, set string) {
+		var sets []string
+		if set != "" {
+			sets = []string{set}
+		}
+		c, err := ParseConfig([]byte(raw), sets)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+		back, err := ParseConfig(c.JSON(), nil)
+		if err != nil || string(back.JSON()) != string(c.JSON()) {
+			t.Fatalf("config does not round-trip: %v\n%s\n%s", err, c.JSON(), back.JSON())
+		}
+	})
 }

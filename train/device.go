@@ -40,11 +40,15 @@ type onGPU struct {
 	tr  *gpu.Trainer
 }
 
-// layersModel is a Model that can run on the GPU: package layers' Mamba.
-type layersModel interface{ Layers() *layers.Model }
-
-// Layers returns the wrapped model.
-func (m mamba) Layers() *layers.Model { return m.Model }
+// mambaOf returns the Mamba of package layers that m wraps: the model the GPU runs.
+func mambaOf(m Model) (*layers.Model, bool) {
+	l, ok := m.(lm)
+	if !ok {
+		return nil, false
+	}
+	mm, ok := l.LM.(*layers.Model)
+	return mm, ok
+}
 
 // compileOn compiles m for cfg's batch shape on cfg's device: the CPU's Stepper, or a GPU trainer.
 func compileOn(cfg Config, m Model) (Stepper, *onGPU, error) {
@@ -53,9 +57,9 @@ func compileOn(cfg Config, m Model) (Stepper, *onGPU, error) {
 		s, err := m.Compile(d.BatchSize, d.SeqLen)
 		return s, nil, err
 	}
-	lm, ok := m.(layersModel)
+	mm, ok := mambaOf(m)
 	if !ok {
-		return nil, nil, fmt.Errorf("run.device cuda: this model (%T) does not run on the GPU", m)
+		return nil, nil, fmt.Errorf("run.device cuda: the %s model does not run on the GPU yet (the Mamba does)", m.Config().Arch)
 	}
 	prec, err := cuda.ParsePrecision(cfg.Run.Precision)
 	if err != nil {
@@ -67,7 +71,7 @@ func compileOn(cfg Config, m Model) (Stepper, *onGPU, error) {
 	}
 	g := &onGPU{dev: dev}
 	if g.be, err = dev.NewBackend(prec); err == nil {
-		g.tr, err = gpu.NewTrainer(g.be, lm.Layers(), d.BatchSize, d.SeqLen)
+		g.tr, err = gpu.NewTrainer(g.be, mm, d.BatchSize, d.SeqLen)
 	}
 	if err != nil {
 		g.close()
@@ -105,6 +109,16 @@ func (r *runner) startGPU() error {
 	}
 	r.acc = nil
 	return r.gpu.tr.Optimize(r.cfg.Optim, r.opt.State())
+}
+
+// beginUpdate starts the gradient sum of an update's micro-batches on the GPU afresh (an update
+// abandoned by a signal leaves a partial sum); a no-op on the CPU, whose accumulator starts afresh
+// at its first Add.
+func (r *runner) beginUpdate() error {
+	if r.gpu == nil {
+		return nil
+	}
+	return r.gpu.tr.Accumulate(r.cfg.Optim.GradAccum)
 }
 
 // gradNorm is the global gradient norm of the step's (mean) gradients.

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,17 +33,23 @@ func Evaluate(cfg Config, m Model, ds *Dataset) (Eval, error) {
 		return Eval{}, err
 	}
 	defer g.close()
-	return newEvaluator(cfg, m, s, ds).run()
+	return newEvaluator(cfg, m, s, ds).run(context.Background())
 }
 
-func (e *evaluator) run() (Eval, error) {
+// run evaluates from the start of the validation stream; a signal (ctx) seen
+// between batches stops it with errStopped.
+func (e *evaluator) run(ctx context.Context) (Eval, error) {
 	v := e.ds.Valid
 	if err := v.Restore(e.start); err != nil {
 		return Eval{}, fmt.Errorf("validation data: %w", err)
 	}
 	var sum float64
+	var scored int64
 	n, correct, total := 0, 0, 0
 	for range e.cfg.Data.EvalBatches {
+		if ctx.Err() != nil {
+			return Eval{}, errStopped
+		}
 		err := v.Next(&e.batch)
 		if err == io.EOF {
 			break
@@ -50,12 +57,17 @@ func (e *evaluator) run() (Eval, error) {
 		if err != nil {
 			return Eval{}, fmt.Errorf("validation data: %w", err)
 		}
-		l, err := e.stepper.Eval(e.batch.Inputs, e.batch.Targets)
+		l, err := e.stepper.Eval(e.batch.Inputs, e.batch.Targets, e.batch.Resets)
 		if err != nil {
 			return Eval{}, fmt.Errorf("evaluation: %w", err)
 		}
 		sum += l
 		n++
+		for _, t := range e.batch.Targets {
+			if t >= 0 {
+				scored++
+			}
+		}
 		if e.ds.Accuracy {
 			c, t := e.accuracy()
 			correct, total = correct+c, total+t
@@ -66,9 +78,10 @@ func (e *evaluator) run() (Eval, error) {
 	}
 	loss := sum / float64(n)
 	r := Eval{ValLoss: finite(loss), ValPerplexity: finite(math.Exp(loss)), ValBitsPerTok: finite(loss / math.Ln2)}
-	if e.ds.BytesPerToken > 0 {
-		r.ValBitsPerByte = finite(loss / math.Ln2 / e.ds.BytesPerToken)
+	if e.ds.UnitsPerToken > 0 {
+		*r.bitsPerUnit(e.ds.Unit) = finite(loss / math.Ln2 / e.ds.UnitsPerToken)
 	}
+	r.Tokens = scored
 	if total > 0 {
 		r.ValAccuracy = finite(float64(correct) / float64(total))
 	}
@@ -93,8 +106,13 @@ func (e *evaluator) accuracy() (correct, total int) {
 
 func evalString(e Eval) string {
 	s := fmt.Sprintf("val_loss %s ppl %s bits/token %s", num(e.ValLoss, "%.4f"), num(e.ValPerplexity, "%.3f"), num(e.ValBitsPerTok, "%.4f"))
-	if e.ValBitsPerByte != nil {
-		s += fmt.Sprintf(" bits/byte %.4f", *e.ValBitsPerByte)
+	for _, u := range []struct {
+		name string
+		v    *float64
+	}{{"byte", e.ValBitsPerByte}, {"base", e.ValBitsPerBase}, {"sample", e.ValBitsPerSample}} {
+		if u.v != nil {
+			s += fmt.Sprintf(" bits/%s %.4f", u.name, *u.v)
+		}
 	}
 	if e.ValAccuracy != nil {
 		s += fmt.Sprintf(" accuracy %.2f%%", 100**e.ValAccuracy)

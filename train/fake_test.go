@@ -25,6 +25,8 @@ type fakeModel struct {
 	failAt int       // Step call that returns an error; 0 = never
 	onStep func(int) // called with the 1-based Step call count
 	last   []int32   // inputs of the last run
+	// onRun, when set, sees the batch of every Step (train) and Eval.
+	onRun func(train bool, inputs, targets []int32, resets []uint8)
 }
 
 func newFake(cfg layers.Config) *fakeModel {
@@ -82,7 +84,10 @@ func (m *fakeModel) loss(inputs, targets []int32, grad bool) float64 {
 	return sum / float64(n)
 }
 
-func (m *fakeModel) Step(inputs, targets []int32) (float64, error) {
+func (m *fakeModel) Step(inputs, targets []int32, resets []uint8) (float64, error) {
+	if m.onRun != nil {
+		m.onRun(true, inputs, targets, resets)
+	}
 	m.steps++
 	if m.onStep != nil {
 		m.onStep(m.steps)
@@ -97,7 +102,10 @@ func (m *fakeModel) Step(inputs, targets []int32) (float64, error) {
 	return l, nil
 }
 
-func (m *fakeModel) Eval(inputs, targets []int32) (float64, error) {
+func (m *fakeModel) Eval(inputs, targets []int32, resets []uint8) (float64, error) {
+	if m.onRun != nil {
+		m.onRun(false, inputs, targets, resets)
+	}
 	return m.loss(inputs, targets, false), nil
 }
 
@@ -126,6 +134,15 @@ func (f fakeBackend) NewModel(cfg layers.Config, seed uint64) (Model, error) {
 		f.hook(m)
 	}
 	return m, nil
+}
+
+func (f fakeBackend) ReadConfig(dir string) (layers.Config, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return layers.Config{}, err
+	}
+	var cfg layers.Config
+	return cfg, json.Unmarshal(raw, &cfg)
 }
 
 func (f fakeBackend) LoadModel(dir string) (Model, error) {
@@ -197,7 +214,7 @@ func fakeData(cfg Config) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dataset{Train: tr, Valid: va, Accuracy: true, BytesPerToken: 2}, nil
+	return &Dataset{Train: tr, Valid: va, Accuracy: true, UnitsPerToken: 2, Unit: "byte"}, nil
 }
 
 // fakeConfig is a small, quick run of the fake model.

@@ -16,10 +16,18 @@ import (
 
 // TestMain doubles as the child process of TestSIGKILLResumeIsBitwise: with
 // TRAIN_KILL_HELPER=DIR set, the test binary trains the kill config into DIR
-// (resuming when DIR holds a valid checkpoint) and exits.
+// (resuming when DIR holds a valid checkpoint) and exits. With TRAIN_RANK_HELPER=DIR
+// it is a rank of a data-parallel test run, with TRAIN_RANK_BENCH=1 a rank running
+// BenchmarkDataParallelReduce (distributed_test.go).
 func TestMain(m *testing.M) {
 	if out := os.Getenv("TRAIN_KILL_HELPER"); out != "" {
 		os.Exit(killHelper(out))
+	}
+	if out := os.Getenv("TRAIN_RANK_HELPER"); out != "" {
+		os.Exit(rankHelper(out))
+	}
+	if os.Getenv("TRAIN_RANK_BENCH") != "" {
+		os.Exit(benchRank(m))
 	}
 	os.Exit(m.Run())
 }

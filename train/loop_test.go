@@ -6,11 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mambago/mamba/data"
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func fakeOptions(out string) Options {
@@ -78,18 +83,16 @@ func TestRunTrainsAndLogs(t *testing.T) {
 	if len(ms) != cfg.Run.MaxSteps {
 		t.Fatalf("%d metric lines, want %d (log_every 1)", len(ms), cfg.Run.MaxSteps)
 	}
-	if *ms[len(ms)-1].Loss >= *ms[0].Loss/2 {
-		t.Errorf("loss did not fall: first %v, last %v", *ms[0].Loss, *ms[len(ms)-1].Loss)
-	}
+	testutil.CheckErr(t, fmt.Sprintf("loss did not fall to half: first %v, last", *ms[0].Loss), *ms[len(ms)-1].Loss, *ms[0].Loss/2)
 	for _, m := range ms {
 		evaluated := m.Step%cfg.Run.EvalEvery == 0
 		if (m.ValLoss != nil) != evaluated || (m.ValAccuracy != nil) != evaluated || (m.ValBitsPerByte != nil) != evaluated {
 			t.Errorf("step %d: val metrics present = %v, want %v", m.Step, m.ValLoss != nil, evaluated)
 		}
-		if m.ValLoss != nil && math.Abs(*m.ValBitsPerTok-*m.ValLoss/math.Ln2) > 1e-12 {
-			t.Errorf("step %d: bits/token %v != loss/ln2", m.Step, *m.ValBitsPerTok)
+		if m.ValLoss != nil {
+			testutil.CheckErr(t, fmt.Sprintf("step %d: bits/token %v vs loss/ln2", m.Step, *m.ValBitsPerTok), math.Abs(*m.ValBitsPerTok-*m.ValLoss/math.Ln2), 1e-12)
 		}
-		if m.TokensPerS <= 0 || m.ElapsedS <= 0 {
+		if !(m.TokensPerS > 0) || !(m.ElapsedS > 0) {
 			t.Errorf("step %d: tokens_per_s %v, elapsed_s %v", m.Step, m.TokensPerS, m.ElapsedS)
 		}
 	}
@@ -130,37 +133,33 @@ func cancelAt(n int, cancel context.CancelFunc) func(*fakeModel) {
 func TestInterruptCheckpointsAndResumesBitwise(t *testing.T) {
 	cfg := fakeConfig()
 	cfg.Optim.GradAccum = 2
-	ref := t.TempDir()
-	if _, err := Run(context.Background(), cfg, fakeOptions(ref)); err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := fakeOptions(out)
-	o.Backend = fakeBackend{hook: cancelAt(2*7, cancel)} // during update 7
-	s, err := Run(ctx, cfg, o)
+	ref, out, s, err := interrupted(t, cfg, func(o *Options, cancel context.CancelFunc) {
+		o.Backend = fakeBackend{hook: cancelAt(2*7, cancel)} // during update 7
+	})
 	if !errors.Is(err, ErrInterrupted) || s.Steps != 7 {
 		t.Fatalf("interrupted run: steps %d, err %v; want 7, ErrInterrupted", s.Steps, err)
 	}
 	if err := VerifyCheckpoint(stepDir(filepath.Join(out, checkpointsDir), 7)); err != nil {
 		t.Fatalf("no checkpoint at the interrupted step: %v", err)
 	}
-	rc, err := ResumeConfig(out, nil)
-	if err != nil {
+	resumeAndCompare(t, cfg, out, ref)
+}
+
+// interrupted runs cfg to its end in ref, and in out with the options edit
+// sets up to call cancel (as a signal would); it returns the directories and
+// the second run's outcome.
+func interrupted(t *testing.T, cfg Config, edit func(o *Options, cancel context.CancelFunc)) (ref, out string, s *Summary, err error) {
+	t.Helper()
+	ref, out = t.TempDir(), t.TempDir()
+	if _, err := Run(context.Background(), cfg, fakeOptions(ref)); err != nil {
 		t.Fatal(err)
 	}
-	o = fakeOptions(out)
-	o.Resume = true
-	if _, err := Run(context.Background(), rc, o); err != nil {
-		t.Fatal(err)
-	}
-	sameTrajectory(t, readMetrics(t, out), readMetrics(t, ref))
-	final := func(dir string) string { return stepDir(filepath.Join(dir, checkpointsDir), cfg.Run.MaxSteps) }
-	for _, f := range []string{"model.safetensors", optimizerFile} {
-		if !bytes.Equal(fileBytes(t, filepath.Join(final(out), f)), fileBytes(t, filepath.Join(final(ref), f))) {
-			t.Errorf("%s after interrupt+resume differs from the uninterrupted run", f)
-		}
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := fakeOptions(out)
+	edit(&o, cancel)
+	s, err = Run(ctx, cfg, o)
+	return ref, out, s, err
 }
 
 func TestNonFiniteStepsAreSkippedThenStop(t *testing.T) {
@@ -321,5 +320,132 @@ func TestVerifyCheckpointDetectsDamage(t *testing.T) {
 	os.Remove(filepath.Join(ck, manifestFile))
 	if err := VerifyCheckpoint(ck); err == nil || !strings.Contains(err.Error(), "no manifest.json") {
 		t.Errorf("missing manifest: %v", err)
+	}
+}
+
+// A signal between the micro-batches of a long accumulation abandons the
+// update at once: the run checkpoints the last whole step and the resumed
+// run equals the uninterrupted one.
+func TestInterruptBetweenMicroBatches(t *testing.T) {
+	cfg := fakeConfig()
+	cfg.Optim.GradAccum = 8
+	calls := 0
+	ref, out, s, err := interrupted(t, cfg, func(o *Options, cancel context.CancelFunc) {
+		o.Backend = fakeBackend{hook: func(m *fakeModel) {
+			m.onStep = func(k int) {
+				calls = k
+				if k == 4*8+3 { // the third micro-batch of update 5
+					cancel()
+				}
+			}
+		}}
+	})
+	if !errors.Is(err, ErrInterrupted) || s.Steps != 4 || calls != 4*8+3 {
+		t.Fatalf("interrupted run: steps %d after %d micro-batches, err %v; want 4 after 35, ErrInterrupted", s.Steps, calls, err)
+	}
+	if err := VerifyCheckpoint(stepDir(filepath.Join(out, checkpointsDir), 4)); err != nil {
+		t.Fatalf("no checkpoint of the last whole step: %v", err)
+	}
+	resumeAndCompare(t, cfg, out, ref)
+}
+
+// resumeAndCompare resumes the run in out to its end and compares its metrics
+// and final checkpoint with the uninterrupted run in ref.
+func resumeAndCompare(t *testing.T, cfg Config, out, ref string) {
+	t.Helper()
+	rc, err := ResumeConfig(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := fakeOptions(out)
+	o.Resume = true
+	if _, err := Run(context.Background(), rc, o); err != nil {
+		t.Fatal(err)
+	}
+	sameTrajectory(t, readMetrics(t, out), readMetrics(t, ref))
+	final := func(dir string) string { return stepDir(filepath.Join(dir, checkpointsDir), cfg.Run.MaxSteps) }
+	for _, f := range []string{"model.safetensors", optimizerFile} {
+		if !bytes.Equal(fileBytes(t, filepath.Join(final(out), f)), fileBytes(t, filepath.Join(final(ref), f))) {
+			t.Errorf("%s after interrupt+resume differs from the uninterrupted run", f)
+		}
+	}
+	if sum, err := ReadSummary(out); err != nil || !sum.Finished || sum.FinalValStep != cfg.Run.MaxSteps {
+		t.Errorf("summary after resuming: %+v, %v", sum, err)
+	}
+}
+
+// nextHook is a Source that calls hook before each Next.
+type nextHook struct {
+	data.Source
+	hook func()
+}
+
+func (s nextHook) Next(b *data.Batch) error {
+	s.hook()
+	return s.Source.Next(b)
+}
+
+// A signal during a long evaluation (here the final one) stops it between
+// batches: the step's checkpoint keeps its metric line pending, the summary
+// is not final, and the resumed run evaluates, logs and finishes exactly as
+// the uninterrupted one.
+func TestInterruptDuringEvaluation(t *testing.T) {
+	cfg := fakeConfig()
+	cfg.Data.EvalBatches = 1000
+	batches := 0
+	ref, out, s, err := interrupted(t, cfg, func(o *Options, cancel context.CancelFunc) {
+		o.Data = func(c Config) (*Dataset, error) {
+			ds, err := fakeData(c)
+			if err == nil {
+				ds.Valid = nextHook{ds.Valid, func() {
+					if batches++; batches == 1000+3 { // third batch of the final (second) evaluation
+						cancel()
+					}
+				}}
+			}
+			return ds, err
+		}
+	})
+	if !errors.Is(err, ErrInterrupted) || s.Steps != cfg.Run.MaxSteps || batches != 1000+3 {
+		t.Fatalf("interrupted run: steps %d after %d evaluation batches, err %v; want %d after 1003, ErrInterrupted", s.Steps, batches, err, cfg.Run.MaxSteps)
+	}
+	st, err := readState(stepDir(filepath.Join(out, checkpointsDir), cfg.Run.MaxSteps))
+	if err != nil || st.Pending == nil || st.Pending.Step != cfg.Run.MaxSteps {
+		t.Fatalf("final checkpoint: pending metric %+v, %v", st.Pending, err)
+	}
+	if sum, err := ReadSummary(out); err != nil || sum.Finished {
+		t.Errorf("summary of a run stopped in its final evaluation says finished: %+v, %v", sum, err)
+	}
+	if ms := readMetrics(t, out); ms[len(ms)-1].Step == cfg.Run.MaxSteps {
+		t.Error("the final step's line was written before its evaluation")
+	}
+	resumeAndCompare(t, cfg, out, ref)
+}
+
+// tokens_per_s counts the time of training steps only: a line after an
+// evaluation that takes 25 times as long as the 4 steps of the line shows the
+// rate of the steps. (Steps sleep 10 ms: a line is refused below a quarter of
+// that rate; with the evaluation counted it would be a 26th.)
+func TestTokensPerSecondCountsSteps(t *testing.T) {
+	cfg := fakeConfig()
+	cfg.Data.EvalBatches = 4
+	cfg.Run.MaxSteps, cfg.Run.EvalEvery, cfg.Run.CheckpointEvery, cfg.Run.LogEvery = 12, 4, 4, 4
+	o := fakeOptions(t.TempDir())
+	o.Backend = fakeBackend{hook: func(m *fakeModel) { m.onStep = func(int) { time.Sleep(10 * time.Millisecond) } }}
+	o.Data = func(c Config) (*Dataset, error) {
+		ds, err := fakeData(c)
+		if err == nil {
+			ds.Valid = nextHook{ds.Valid, func() { time.Sleep(250 * time.Millisecond) }}
+		}
+		return ds, err
+	}
+	if _, err := Run(context.Background(), cfg, o); err != nil {
+		t.Fatal(err)
+	}
+	perStep := float64(cfg.Data.BatchSize * cfg.Data.SeqLen)
+	for _, m := range readMetrics(t, o.Out) {
+		if !(m.TokensPerS >= perStep/0.010/4) {
+			t.Errorf("step %d: tokens_per_s %.0f, want at least %.0f: the line counts more than training steps", m.Step, m.TokensPerS, perStep/0.010/4)
+		}
 	}
 }

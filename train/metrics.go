@@ -3,6 +3,7 @@ package train
 import (
 	"bufio"
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mambago/mamba/internal/atomicfile"
-
+	"github.com/mattn/go-isatty"
 	"github.com/olekukonko/tablewriter"
 )
 
@@ -29,22 +29,42 @@ type Metric struct {
 	TokensPerS float64  `json:"tokens_per_s"`
 	ElapsedS   float64  `json:"elapsed_s"`
 	Skipped    int      `json:"skipped"` // non-finite steps skipped so far
+
+	CommS *float64 `json:"comm_s,omitempty"` // data-parallel runs: seconds per step spent waiting for the other ranks
 	Eval
 }
 
 // Eval holds the validation metrics of one evaluation.
 type Eval struct {
-	ValLoss        *float64 `json:"val_loss,omitempty"`
-	ValPerplexity  *float64 `json:"val_ppl,omitempty"`
-	ValBitsPerTok  *float64 `json:"val_bits_per_token,omitempty"`
-	ValBitsPerByte *float64 `json:"val_bits_per_byte,omitempty"` // when a token stands for a known number of bytes
-	ValAccuracy    *float64 `json:"val_accuracy,omitempty"`      // synthetic tasks: answer positions
+	ValLoss       *float64 `json:"val_loss,omitempty"`
+	ValPerplexity *float64 `json:"val_ppl,omitempty"`
+	ValBitsPerTok *float64 `json:"val_bits_per_token,omitempty"`
+	// Bits per byte of text, base of DNA or sample of audio, when a token
+	// stands for a known number of them.
+	ValBitsPerByte   *float64 `json:"val_bits_per_byte,omitempty"`
+	ValBitsPerBase   *float64 `json:"val_bits_per_base,omitempty"`
+	ValBitsPerSample *float64 `json:"val_bits_per_sample,omitempty"`
+	ValAccuracy      *float64 `json:"val_accuracy,omitempty"` // synthetic tasks: answer positions
+	// Tokens is the number of targets scored (not logged).
+	Tokens int64 `json:"-"`
+}
+
+// bitsPerUnit returns the field of the bits per unit u ("byte", "base", "sample").
+func (e *Eval) bitsPerUnit(u string) **float64 {
+	switch u {
+	case "base":
+		return &e.ValBitsPerBase
+	case "sample":
+		return &e.ValBitsPerSample
+	}
+	return &e.ValBitsPerByte
 }
 
 var csvHeader = []string{"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "skipped",
-	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_accuracy"}
+	"val_loss", "val_ppl", "val_bits_per_token", "val_bits_per_byte", "val_bits_per_base", "val_bits_per_sample", "val_accuracy", "comm_s"}
 
-func (m Metric) csvRow() string {
+// csvRow returns the metric as one CSV record (with its line end).
+func (m Metric) csvRow() []byte {
 	f := func(p *float64) string {
 		if p == nil {
 			return ""
@@ -52,9 +72,18 @@ func (m Metric) csvRow() string {
 		return strconv.FormatFloat(*p, 'g', -1, 64)
 	}
 	g := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
-	return strings.Join([]string{strconv.Itoa(m.Step), f(m.Loss), g(m.LR), f(m.GradNorm), g(m.TokensPerS),
+	return csvRecord([]string{strconv.Itoa(m.Step), f(m.Loss), g(m.LR), f(m.GradNorm), g(m.TokensPerS),
 		g(m.ElapsedS), strconv.Itoa(m.Skipped), f(m.ValLoss), f(m.ValPerplexity), f(m.ValBitsPerTok),
-		f(m.ValBitsPerByte), f(m.ValAccuracy)}, ",")
+		f(m.ValBitsPerByte), f(m.ValBitsPerBase), f(m.ValBitsPerSample), f(m.ValAccuracy), f(m.CommS)})
+}
+
+// csvRecord encodes one CSV record with encoding/csv (quoting as RFC 4180 asks).
+func csvRecord(fields []string) []byte {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write(fields) // into a bytes.Buffer: cannot fail
+	w.Flush()
+	return b.Bytes()
 }
 
 // finite returns &x, or nil when x is NaN or infinite (JSON has no such numbers).
@@ -75,8 +104,8 @@ const (
 
 // openMetrics opens the metric files of out. When resuming from step, lines of
 // later steps (written after that checkpoint by the interrupted run) are dropped;
-// otherwise the files start empty.
-func openMetrics(out string, resume bool, step int) (*metricsLog, error) {
+// otherwise the files start empty. The files it creates are recorded in d.
+func openMetrics(out string, resume bool, step int, d *runDir) (*metricsLog, error) {
 	jp, cp := filepath.Join(out, metricsJSONL), filepath.Join(out, metricsCSV)
 	var keepJ, keepC []byte
 	if resume {
@@ -85,13 +114,17 @@ func openMetrics(out string, resume bool, step int) (*metricsLog, error) {
 			return nil, err
 		}
 	} else {
-		keepC = []byte(strings.Join(csvHeader, ",") + "\n")
+		keepC = csvRecord(csvHeader)
 	}
-	if err := atomicfile.WriteFile(jp, keepJ); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(cp, keepC); err != nil {
-		return nil, err
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{jp, keepJ}, {cp, keepC}} {
+		_, before := os.Lstat(f.path)
+		if err := writeFile(f.path, f.data); err != nil {
+			return nil, err
+		}
+		d.made(f.path, before)
 	}
 	l := &metricsLog{}
 	var err error
@@ -113,7 +146,7 @@ func metricsUpTo(path string, last int) (jsonl, csv []byte, err error) {
 		return nil, nil, err
 	}
 	var j, c bytes.Buffer
-	c.WriteString(strings.Join(csvHeader, ",") + "\n")
+	c.Write(csvRecord(csvHeader))
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -123,7 +156,7 @@ func metricsUpTo(path string, last int) (jsonl, csv []byte, err error) {
 		}
 		j.Write(sc.Bytes())
 		j.WriteByte('\n')
-		c.WriteString(m.csvRow() + "\n")
+		c.Write(m.csvRow())
 	}
 	return j.Bytes(), c.Bytes(), nil
 }
@@ -136,7 +169,7 @@ func (l *metricsLog) write(m Metric) error {
 	if _, err := l.jsonl.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	if _, err := l.csv.WriteString(m.csvRow() + "\n"); err != nil {
+	if _, err := l.csv.Write(m.csvRow()); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
@@ -156,10 +189,10 @@ type progress struct {
 	last     time.Time
 }
 
-// IsTerminal reports whether f is a character device (a terminal).
+// IsTerminal reports whether f is a terminal (not merely a character device
+// such as /dev/null).
 func IsTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }
 
 // line prints a whole line, clearing a bar first.
@@ -184,8 +217,12 @@ func (p *progress) end() {
 func (p *progress) step(step int, loss, tokPerS float64, eta time.Duration, logged bool, m Metric) {
 	if !p.terminal {
 		if logged {
-			p.line("step %d/%d | loss %s | lr %.3g | grad_norm %s | %.0f tok/s | eta %s",
-				step, p.total, num(m.Loss, "%.4f"), m.LR, num(m.GradNorm, "%.3f"), m.TokensPerS, fmtDur(eta))
+			comm := ""
+			if m.CommS != nil {
+				comm = fmt.Sprintf(" | comm %.1f ms/step", 1e3**m.CommS)
+			}
+			p.line("step %d/%d | loss %s | lr %.3g | grad_norm %s | %.0f tok/s%s | eta %s",
+				step, p.total, num(m.Loss, "%.4f"), m.LR, num(m.GradNorm, "%.3f"), m.TokensPerS, comm, fmtDur(eta))
 		}
 		return
 	}
@@ -227,17 +264,22 @@ func (s *Summary) Table(w io.Writer) {
 		{"tokens/s", fmt.Sprintf("%.0f", float64(s.Tokens)/max(s.ElapsedS, 1e-9))},
 		{"final train loss", fmt.Sprintf("%.4f", s.Loss)},
 	}
+	if s.Ranks > 1 {
+		rows = append(rows, []string{"ranks (global batch)", fmt.Sprintf("%d (%d sequences)", s.Ranks, s.GlobalBatch)},
+			[]string{"communication/step", fmt.Sprintf("%.1f ms waited", 1e3*s.CommS)})
+	}
 	rows = append(rows, s.Eval.rows()...)
 	rows = append(rows, []string{"skipped steps", strconv.Itoa(s.Skipped)}, []string{"checkpoint", s.Checkpoint})
 	t.Bulk(rows)
 	t.Render()
 }
 
-// Table prints the evaluation as a table.
-func (e Eval) Table(w io.Writer) {
+// Table prints the evaluation as a table, after the rows of head (what was
+// evaluated).
+func (e Eval) Table(w io.Writer, head ...[]string) {
 	t := tablewriter.NewWriter(w)
 	t.Header([]string{"evaluation", "value"})
-	t.Bulk(e.rows())
+	t.Bulk(append(head, e.rows()...))
 	t.Render()
 }
 
@@ -250,6 +292,7 @@ func (e Eval) rows() [][]string {
 	}{
 		{"val loss", e.ValLoss, "%.4f"}, {"val perplexity", e.ValPerplexity, "%.3f"},
 		{"val bits/token", e.ValBitsPerTok, "%.4f"}, {"val bits/byte", e.ValBitsPerByte, "%.4f"},
+		{"val bits/base", e.ValBitsPerBase, "%.4f"}, {"val bits/sample", e.ValBitsPerSample, "%.4f"},
 	} {
 		if r.v != nil {
 			rows = append(rows, []string{r.name, fmt.Sprintf(r.f, *r.v)})

@@ -25,8 +25,9 @@ const SummaryFile = "summary.json"
 //
 // FLOPs counts the training work done so far: Tokens × FLOPsPerToken, where
 // FLOPsPerToken is layers.Config.FLOPsPerToken(data.seq_len), the documented count
-// of 6·N per token on the multiplied parameters plus the scan and conv terms
-// (forward and backward; evaluation is not counted).
+// of 6·N per token on the multiplied parameters plus the scan and conv terms (Mamba)
+// or the attention term (Transformer++), forward and backward; evaluation is not
+// counted.
 type RunSummary struct {
 	Arch string `json:"arch"` // model.arch; "mamba" when the config has no such key
 
@@ -189,7 +190,7 @@ func (r *runner) runSummary() RunSummary {
 	sum := sha256.Sum256(r.st.Config)
 	s := RunSummary{
 		Arch: ConfigArch(r.st.Config), Params: r.summary.Params,
-		Step: r.st.Step, MaxSteps: r.cfg.Run.MaxSteps, Finished: r.st.Step == r.cfg.Run.MaxSteps,
+		Step: r.st.Step, MaxSteps: r.cfg.Run.MaxSteps, Finished: r.st.Step == r.cfg.Run.MaxSteps && r.st.Pending == nil,
 		SeqLen: r.cfg.Data.SeqLen, TokensPerStep: r.tokensPerStep(), Tokens: r.st.Tokens,
 		FLOPsPerToken: r.model.Config().FLOPsPerToken(r.cfg.Data.SeqLen),
 		WallS:         r.st.ElapsedS, Skipped: r.st.Skipped,

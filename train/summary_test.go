@@ -147,7 +147,7 @@ func TestNonEmbeddingParamsOfMamba(t *testing.T) {
 	cfg.Run.MaxSteps, cfg.Run.EvalEvery, cfg.Run.CheckpointEvery, cfg.Optim.WarmupSteps = 1, 1, 1, 0
 	out := t.TempDir()
 	o := fakeOptions(out)
-	o.Backend = Mamba{}
+	o.Backend = Layers{}
 	if _, err := Run(context.Background(), cfg, o); err != nil {
 		t.Fatal(err)
 	}

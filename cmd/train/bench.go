@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -15,8 +16,10 @@ import (
 	"github.com/olekukonko/tablewriter"
 
 	"github.com/mambago/mamba/autograd"
+	"github.com/mambago/mamba/internal/atomicfile"
 	"github.com/mambago/mamba/internal/cuda"
 	"github.com/mambago/mamba/internal/kernel"
+	"github.com/mambago/mamba/internal/math32"
 	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/optim"
 	"github.com/mambago/mamba/train"
@@ -25,26 +28,34 @@ import (
 const benchUsage = `Time training and generation of a model on random tokens.
 
 Usage:
-  train bench [--config FILE] [--d-model N] [--n-layer N] [--vocab-size N] [--d-state N]
-              [--expand N] [--batch-size N] [--seq-len N] [--steps N] [--json]
+  train bench [--config FILE] [--arch mamba|transformer] [--d-model N] [--n-layer N]
+              [--vocab-size N] [--d-state N] [--expand N] [--n-head N] [--d-ff N]
+              [--batch-size N] [--seq-len N] [--steps N] [--json] [--cpuprofile FILE]
               [--device cpu|cuda] [--precision fp32|tf32|bf16]
 
 It builds the model (the config's model and batch shape, changed by the model
 flags), takes two warm-up steps, then times --steps training steps (forward,
-backward, AdamW) on random tokens, and recurrent generation at batch 1 and 16.
+backward, AdamW) on random tokens, and generation at batch 1 and 16 (after a
+16-token prompt: the Mamba's recurrent step, the Transformer++'s key/value-cache
+step).
 It reports tokens/s, the achieved GFLOP/s (layers.Config.FLOPsPerToken), the
 sgemm peak measured in the same process with the same number of threads
 (a tiled 2048³ product), the MFU (achieved / peak), the time of each kind of
-op and the BLAS in use. --json prints one JSON object instead of tables.
+op, the BLAS in use and the vector path of the scan and the exp rows
+(MAMBA_VECTOR=avx2 or avx512 sets it; run the bench once with each to compare
+them). --json prints one JSON object instead of tables; --cpuprofile writes a
+CPU profile of the timed steps (time in parallel.(*worker).await and
+(*latch).wait is cores waiting for work).
 
-With --device cuda the same is measured on the first NVIDIA GPU: the step is
-the GPU trainer's (parameters, gradients and AdamW on the device, the step
-replayed as a CUDA graph), the op times come from CUDA events around every
-kernel, the peak is cuBLAS's 4096³ product at the same --precision, and
+With --device cuda the same is measured on the first NVIDIA GPU (a Mamba): the
+step is the GPU trainer's (parameters, gradients and AdamW on the device, the
+step replayed as a CUDA graph), the op times come from CUDA events around
+every kernel, the peak is cuBLAS's 4096³ product at the same --precision, and
 generation runs the GPU decoder.
 
 Examples:
   train bench --config configs/bench.json
+  train bench --config configs/bench-transformer.json
   GOMAXPROCS=2 train bench --config configs/bench.json --json
   train bench --d-model 768 --n-layer 24 --batch-size 8 --seq-len 512 --steps 3
   train bench --config configs/bench.json --device cuda
@@ -55,9 +66,12 @@ Flags:
 
 // benchResult is what train bench measures; --json prints it.
 type benchResult struct {
+	Arch                 string       `json:"arch"`
 	Params               int          `json:"params"`
 	DModel               int          `json:"d_model"`
 	NLayer               int          `json:"n_layer"`
+	NHead                int          `json:"n_head,omitempty"` // transformer
+	DFF                  int          `json:"d_ff,omitempty"`   // transformer
 	Vocab                int          `json:"vocab_size"`
 	Batch                int          `json:"batch_size"`
 	SeqLen               int          `json:"seq_len"`
@@ -71,13 +85,14 @@ type benchResult struct {
 	MFU                  float64      `json:"mfu"`
 	DecodeTokensPerSB1   float64      `json:"decode_tokens_per_s_b1"`
 	DecodeTokensPerSB16  float64      `json:"decode_tokens_per_s_b16"`
+	BLAS                 string       `json:"blas"`
+	BLASCore             string       `json:"blas_core"`
+	BLASWarning          string       `json:"blas_warning,omitempty"`
+	VectorPath           string       `json:"vector_path"`
 	Device               string       `json:"device,omitempty"`       // cuda: the GPU and the kernels' image
 	Precision            string       `json:"precision,omitempty"`    // cuda: the products' precision
 	Graph                string       `json:"cuda_graph,omitempty"`   // cuda: whether steps replay a CUDA graph
 	KernelCalls          int          `json:"kernel_calls,omitempty"` // cuda: kernel calls of a training step's graph
-	BLAS                 string       `json:"blas"`
-	BLASCore             string       `json:"blas_core"`
-	BLASWarning          string       `json:"blas_warning,omitempty"`
 	EstimatedMemoryBytes float64      `json:"estimated_memory_bytes"`
 	Ops                  []benchOpRow `json:"ops"`
 }
@@ -91,14 +106,18 @@ type benchOpRow struct {
 func runBench(args []string, stdout io.Writer) error {
 	fs := newFlags("bench", benchUsage, stdout)
 	config := fs.String("config", "", "run config JSON file whose model and batch shape to time (default: the built-in defaults)")
+	arch := fs.String("arch", "", "model architecture, mamba or transformer (overrides the config)")
 	dModel := fs.Int("d-model", 0, "model width (overrides the config)")
 	nLayer := fs.Int("n-layer", 0, "number of layers (overrides the config)")
 	vocab := fs.Int("vocab-size", 0, "vocabulary size (overrides the config)")
 	dState := fs.Int("d-state", 0, "SSM state size N (overrides the config)")
 	expand := fs.Int("expand", 0, "d_inner / d_model (overrides the config)")
+	nHead := fs.Int("n-head", 0, "attention heads of a transformer (overrides the config)")
+	dFF := fs.Int("d-ff", 0, "SwiGLU width of a transformer (overrides the config)")
 	batch := fs.Int("batch-size", 0, "sequences per step (overrides the config)")
 	seqLen := fs.Int("seq-len", 0, "tokens per sequence (overrides the config)")
 	steps := fs.Int("steps", 10, "training steps to time")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed training steps to this file (go tool pprof)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of tables")
 	device, precision := deviceFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -128,6 +147,7 @@ func runBench(args []string, stdout io.Writer) error {
 	}{
 		{"d-model", *dModel, &cfg.Model.DModel}, {"n-layer", *nLayer, &cfg.Model.NLayer}, {"vocab-size", *vocab, &cfg.Model.VocabSize},
 		{"d-state", *dState, &cfg.Model.DState}, {"expand", *expand, &cfg.Model.Expand},
+		{"n-head", *nHead, &cfg.Model.NHead}, {"d-ff", *dFF, &cfg.Model.DFF},
 		{"batch-size", *batch, &cfg.Data.BatchSize}, {"seq-len", *seqLen, &cfg.Data.SeqLen},
 	} {
 		if fs.Changed(f.name) {
@@ -136,6 +156,9 @@ func runBench(args []string, stdout io.Writer) error {
 			}
 			*f.dst = f.v
 		}
+	}
+	if fs.Changed("arch") {
+		cfg.Model.Arch = *arch
 	}
 	if *steps < 1 {
 		return usagef("--steps %d: want at least 1", *steps)
@@ -146,40 +169,70 @@ func runBench(args []string, stdout io.Writer) error {
 	if err := cfg.Model.Validate(); err != nil {
 		return usageError{err}
 	}
+	if *device == train.DeviceCUDA {
+		if cfg.Model.IsTransformer() {
+			return usagef("--device cuda: the transformer does not run on the GPU yet (the Mamba does)")
+		}
+		res, err := benchCUDA(cfg, *steps, prec)
+		if err != nil {
+			return err
+		}
+		return res.print(stdout, *asJSON)
+	}
 	need := cfg.Model.TrainingBytes(cfg.Data.BatchSize, cfg.Data.SeqLen)
-	if avail, ok := availableMemory(); ok && need > float64(avail) && *device == train.DeviceCPU {
+	if avail, ok := availableMemory(); ok && need > float64(avail) {
 		return usagef("the model (%d parameters, batch %d × %d) needs about %s to train and %s are available: make it smaller",
 			cfg.Model.NumParams(), cfg.Data.BatchSize, cfg.Data.SeqLen, bytesString(need), bytesString(float64(avail)))
 	}
-	var res *benchResult
-	if *device == train.DeviceCUDA {
-		res, err = benchCUDA(cfg, *steps, prec)
-	} else {
-		res, err = bench(cfg, *steps)
+	var profile *atomicfile.File
+	var w io.Writer // nil without a profile (not a nil *File)
+	if *cpuProfile != "" {
+		var err error
+		if profile, err = atomicfile.Create(*cpuProfile); err != nil {
+			return usagef("--cpuprofile: %v", err)
+		}
+		w = profile
+	}
+	res, err := bench(cfg, *steps, w)
+	if profile != nil {
+		if err != nil {
+			profile.Abort()
+		} else if err = profile.Commit(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
 	}
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		b, err := json.Marshal(res)
+	return res.print(stdout, *asJSON)
+}
+
+// print writes the result as tables, or as one JSON object.
+func (r *benchResult) print(w io.Writer, asJSON bool) error {
+	if asJSON {
+		b, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s\n", b)
-		return nil
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
 	}
-	res.tables(stdout)
+	r.tables(w)
 	return nil
 }
 
-// bench builds the model of cfg and measures it.
-func bench(cfg train.Config, steps int) (*benchResult, error) {
+// bench builds the model of cfg and measures it; with profile, it writes a CPU
+// profile of the timed training steps there.
+func bench(cfg train.Config, steps int, profile io.Writer) (*benchResult, error) {
 	mc, B, L := cfg.Model, cfg.Data.BatchSize, cfg.Data.SeqLen
 	info := kernel.BLAS()
-	r := &benchResult{Params: mc.NumParams(), DModel: mc.DModel, NLayer: mc.NLayer, Vocab: mc.VocabSize, Batch: B, SeqLen: L,
+	r := &benchResult{Arch: mc.Arch, Params: mc.NumParams(), DModel: mc.DModel, NLayer: mc.NLayer, Vocab: mc.VocabSize, Batch: B, SeqLen: L,
 		Steps: steps, Threads: runtime.GOMAXPROCS(0), FLOPsPerToken: mc.FLOPsPerToken(L),
-		BLAS: info.Lib, BLASCore: info.Core, BLASWarning: info.Warning, EstimatedMemoryBytes: mc.TrainingBytes(B, L)}
-	m, err := layers.New(mc, cfg.Run.Seed)
+		BLAS: info.Lib, BLASCore: info.Core, BLASWarning: info.Warning, VectorPath: math32.Choice(), EstimatedMemoryBytes: mc.TrainingBytes(B, L)}
+	if mc.IsTransformer() {
+		r.NHead, r.DFF = mc.NHead, mc.FF()
+	}
+	m, err := layers.NewLM(mc, cfg.Run.Seed)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -205,7 +258,7 @@ func bench(cfg train.Config, steps int) (*benchResult, error) {
 	}
 	var optTime time.Duration
 	step := func() error {
-		if _, err := tr.Step(ids, tg); err != nil {
+		if _, err := tr.Step(ids, tg, nil); err != nil {
 			return err
 		}
 		start := time.Now()
@@ -220,6 +273,11 @@ func bench(cfg train.Config, steps int) (*benchResult, error) {
 	}
 	prof := autograd.NewProfile()
 	tr.Profile(prof)
+	if profile != nil {
+		if err := pprof.StartCPUProfile(profile); err != nil {
+			return nil, err
+		}
+	}
 	optTime = 0
 	start := time.Now()
 	for range steps {
@@ -229,6 +287,9 @@ func bench(cfg train.Config, steps int) (*benchResult, error) {
 	}
 	elapsed := time.Since(start)
 	tr.Profile(nil)
+	if profile != nil {
+		pprof.StopCPUProfile()
+	}
 	perStep := elapsed.Seconds() / float64(steps)
 	r.StepMS = 1e3 * perStep
 	r.TokensPerS = float64(B*L) / perStep
@@ -275,11 +336,15 @@ func sgemmPeak() (float64, error) {
 	return best, nil
 }
 
-// decodeRate is the tokens/s of recurrent generation at a batch size: after
-// a 16-token prefill and 8 warm-up steps, Step until at least 32 steps and a
-// quarter of a second.
-func decodeRate(m *layers.Model, batch int, rng *rand.Rand) (float64, error) {
-	d, err := m.NewDecoder(batch)
+// decodeSteps bounds the timed steps of decodeRate (a Transformer++'s cache
+// holds 16 + 8 + decodeSteps positions).
+const decodeSteps = 512
+
+// decodeRate is the tokens/s of generation at a batch size: after a 16-token
+// prefill and 8 warm-up steps, Step until at least 32 steps and a quarter of
+// a second (at most decodeSteps).
+func decodeRate(m layers.LM, batch int, rng *rand.Rand) (float64, error) {
+	d, err := m.NewGenerator(batch, 16+8+decodeSteps)
 	if err != nil {
 		return 0, err
 	}
@@ -299,7 +364,7 @@ func decodeRate(m *layers.Model, batch int, rng *rand.Rand) (float64, error) {
 		}
 	}
 	start, n := time.Now(), 0
-	for ; n < 32 || time.Since(start) < 250*time.Millisecond; n++ {
+	for ; n < decodeSteps && (n < 32 || time.Since(start) < 250*time.Millisecond); n++ {
 		if _, err := d.Step(tok); err != nil {
 			return 0, err
 		}
@@ -317,17 +382,16 @@ func (r *benchResult) tables(w io.Writer) {
 	}
 	t := tablewriter.NewWriter(w)
 	t.Header([]string{"bench", "value"})
-	where := [][]string{{"threads (GOMAXPROCS)", strconv.Itoa(r.Threads)}}
+	where := [][]string{{"threads (GOMAXPROCS)", strconv.Itoa(r.Threads)}, {"BLAS", blas}, {"vector path (scan, exp rows)", r.VectorPath}}
 	peak := "sgemm peak (tiled 2048³)"
 	if r.Device != "" {
-		where = [][]string{{"device", r.Device}, {"precision of the products", r.Precision},
+		where = [][]string{{"device", r.Device}, {"precision of the products", r.Precision}, {"BLAS", blas},
 			{"step replays a CUDA graph", r.Graph}, {"kernel calls per step", strconv.Itoa(r.KernelCalls)}}
 		peak = "cuBLAS product peak (same precision)"
 	}
 	t.Bulk(append(append([][]string{
-		{"model", fmt.Sprintf("d_model %d, %d layers, vocabulary %d: %s parameters", r.DModel, r.NLayer, r.Vocab, commas(r.Params))},
+		{"model", r.modelString()},
 		{"batch", fmt.Sprintf("%d × %d tokens", r.Batch, r.SeqLen)}}, where...), [][]string{
-		{"BLAS", blas},
 		{"training tokens/s", fmt.Sprintf("%.0f", r.TokensPerS)},
 		{"step time", fmt.Sprintf("%.1f ms (mean of %d steps)", r.StepMS, r.Steps)},
 		{"FLOPs per token", fmt.Sprintf("%.3g", r.FLOPsPerToken)},
@@ -346,6 +410,15 @@ func (r *benchResult) tables(w io.Writer) {
 	}
 	ops.Bulk(rows)
 	ops.Render()
+}
+
+// modelString describes the benched model in a line.
+func (r *benchResult) modelString() string {
+	s := fmt.Sprintf("Mamba d_model %d, %d layers", r.DModel, r.NLayer)
+	if r.Arch == layers.ArchTransformer {
+		s = fmt.Sprintf("Transformer++ d_model %d, %d layers, %d heads, d_ff %d", r.DModel, r.NLayer, r.NHead, r.DFF)
+	}
+	return fmt.Sprintf("%s, vocabulary %d: %s parameters", s, r.Vocab, commas(r.Params))
 }
 
 // availableMemory is MemAvailable of /proc/meminfo in bytes; ok is false

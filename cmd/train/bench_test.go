@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -71,6 +75,50 @@ func TestBenchRefusals(t *testing.T) {
 		r := runBin(t, c.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 || r.stdout != "" {
 			t.Errorf("%v: exit %d, stderr %q, stdout %q; want exit 2 and one line containing %q", c.args, r.code, r.stderr, r.stdout, c.want)
+		}
+	}
+}
+
+// TestBenchProfileAndVector: --cpuprofile writes a CPU profile (gzip) of the timed steps, and
+// a directory that cannot hold it is exit 2 with one line; the JSON names the vector path,
+// which MAMBA_VECTOR sets, and a MAMBA_VECTOR the CPU cannot run is exit 2 with one line.
+func TestBenchProfileAndVector(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	r := runBin(t, append(benchTiny, "--json", "--cpuprofile", prof)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(prof); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpuprofile wrote %d bytes (%v), want a gzip profile", len(b), err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got["vector_path"] == "" {
+		t.Errorf("no vector_path in %s (%v)", r.stdout, err)
+	}
+	r = runBin(t, append(benchTiny, "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "cpu.prof"))...)
+	if r.code != 2 || !strings.Contains(r.stderr, "--cpuprofile") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("profile in a missing directory: exit %d, stderr %q; want 2 and one line naming --cpuprofile", r.code, r.stderr)
+	}
+	for _, c := range []struct {
+		env  string
+		code int
+		want string
+	}{{"MAMBA_VECTOR=go", 0, `"vector_path":"go (MAMBA_VECTOR)"`}, {"MAMBA_VECTOR=sse9", 2, "MAMBA_VECTOR"}} {
+		cmd := exec.Command(bin, append(benchTiny, "--json")...)
+		cmd.Env = append(os.Environ(), c.env)
+		var o, e strings.Builder
+		cmd.Stdout, cmd.Stderr = &o, &e
+		code := 0
+		if err := cmd.Run(); err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			code = ee.ExitCode()
+		}
+		out := o.String() + e.String()
+		if code != c.code || !strings.Contains(out, c.want) || c.code == 2 && strings.Count(e.String(), "\n") != 1 {
+			t.Errorf("%s: exit %d, output %q; want exit %d and %q", c.env, code, out, c.code, c.want)
 		}
 	}
 }

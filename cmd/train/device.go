@@ -89,7 +89,7 @@ func benchCUDA(cfg train.Config, steps int, prec cuda.Precision) (_ *benchResult
 		tg[i] = ids[(i+1)%len(ids)]
 	}
 	step := func() error {
-		if _, err := tr.Step(ids, tg); err != nil {
+		if _, err := tr.Step(ids, tg, nil); err != nil {
 			return err
 		}
 		if _, err := tr.GradNorm(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -263,31 +264,7 @@ func TestSIGKILLAndResumeOfTheRealModel(t *testing.T) {
 		t.Fatalf("reference run: exit %d: %s", r.code, r.stderr)
 	}
 	out := filepath.Join(t.TempDir(), "killed")
-	rng := rand.New(rand.NewPCG(7, 7))
-	kills := 0
-	for attempt := 0; ; attempt++ {
-		if attempt == 40 {
-			t.Fatalf("run did not finish after %d kills", kills)
-		}
-		args := append(tinyRun(steps, 3), "--out", out)
-		if hasCheckpoint(out) {
-			args = []string{"--resume", "--out", out}
-		}
-		cmd := exec.Command(bin, args...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		target := metricLines(out) + 1 + rng.IntN(12)
-		delay := time.Duration(rng.IntN(3000)) * time.Microsecond
-		killed, err := killtest.Run(cmd, func() int { return metricLines(out) }, target, delay, time.Millisecond)
-		if killed {
-			kills++
-			continue
-		}
-		if err != nil {
-			t.Fatalf("run %v: %v: %s", args, err, stderr.Bytes())
-		}
-		break // the run finished by itself
-	}
+	kills := killUntilDone(t, tinyRun(steps, 3), out, rand.New(rand.NewPCG(7, 7)))
 	if kills < 2 {
 		t.Fatalf("only %d kills landed before the run finished", kills)
 	}
@@ -300,6 +277,37 @@ func TestSIGKILLAndResumeOfTheRealModel(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(lastCheckpoint(t, out), "model.safetensors"))
 	if len(a) == 0 || !bytes.Equal(a, b) {
 		t.Error("final weights differ after kill+resume")
+	}
+}
+
+// killUntilDone runs train with args into out and SIGKILLs it a random number of logged steps
+// (and a random few milliseconds) after each (re)start, resuming with --resume, until the run
+// finishes by itself; it returns the number of kills that landed.
+func killUntilDone(t *testing.T, args []string, out string, rng *rand.Rand) int {
+	t.Helper()
+	kills := 0
+	for attempt := 0; ; attempt++ {
+		if attempt == 40 {
+			t.Fatalf("run did not finish after %d kills", kills)
+		}
+		a := append(slices.Clone(args), "--out", out)
+		if hasCheckpoint(out) {
+			a = []string{"--resume", "--out", out}
+		}
+		cmd := exec.Command(bin, a...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		target := metricLines(out) + 1 + rng.IntN(12)
+		delay := time.Duration(rng.IntN(3000)) * time.Microsecond
+		killed, err := killtest.Run(cmd, func() int { return metricLines(out) }, target, delay, time.Millisecond)
+		if killed {
+			kills++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("run %v: %v: %s", a, err, stderr.Bytes())
+		}
+		return kills
 	}
 }
 
@@ -316,13 +324,12 @@ func TestSIGTERMCheckpointsAndExits(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if st, err := os.Stat(filepath.Join(out, "metrics.jsonl")); err == nil && st.Size() > 0 {
-			break
-		}
+	// Two logged steps at least, so that the checkpoint SIGTERM writes is past step 1
+	// and a resume with run.max_steps=1 must be refused.
+	for start := time.Now(); metricLines(out) < 2; time.Sleep(20 * time.Millisecond) {
 		if time.Since(start) > time.Minute {
 			cmd.Process.Kill()
-			t.Fatal("no metrics after a minute")
+			t.Fatal("fewer than two logged steps after a minute")
 		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -340,15 +347,19 @@ func TestSIGTERMCheckpointsAndExits(t *testing.T) {
 }
 
 // Fine-tuning starts from a transformers Mamba directory: the shared fixture
-// (HF_FIXTURES_DIR, default ../shared/fixtures beside the repository).
+// (HF_FIXTURES_DIR, default ../shared/fixtures beside the repository; a
+// relative path is taken from the repository root). A missing fixture fails.
 func TestInitFromTransformersDirectory(t *testing.T) {
 	dir := os.Getenv("HF_FIXTURES_DIR")
 	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "fixtures")
+		dir = filepath.Join("..", "shared", "fixtures")
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join("..", "..", dir) // the tests run in <repo>/cmd/train
 	}
 	hf := filepath.Join(dir, "hf_shared_tiny")
 	if _, err := os.Stat(filepath.Join(hf, "config.json")); err != nil {
-		t.Skipf("no transformers fixture at %s", hf)
+		t.Fatalf("no transformers fixture at %s (HF_FIXTURES_DIR=%q; the fixtures come with ../shared/fixtures): %v", hf, os.Getenv("HF_FIXTURES_DIR"), err)
 	}
 	out := filepath.Join(t.TempDir(), "ft")
 	r := runBin(t, append(tinyRun(4, 0, "--init-from", hf, "--set", `run.freeze=["backbone.embeddings.weight"]`), "--out", out)...)

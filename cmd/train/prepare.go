@@ -18,7 +18,9 @@
 // files (.txt/.jsonl, FASTA plain or gzip, WAV).
 //
 // Output: OUT/<split>.tok shards (format in data/shard), OUT/MANIFEST.sha256
-// (sha256sum -c format) and a summary table on stdout. A re-run says whether
+// (sha256sum -c format) and a summary table on stdout, built beside OUT and
+// moved in only when every split succeeded. OUT must be absent, empty or an
+// earlier prepare of the same modality and tokenizer. A re-run says whether
 // its shards match the previous manifest; --verify re-checks a directory.
 
 package main
@@ -28,11 +30,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/mambago/mamba/data/corpus"
 	"github.com/mambago/mamba/data/shard"
+	"github.com/mambago/mamba/internal/regfile"
 	"github.com/spf13/pflag"
 )
 
@@ -53,8 +55,8 @@ func runPrepare(args []string, stdout, stderr io.Writer) error {
 	fs.StringSliceVar(&o.Inputs.Train, "input", nil, "local files or directories to prepare instead of the packaged corpus")
 	fs.StringSliceVar(&o.Inputs.Valid, "valid-input", nil, "local files for the valid split (default: held out from --input)")
 	fs.StringSliceVar(&o.Inputs.Test, "test-input", nil, "local files for the test split (default: held out from --input)")
-	fs.Float64Var(&o.Inputs.ValidFrac, "valid-frac", 0.05, "fraction of --input documents held out for valid, by content hash")
-	fs.Float64Var(&o.Inputs.TestFrac, "test-frac", 0.05, "fraction of --input documents held out for test, by content hash")
+	fs.Float64Var(&o.Inputs.ValidFrac, "valid-frac", 0.05, "fraction of --input documents held out for valid, by content hash (one text file: of its bytes, after train)")
+	fs.Float64Var(&o.Inputs.TestFrac, "test-frac", 0.05, "fraction of --input documents held out for test, by content hash (one text file: its last bytes)")
 	fs.IntVar(&o.Audio.Clips, "clips", 2000, "audio: synthetic training clips")
 	fs.IntVar(&o.Audio.ValidClips, "valid-clips", 200, "audio: synthetic validation clips")
 	fs.Uint64Var(&o.Audio.Seed, "seed", 1, "audio: seed of the synthetic voices")
@@ -96,7 +98,7 @@ func runPrepare(args []string, stdout, stderr io.Writer) error {
 	case dl == "":
 		o.Fetch.Dir = filepath.Join(o.Out, "downloads")
 	}
-	previous, _ := os.ReadFile(filepath.Join(o.Out, corpus.Manifest))
+	previous, _ := regfile.ReadFile(filepath.Join(o.Out, corpus.Manifest))
 	stats, err := corpus.Prepare(o)
 	if err != nil {
 		return err
@@ -104,7 +106,7 @@ func runPrepare(args []string, stdout, stderr io.Writer) error {
 	if err := corpus.Table(stdout, stats); err != nil {
 		return err
 	}
-	current, err := os.ReadFile(filepath.Join(o.Out, corpus.Manifest))
+	current, err := regfile.ReadFile(filepath.Join(o.Out, corpus.Manifest))
 	switch {
 	case err != nil:
 		return err

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"syscall"
 
@@ -96,8 +94,9 @@ func runSweep(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot find this binary to run the runs: %w", err)
 	}
-	// SIGINT/SIGTERM: the runs checkpoint and stop; the same command resumes them.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT/SIGTERM: the runs checkpoint and stop; the same command resumes them. A
+	// second signal kills the sweep at once, and with it its runs (see sweep.Run).
+	ctx, stop := notifyOnce(os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = sweep.Run(ctx, &plan, sweep.Options{Out: *out, Parallel: *par, Exe: exe, Stdout: stdout})
 	var ie *sweep.InputError

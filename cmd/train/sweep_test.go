@@ -40,20 +40,20 @@ func TestSweepSmoke(t *testing.T) {
 		}
 	}
 	rows := readCSV(t, filepath.Join(out, "runs.csv"))
-	if len(rows) != 7 || strings.Join(rows[0][:4], ",") != "arch,params,tokens,loss" {
+	if len(rows) != 13 || strings.Join(rows[0][:4], ",") != "arch,params,tokens,loss" {
 		t.Fatalf("runs.csv: %d lines, header %v", len(rows), rows[0])
 	}
-	if !strings.Contains(r.stdout, "sweep finished: 6 runs") || !strings.Contains(r.stdout, "alpha") {
+	if !strings.Contains(r.stdout, "sweep finished: 12 runs") || !strings.Contains(r.stdout, "alpha") {
 		t.Errorf("stdout lacks the end line or the fit table:\n%s", r.stdout)
 	}
 	var fit map[string]map[string]any
-	if err := json.Unmarshal(fileBytes(t, filepath.Join(out, "fit.json")), &fit); err != nil || fit["mamba"]["n_runs"] != 6.0 {
+	if err := json.Unmarshal(fileBytes(t, filepath.Join(out, "fit.json")), &fit); err != nil || fit["mamba"]["n_runs"] != 6.0 || fit["transformer"]["n_runs"] != 6.0 {
 		t.Errorf("fit.json: %v, %v", fit, err)
 	}
 
 	logs := invocations(t, out)
 	r = runBin(t, sweepArgs(out)...)
-	if r.code != 0 || !strings.Contains(r.stdout, "6 runs (6 finished, 0 to run)") {
+	if r.code != 0 || !strings.Contains(r.stdout, "12 runs (12 finished, 0 to run)") {
 		t.Fatalf("second sweep: exit %d: %s\n%s", r.code, r.stderr, r.stdout)
 	}
 	if again := invocations(t, out); !maps(again, logs) {
@@ -65,15 +65,17 @@ func TestSweepSmoke(t *testing.T) {
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &got) != nil || strings.Count(r.stdout, "\n") != 1 {
 		t.Fatalf("sweep fit --json: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	var ci map[string][2]float64
-	m := got["mamba"]
-	if json.Unmarshal(m["ci"], &ci) != nil || len(ci) != 7 || string(m["n_runs"]) != "6" {
-		t.Errorf("sweep fit --json: %s", r.stdout)
-	}
-	for _, k := range []string{"E", "A", "alpha", "B", "beta", "a", "b"} {
-		var v float64
-		if json.Unmarshal(m[k], &v) != nil {
-			t.Errorf("sweep fit --json: %s is %s, not a number", k, m[k])
+	for _, arch := range []string{"mamba", "transformer"} {
+		var ci map[string][2]float64
+		m := got[arch]
+		if json.Unmarshal(m["ci"], &ci) != nil || len(ci) != 7 || string(m["n_runs"]) != "6" {
+			t.Errorf("sweep fit --json, %s: %s", arch, r.stdout)
+		}
+		for _, k := range []string{"E", "A", "alpha", "B", "beta", "a", "b"} {
+			var v float64
+			if json.Unmarshal(m[k], &v) != nil {
+				t.Errorf("sweep fit --json, %s: %s is %s, not a number", arch, k, m[k])
+			}
 		}
 	}
 }
@@ -173,7 +175,7 @@ func TestSweepBadInput(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	unknown := writeFile(t, dir, "unknown.json", `{"base": {}, "sizes": [{"name": "a", "model": {"d_model": 8}}], "budgett": {}}`)
-	arch := writeFile(t, dir, "arch.json", `{"base": {}, "archs": ["mamba", "transformer"], "sizes": [{"name": "a", "model": {"d_model": 8}}]}`)
+	arch := writeFile(t, dir, "arch.json", `{"base": {}, "archs": ["mamba", "rnn"], "sizes": [{"name": "a", "model": {"d_model": 8}}]}`)
 	badModel := writeFile(t, dir, "model.json", `{"base": {}, "sizes": [{"name": "a", "model": {"d_model": -8}}]}`)
 	few := writeFile(t, dir, "few.csv", "arch,params,tokens,loss\nmamba,1e5,1e6,3\nmamba,2e5,1e6,2.9\n")
 	neg := writeFile(t, dir, "neg.csv", "arch,params,tokens,loss\n"+strings.Repeat("mamba,1e5,1e6,3\n", 5)+"mamba,-1,1e6,3\n")
@@ -186,7 +188,7 @@ func TestSweepBadInput(t *testing.T) {
 		{"no config", []string{"sweep", "--out", out}, "--config FILE is required"},
 		{"missing config", []string{"sweep", "--config", filepath.Join(dir, "none.json"), "--out", out}, "file does not exist"},
 		{"unknown key", []string{"sweep", "--config", unknown, "--out", out}, `unknown field "budgett"`},
-		{"transformer", []string{"sweep", "--config", arch, "--out", out}, `"transformer" is not available in this build`},
+		{"unknown arch", []string{"sweep", "--config", arch, "--out", out}, `arch must be "mamba" or "transformer", got "rnn"`},
 		{"bad model", []string{"sweep", "--config", badModel, "--out", out}, "d_model must be positive"},
 		{"parallel 0", []string{"sweep", "--config", smokeSweep, "--out", out, "--parallel", "0"}, "--parallel must be >= 1"},
 		{"fit: few runs", []string{"sweep", "fit", "--runs", few}, "2 runs, the fit needs at least 5"},

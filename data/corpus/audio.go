@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mambago/mamba/data/tokenize"
 	"github.com/mambago/mamba/data/wav"
@@ -74,8 +75,8 @@ func AudioPackages(f *Fetch, o AudioOptions) ([]Split, error) {
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	synth := func(stream uint64, n int) Docs {
-		return parallelDocs(n, workers, func(i int) (Doc, error) {
+	synth := func(split string, stream uint64, n int) Docs {
+		return parallelDocs(n, workers, progress(f, "synthesising "+split+" clips"), func(i int) (Doc, error) {
 			r := rng.New(o.Seed, stream, uint64(i))
 			c := espeakClip{
 				word:  digits[i%10],
@@ -89,7 +90,7 @@ func AudioPackages(f *Fetch, o AudioOptions) ([]Split, error) {
 			return Doc{Name: fmt.Sprintf("%s_%05d", c.word, i), Data: pcm(s)}, nil
 		})
 	}
-	flite := parallelDocs(len(flites)*len(digits), workers, func(i int) (Doc, error) {
+	flite := parallelDocs(len(flites)*len(digits), workers, progress(f, "speaking test clips with flite"), func(i int) (Doc, error) {
 		v, w := flites[i/len(digits)], digits[i%len(digits)]
 		s, err := fliteClip(v, w)
 		return Doc{Name: w + "_" + v, Data: pcm(s)}, err
@@ -115,7 +116,7 @@ func AudioPackages(f *Fetch, o AudioOptions) ([]Split, error) {
 		}
 		return nil
 	}
-	return []Split{{"train", synth(0, o.Clips)}, {"valid", synth(1, o.ValidClips)}, {"test", flite}, {"test_real", real}}, nil
+	return []Split{{"train", synth("train", 0, o.Clips)}, {"valid", synth("valid", 1, o.ValidClips)}, {"test", flite}, {"test_real", real}}, nil
 }
 
 // espeakVariants lists espeak-ng's voice variants (voices/!v), sorted.
@@ -233,10 +234,18 @@ func pcm(s []int16) []byte {
 	return b
 }
 
+// progress returns a reporter that logs "what: done/total (elapsed)" to f's log.
+func progress(f *Fetch, what string) func(done, total int) {
+	start := time.Now()
+	return func(done, total int) {
+		f.logf("%s: %d/%d (%s)", what, done, total, time.Since(start).Round(time.Second))
+	}
+}
+
 // parallelDocs makes n documents with up to workers calls of gen at once,
 // yielding them in index order (a block of 64·workers at a time bounds the
-// memory held).
-func parallelDocs(n, workers int, gen func(i int) (Doc, error)) Docs {
+// memory held) and reporting after each block.
+func parallelDocs(n, workers int, report func(done, total int), gen func(i int) (Doc, error)) Docs {
 	return func(yield func(Doc) error) error {
 		block := 64 * workers
 		docs, errs := make([]Doc, block), make([]error, block)
@@ -266,6 +275,7 @@ func parallelDocs(n, workers int, gen func(i int) (Doc, error)) Docs {
 					return err
 				}
 			}
+			report(hi, n)
 		}
 		return nil
 	}
@@ -275,7 +285,7 @@ func parallelDocs(n, workers int, gen func(i int) (Doc, error)) Docs {
 // brought to 16 kHz mono 16-bit (other rates resampled when resample is
 // set, refused otherwise).
 func LocalWAV(in Inputs, resample bool) ([]Split, error) {
-	return local(in, []string{".wav"}, func(path string, yield func(Doc) error) error {
+	return local(in, []string{".wav"}, false, func(path string, yield func(Doc) error) error {
 		b, err := readFile(path)
 		if err != nil {
 			return err

@@ -16,6 +16,7 @@ import (
 	"github.com/mambago/mamba/data/shard"
 	"github.com/mambago/mamba/data/tokenize"
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
 	"github.com/olekukonko/tablewriter"
 )
 
@@ -113,7 +114,7 @@ func buildSplit(dir string, tok tokenize.Tokenizer, sp Split) (Stats, error) {
 }
 
 func fileSHA256(path string) (string, int64, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return "", 0, err
 	}
@@ -129,7 +130,7 @@ func fileSHA256(path string) (string, int64, error) {
 // Verify checks every shard listed in dir's manifest: its file hash, its
 // header and its body checksum. It returns the stats of each shard.
 func Verify(dir string) ([]Stats, error) {
-	mf, err := os.ReadFile(filepath.Join(dir, Manifest))
+	mf, err := regfile.ReadFile(filepath.Join(dir, Manifest))
 	if err != nil {
 		return nil, fmt.Errorf("verify: %v (run prepare first)", err)
 	}

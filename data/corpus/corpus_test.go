@@ -3,6 +3,8 @@ package corpus
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/mambago/mamba/data/shard"
 	"github.com/mambago/mamba/data/wav"
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func write(t *testing.T, path string, b []byte) string {
@@ -87,6 +90,10 @@ func TestLocalText(t *testing.T) {
 	// Explicit held-out files; gpt2 appends <|endoftext|> to each document.
 	opts.Inputs = Inputs{Train: []string{filepath.Join(in, "books")}, Valid: []string{filepath.Join(in, "web.jsonl")}, Test: []string{filepath.Join(in, "web.jsonl")}}
 	opts.Tokenizer = "gpt2"
+	if _, err := Prepare(opts); err == nil || !strings.Contains(err.Error(), "holds a text corpus tokenized with bytes") {
+		t.Errorf("gpt2 over a bytes prepare: %v", err)
+	}
+	opts.Out = filepath.Join(t.TempDir(), "gpt2")
 	stats, err = Prepare(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +112,7 @@ func TestLocalTextRefuses(t *testing.T) {
 		"empty file": {write(t, filepath.Join(in, "empty.txt"), nil), "empty file"},
 		"bad jsonl":  {write(t, filepath.Join(in, "bad.jsonl"), []byte("{\"txt\": 1}\n")), "bad.jsonl:1: want a JSON object"},
 		"missing":    {filepath.Join(in, "nope.txt"), "no such file"},
-		"one doc":    {write(t, filepath.Join(in, "one.txt"), []byte("only one document")), "no documents"},
+		"one doc":    {filepath.Dir(write(t, filepath.Join(in, "dir", "one.txt"), []byte("only one document"))), "no documents"},
 	}
 	for name, c := range cases {
 		_, err := Prepare(Options{Modality: shard.Text, Out: t.TempDir(), Inputs: Inputs{Train: c[:1], ValidFrac: 0.1, TestFrac: 0.1}})
@@ -115,6 +122,126 @@ func TestLocalTextRefuses(t *testing.T) {
 	}
 	if _, err := Prepare(Options{Modality: shard.DNA, Tokenizer: "bytes", Out: t.TempDir()}); err == nil {
 		t.Error("bytes tokenizer accepted for DNA")
+	}
+}
+
+// readTokens returns the tokens of a shard.
+func readTokens(t *testing.T, path string) []int32 {
+	t.Helper()
+	sh, err := shard.Open(path, shard.Expect{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	all := make([]int32, sh.Len())
+	if err := sh.Read(all, 0); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// nanoGPT's single input.txt used to fail with "no documents": it is cut by
+// bytes, train first and test last, at paragraph breaks, into documents of
+// at most 1 MiB; the three splits together are the file.
+func TestSingleFileCorpus(t *testing.T) {
+	var play strings.Builder
+	for i := 0; play.Len() < 300_000; i++ {
+		fmt.Fprintf(&play, "SPEAKER %d:\nA line of verse, number %d,\nand another.\n\n", i%7, i)
+	}
+	noBreaks := strings.Repeat("x", 3*textBlock+123) // no paragraph break at all
+	for name, text := range map[string]string{"play": play.String(), "one long line": noBreaks} {
+		dir := t.TempDir()
+		in := write(t, filepath.Join(dir, "input.txt"), []byte(text))
+		out := filepath.Join(dir, "out")
+		stats, err := Prepare(Options{Modality: shard.Text, Out: out, Inputs: Inputs{Train: []string{in}, ValidFrac: 0.1, TestFrac: 0.05}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var all []byte
+		for _, split := range []string{"train", "valid", "test"} {
+			st := stat(t, stats, split)
+			frac := float64(st.Units) / float64(len(text))
+			want := map[string]float64{"train": 0.85, "valid": 0.1, "test": 0.05}[split]
+			testutil.CheckErr(t, fmt.Sprintf("%s: %s fraction %.4f of the bytes, want %.2f", name, split, frac, want), math.Abs(frac-want), 0.01)
+			for _, tok := range readTokens(t, filepath.Join(out, split+".tok")) {
+				all = append(all, byte(tok))
+			}
+			if split == "train" && name == "one long line" && st.Docs != 3 {
+				t.Errorf("%s: train has %d documents, want 3 blocks of at most 1 MiB", name, st.Docs)
+			}
+		}
+		if string(all) != text {
+			t.Errorf("%s: train+valid+test (%d bytes) is not the file (%d bytes)", name, len(all), len(text))
+		}
+	}
+}
+
+// A failing prepare leaves no output directory (nor the parents it made),
+// no partial shard and no temporary directory; over an earlier prepare it
+// leaves that one as it was.
+func TestFailedPrepareLeavesNothing(t *testing.T) {
+	in := t.TempDir()
+	for i := range 10 {
+		write(t, filepath.Join(in, "books", fmt.Sprintf("b%d.txt", i)), []byte(strings.Repeat("text ", 50+i)))
+	}
+	bad := write(t, filepath.Join(in, "bad.jsonl"), []byte("{\"text\": 1}\n"))
+	root := t.TempDir()
+	out := filepath.Join(root, "cache", "text")
+	o := Options{Modality: shard.Text, Out: out, Fetch: Fetch{Dir: filepath.Join(out, "downloads")},
+		Inputs: Inputs{Train: []string{filepath.Join(in, "books")}, Valid: []string{bad}, TestFrac: 0.2}}
+	if _, err := Prepare(o); err == nil || !strings.Contains(err.Error(), "bad.jsonl:1") {
+		t.Fatalf("bad valid input: %v", err)
+	}
+	if left, _ := os.ReadDir(root); len(left) != 0 {
+		t.Errorf("a failed prepare left %v in %s", left, root)
+	}
+	// Over an earlier prepare: unchanged.
+	o.Inputs.Valid = []string{filepath.Join(in, "books", "b0.txt")}
+	if _, err := Prepare(o); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(out, Manifest))
+	o.Inputs.Valid = []string{bad}
+	if _, err := Prepare(o); err == nil {
+		t.Fatal("bad valid input accepted")
+	}
+	if after, _ := os.ReadFile(filepath.Join(out, Manifest)); string(after) != string(before) {
+		t.Error("a failed prepare changed the previous manifest")
+	}
+	if _, err := Verify(out); err != nil {
+		t.Errorf("the previous prepare no longer verifies: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "cache", ".*")); len(left) != 0 {
+		t.Errorf("temporary directories left: %v", left)
+	}
+}
+
+// An --out that holds anything but an earlier prepare of the same corpus is
+// refused before anything is written.
+func TestPrepareRefusesForeignOut(t *testing.T) {
+	in := write(t, filepath.Join(t.TempDir(), "a.txt"), []byte(strings.Repeat("words and words\n\n", 100)))
+	user := t.TempDir()
+	write(t, filepath.Join(user, "notes.md"), []byte("mine"))
+	dna := t.TempDir()
+	fa := write(t, filepath.Join(t.TempDir(), "g.fa"), []byte(">a\nACGT\n>b\nGGCC\n>c\nTTTT\n>d\nAAAA\n"))
+	if _, err := Prepare(Options{Modality: shard.DNA, Out: dna, Inputs: Inputs{Train: []string{fa}, Valid: []string{fa}, Test: []string{fa}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, out, want string }{
+		{"user files", user, "not the output of `train prepare` (it holds notes.md)"},
+		{"other modality", dna, "holds a dna corpus tokenized with dna"},
+		{"a file", write(t, filepath.Join(t.TempDir(), "f"), nil), "is not a directory"},
+	} {
+		_, err := Prepare(Options{Modality: shard.Text, Out: tc.out, Inputs: Inputs{Train: []string{in}, ValidFrac: 0.1, TestFrac: 0.1}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(user, "notes.md")); string(b) != "mine" {
+		t.Error("the user's file changed")
+	}
+	if es, _ := os.ReadDir(user); len(es) != 1 {
+		t.Errorf("the user's directory holds %d entries", len(es))
 	}
 }
 
@@ -266,3 +393,30 @@ func TestDNAAudioPackagesOnline(t *testing.T) {
 		}
 	}
 }
+
+// Audio synthesis reports its progress after each block of clips, and the
+// clips still come in index order.
+func TestParallelDocsReportsProgress(t *testing.T) {
+	var reports []string
+	var names []string
+	f := &Fetch{Log: writerFunc(func(b []byte) { reports = append(reports, strings.SplitN(string(b), " (", 2)[0]) })}
+	docs := parallelDocs(300, 2, progress(f, "synthesising train clips"), func(i int) (Doc, error) {
+		return Doc{Name: fmt.Sprint(i)}, nil
+	})
+	if err := docs(func(d Doc) error { names = append(names, d.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"synthesising train clips: 128/300", "synthesising train clips: 256/300", "synthesising train clips: 300/300"}
+	if strings.Join(reports, "|") != strings.Join(want, "|") {
+		t.Errorf("progress %q, want %q", reports, want)
+	}
+	for i, n := range names {
+		if n != fmt.Sprint(i) {
+			t.Fatalf("clip %d came as %s", i, n)
+		}
+	}
+}
+
+type writerFunc func([]byte)
+
+func (w writerFunc) Write(b []byte) (int, error) { w(b); return len(b), nil }

@@ -101,7 +101,7 @@ func fastaDocs(r io.Reader, name string, yield func(Doc) error) error {
 // document per record.
 func LocalFASTA(in Inputs) ([]Split, error) {
 	exts := []string{".fa", ".fasta", ".fna", ".fas", ".fa.gz", ".fasta.gz", ".fna.gz", ".fas.gz"}
-	return local(in, exts, func(path string, yield func(Doc) error) error {
+	return local(in, exts, false, func(path string, yield func(Doc) error) error {
 		f, err := os.Open(path)
 		if err != nil {
 			return err

@@ -15,7 +15,14 @@
 // Local inputs (Inputs) replace the packaged corpus: .txt and .jsonl
 // ("text" field) for text, FASTA (plain or gzip) for dna, WAV for audio.
 // Documents of the train inputs are held out for valid and test by a hash of
-// their content unless those splits get inputs of their own.
+// their content unless those splits get inputs of their own; a single text
+// file (nanoGPT's input.txt) is cut by bytes instead, train first, at
+// paragraph breaks, into documents of at most 1 MiB.
+//
+// The shards are built in a hidden directory beside the output and moved
+// into it only when every split succeeded, so a failure leaves no partial
+// shard and no empty output directory; an output directory holding anything
+// but an earlier prepare of the same modality and tokenizer is refused.
 //
 // Each document is tokenized on its own and, when the tokenizer has an
 // end-of-document token (gpt2, dna), followed by it; the shard's document

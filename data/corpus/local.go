@@ -31,8 +31,10 @@ type Inputs struct {
 // reader turns one file into documents.
 type reader func(path string, yield func(Doc) error) error
 
-// local returns the three splits of in, read with read.
-func local(in Inputs, exts []string, read reader) ([]Split, error) {
+// local returns the three splits of in, read with read. When whole is set
+// and the train inputs are one file, the held-out splits are taken from it
+// by bytes instead (see wholeFile).
+func local(in Inputs, exts []string, whole bool, read reader) ([]Split, error) {
 	if len(in.Train) == 0 {
 		return nil, fmt.Errorf("no --input given")
 	}
@@ -55,9 +57,16 @@ func local(in Inputs, exts []string, read reader) ([]Split, error) {
 	if len(in.Valid) > 0 {
 		vf = 0
 	}
+	if whole {
+		st, err := os.Stat(in.Train[0])
+		whole = len(in.Train) == 1 && err == nil && st.Mode().IsRegular()
+	}
 	split := func(name string, own []string, lo, hi float64) Split {
 		if len(own) > 0 {
 			return Split{name, files(own, exts, read, nil)}
+		}
+		if whole { // hash range [lo, hi) ↔ byte range [1-hi, 1-lo): train first, test last
+			return Split{name, wholeFile(in.Train[0], 1-hi, 1-lo)}
 		}
 		return Split{name, files(in.Train, exts, read, func(d Doc) bool {
 			u := unitHash(d.Data)
@@ -119,8 +128,72 @@ func readFile(path string) ([]byte, error) {
 
 // LocalText returns splits of the user's .txt files (one document each)
 // and .jsonl files (one document per line: the object's "text" field).
+//
+// A single text file as the only train input (nanoGPT's input.txt) is one
+// long document that no hash could split: it is cut by bytes instead, train
+// the first 1-ValidFrac-TestFrac of it, valid the next ValidFrac, test the
+// last TestFrac (a split with inputs of its own takes none), each cut at a
+// paragraph break and into documents of at most 1 MiB (see wholeFile).
 func LocalText(in Inputs) ([]Split, error) {
-	return local(in, []string{".txt", ".jsonl"}, readText)
+	whole := len(in.Train) == 1 && !strings.HasSuffix(strings.ToLower(in.Train[0]), ".jsonl")
+	return local(in, []string{".txt", ".jsonl"}, whole, readText)
+}
+
+// textBlock bounds the documents cut from a single-file corpus.
+const textBlock = 1 << 20
+
+// wholeFile yields the byte range [lo·n, hi·n) of the n-byte file path, both
+// ends moved forward to a paragraph break (after a blank line; else after a
+// line end; else where they fall), as documents of at most textBlock bytes that
+// end at a paragraph break where there is one.
+func wholeFile(path string, lo, hi float64) Docs {
+	return func(yield func(Doc) error) error {
+		b, err := readFile(path)
+		if err != nil {
+			return err
+		}
+		n := float64(len(b))
+		start, end := breakAt(b, int(lo*n)), breakAt(b, int(hi*n))
+		if hi >= 1 {
+			end = len(b)
+		}
+		for start < end {
+			stop := end
+			if stop-start > textBlock {
+				stop = start + textBlock
+				if i := bytes.LastIndex(b[start+1:stop], []byte("\n\n")); i >= 0 {
+					stop = start + 1 + i + 2
+				} else if i := bytes.LastIndexByte(b[start+1:stop], '\n'); i >= 0 {
+					stop = start + 1 + i + 1
+				}
+			}
+			if err := yield(Doc{Name: fmt.Sprintf("%s@%d", path, start), Data: b[start:stop]}); err != nil {
+				return err
+			}
+			start = stop
+		}
+		return nil
+	}
+}
+
+// breakAt returns the first paragraph break at or after pos: the end of a
+// blank line within the next textBlock bytes, else the end of a line there,
+// else pos. It is non-decreasing in pos, so consecutive ranges tile the file.
+func breakAt(b []byte, pos int) int {
+	if pos <= 0 {
+		return 0
+	}
+	if pos >= len(b) {
+		return len(b)
+	}
+	window := b[pos-1 : min(len(b), pos+textBlock)]
+	if i := bytes.Index(window, []byte("\n\n")); i >= 0 {
+		return pos - 1 + i + 2
+	}
+	if i := bytes.IndexByte(window, '\n'); i >= 0 {
+		return pos - 1 + i + 1
+	}
+	return pos
 }
 
 func readText(path string, yield func(Doc) error) error {

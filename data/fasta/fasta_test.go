@@ -71,3 +71,46 @@ func ExampleReader() {
 	// seq1 ACGTNNAC
 	// seq2 TTTT
 }
+
+// FuzzReader feeds arbitrary files (plain, or gzip when they start with its
+// magic) to the reader. Nothing may panic; errors are one line and sticky;
+// records hold no white space, no lower case, and (plain input) never more
+// bases than the input has bytes.
+func FuzzReader(f *testing.F) {
+	f.Add([]byte("; comment\n>chr1 desc\nACGTn\r\nacg t\n\n>empty\n>chr2\nNN"))
+	f.Add([]byte("ACGT\n>late header\nA"))
+	f.Add([]byte(">only headers\n>x\n"))
+	f.Add([]byte{})
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write([]byte(">z\nACGT\n"))
+	w.Close()
+	f.Add(gz.Bytes())
+	f.Add(gz.Bytes()[:gz.Len()-4])
+	f.Fuzz(func(t *testing.T, src []byte) {
+		r := NewReader(bytes.NewReader(src), "fuzz.fa")
+		bases := 0
+		for {
+			rec, err := r.Next()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error is not one line: %q", err)
+				}
+				if _, again := r.Next(); again == nil || again.Error() != err.Error() {
+					t.Fatalf("error %v not sticky: then %v", err, again)
+				}
+				return
+			}
+			if bytes.ContainsAny(rec.Seq, " \t\r\nabcdefghijklmnopqrstuvwxyz") {
+				t.Fatalf("record %q holds white space or lower case: %q", rec.Name, rec.Seq)
+			}
+			bases += len(rec.Seq)
+			if !bytes.HasPrefix(src, []byte{0x1f, 0x8b}) && bases > len(src) {
+				t.Fatalf("%d bases from %d bytes", bases, len(src))
+			}
+		}
+	})
+}

@@ -14,14 +14,20 @@
 package safetensors
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"os"
+	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/mambago/mamba/internal/atomicfile"
+	"github.com/mambago/mamba/internal/regfile"
+	"github.com/mambago/mamba/internal/strictjson"
 )
 
 // DType names a tensor element type as spelled in the header.
@@ -65,7 +71,8 @@ type Info struct {
 	end   int
 }
 
-// Elems is the number of elements of the tensor.
+// Elems is the number of elements of the tensor (Parse has checked that it
+// does not overflow).
 func (i Info) Elems() int {
 	n := 1
 	for _, s := range i.Shape {
@@ -82,9 +89,10 @@ type File struct {
 	data     []byte
 }
 
-// ReadFile reads and validates a safetensors file.
+// ReadFile reads and validates a safetensors file (a regular file: a named
+// pipe or device is refused rather than waited on).
 func ReadFile(path string) (*File, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := regfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
@@ -102,8 +110,12 @@ type headerEntry struct {
 	DataOffsets []int `json:"data_offsets"`
 }
 
-// Parse validates raw as a safetensors file: the header length, the JSON,
-// every tensor's dtype, shape and byte range.
+// Parse validates raw as a safetensors file, as the reference implementation
+// does: the header length lies within the file; the header is one JSON object
+// without repeated keys; every tensor has a known dtype, a shape of
+// non-negative dimensions whose byte size fits in an int, and data_offsets
+// [begin, end] of exactly that size; and the byte ranges, in order, tile the
+// data exactly (no overlap, gap or trailing bytes).
 func Parse(raw []byte) (*File, error) {
 	if len(raw) < 8 {
 		return nil, fmt.Errorf("truncated: %d bytes, need at least 8", len(raw))
@@ -112,43 +124,135 @@ func Parse(raw []byte) (*File, error) {
 	if n > maxHeader || n > uint64(len(raw)-8) {
 		return nil, fmt.Errorf("header length %d exceeds file size %d (truncated or not a safetensors file)", n, len(raw))
 	}
-	var header map[string]json.RawMessage
-	if err := json.Unmarshal(raw[8:8+n], &header); err != nil {
-		return nil, fmt.Errorf("header is not valid JSON: %v", err)
+	tree, err := strictjson.Decode(raw[8 : 8+n])
+	if err != nil {
+		return nil, fmt.Errorf("header: %v", err)
+	}
+	header, ok := tree.(map[string]any)
+	if !ok {
+		return nil, errors.New("header is not a JSON object")
 	}
 	f := &File{Metadata: map[string]string{}, infos: map[string]Info{}, data: raw[8+n:]}
-	for name, msg := range header {
+	for _, name := range slices.Sorted(maps.Keys(header)) {
 		if name == "__metadata__" {
-			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
-				return nil, fmt.Errorf("__metadata__ must map strings to strings: %v", err)
+			meta, ok := header[name].(map[string]any)
+			if !ok {
+				return nil, errors.New("__metadata__ must map strings to strings")
+			}
+			for k, v := range meta {
+				s, ok := v.(string)
+				if !ok {
+					return nil, fmt.Errorf("__metadata__ must map strings to strings (%q does not)", k)
+				}
+				f.Metadata[k] = s
 			}
 			continue
 		}
-		var e headerEntry
-		if err := json.Unmarshal(msg, &e); err != nil {
-			return nil, fmt.Errorf("tensor %q: bad header entry: %v", name, err)
-		}
-		if e.DType.Size() == 0 {
-			return nil, fmt.Errorf("tensor %q: unsupported dtype %q", name, e.DType)
-		}
-		if len(e.DataOffsets) != 2 {
-			return nil, fmt.Errorf("tensor %q: data_offsets must have 2 entries", name)
-		}
-		info := Info{DType: e.DType, Shape: e.Shape, begin: e.DataOffsets[0], end: e.DataOffsets[1]}
-		for _, s := range e.Shape {
-			if s < 0 {
-				return nil, fmt.Errorf("tensor %q: negative dimension in shape %v", name, e.Shape)
-			}
-		}
-		if info.begin < 0 || info.end < info.begin || info.end > len(f.data) {
-			return nil, fmt.Errorf("tensor %q: byte range [%d, %d) outside the %d data bytes (truncated file?)", name, info.begin, info.end, len(f.data))
-		}
-		if want := info.Elems() * e.DType.Size(); info.end-info.begin != want {
-			return nil, fmt.Errorf("tensor %q: %d bytes stored, shape %v of %s needs %d", name, info.end-info.begin, e.Shape, e.DType, want)
+		info, err := parseEntry(header[name])
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %v", name, err)
 		}
 		f.infos[name] = info
 	}
-	return f, nil
+	return f, f.checkTiling()
+}
+
+// parseEntry checks one tensor's header entry on its own.
+func parseEntry(v any) (Info, error) {
+	e, ok := v.(map[string]any)
+	if !ok {
+		return Info{}, errors.New("header entry is not an object")
+	}
+	d, ok := e["dtype"].(string)
+	if !ok || DType(d).Size() == 0 {
+		return Info{}, fmt.Errorf("unsupported dtype %v (want F64, F32, F16, BF16, I64, I32 or U8)", e["dtype"])
+	}
+	shape, err := ints(e["shape"], "shape")
+	if err != nil {
+		return Info{}, err
+	}
+	offs, err := ints(e["data_offsets"], "data_offsets")
+	if err != nil {
+		return Info{}, err
+	}
+	if len(offs) != 2 || offs[0] > offs[1] {
+		return Info{}, fmt.Errorf("data_offsets %v must be [begin, end] with begin <= end", offs)
+	}
+	info := Info{DType: DType(d), Shape: shape, begin: offs[0], end: offs[1]}
+	size, ok := byteSize(shape, info.DType.Size())
+	if !ok {
+		return Info{}, fmt.Errorf("shape %v of %s is too large (its byte size overflows)", shape, d)
+	}
+	if got := info.end - info.begin; got != size {
+		return Info{}, fmt.Errorf("%d bytes stored, shape %v of %s needs %d", got, shape, d, size)
+	}
+	return info, nil
+}
+
+// ints reads a JSON list of non-negative integers that fit in an int.
+func ints(v any, what string) ([]int, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s must be a list of non-negative integers", what)
+	}
+	out := make([]int, len(list))
+	for i, x := range list {
+		num, ok := x.(json.Number)
+		if !ok {
+			return nil, fmt.Errorf("%s must be a list of non-negative integers", what)
+		}
+		n, err := strconv.ParseInt(string(num), 10, 0)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%s entry %s is not a non-negative integer that fits in 64 bits", what, num)
+		}
+		out[i] = int(n)
+	}
+	return out, nil
+}
+
+// byteSize returns elemSize·∏shape, or false when it overflows an int.
+func byteSize(shape []int, elemSize int) (int, bool) {
+	n := elemSize
+	for _, s := range shape {
+		if s != 0 && n > math.MaxInt/s {
+			return 0, false
+		}
+		n *= s
+	}
+	return n, true
+}
+
+// checkTiling checks that the tensors' byte ranges, sorted, cover the data
+// exactly: each begins where the previous one ends, the last ends at the end.
+func (f *File) checkTiling() error {
+	type span struct {
+		name       string
+		begin, end int
+	}
+	spans := make([]span, 0, len(f.infos))
+	for name, i := range f.infos {
+		spans = append(spans, span{name, i.begin, i.end})
+	}
+	slices.SortFunc(spans, func(a, b span) int {
+		return cmp.Or(cmp.Compare(a.begin, b.begin), cmp.Compare(a.end, b.end), cmp.Compare(a.name, b.name))
+	})
+	at := 0
+	for _, s := range spans {
+		switch {
+		case s.begin < at:
+			return fmt.Errorf("tensor %q: byte range [%d, %d) overlaps the previous tensor (ends at %d)", s.name, s.begin, s.end, at)
+		case s.begin > at:
+			return fmt.Errorf("tensor %q: byte range [%d, %d) leaves a gap after byte %d", s.name, s.begin, s.end, at)
+		}
+		at = s.end
+	}
+	if at != len(f.data) {
+		if at > len(f.data) {
+			return fmt.Errorf("tensors need %d data bytes, the file holds %d (truncated file?)", at, len(f.data))
+		}
+		return fmt.Errorf("%d data bytes after the last tensor (the data must hold the tensors exactly)", len(f.data)-at)
+	}
+	return nil
 }
 
 // Names lists the tensor names in sorted order.

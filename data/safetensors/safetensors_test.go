@@ -2,10 +2,14 @@ package safetensors
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mambago/mamba/internal/testutil"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -55,9 +59,8 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, want := range f32 {
-			if d := math.Abs(float64(got[i] - want)); d > 4e-3*math.Abs(float64(want))+1e-6 {
-				t.Errorf("%s[%d] = %v want %v", name, i, got[i], want)
-			}
+			testutil.CheckErr(t, fmt.Sprintf("%s[%d] = %v, want %v", name, i, got[i], want),
+				math.Abs(float64(got[i]-want)), 4e-3*math.Abs(float64(want))+1e-6)
 		}
 	}
 	gi, _, err := f.Int64("e.ids")
@@ -122,10 +125,73 @@ func TestBadFiles(t *testing.T) {
 	}
 }
 
+// raw builds a safetensors file from a header and data bytes.
+func raw(header, data string) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
+	return append(append(b, header...), data...)
+}
+
+// Parse refuses every header the reference implementation refuses, with one
+// line naming the tensor; none of them may reach an allocation.
+func TestParseRefusesBadHeaders(t *testing.T) {
+	const ok4 = `"dtype":"F32","shape":[1]`
+	for _, tc := range []struct {
+		name, header, data, want string
+	}{
+		{"size overflows to 0", `{"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}}`, "", "overflows"},
+		{"product overflows", `{"w":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}}`, "", "overflows"},
+		{"dimension beyond int64", `{"w":{"dtype":"U8","shape":[18446744073709551616],"data_offsets":[0,0]}}`, "", "fits in 64 bits"},
+		{"negative dimension", `{"w":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}}`, "", "non-negative"},
+		{"fractional dimension", `{"w":{"dtype":"U8","shape":[1.5],"data_offsets":[0,1]}}`, "x", "non-negative integer"},
+		{"null shape", `{"w":{"dtype":"U8","shape":null,"data_offsets":[0,1]}}`, "x", "shape must be a list"},
+		{"null dtype", `{"w":{"dtype":null,"shape":[1],"data_offsets":[0,1]}}`, "x", "unsupported dtype"},
+		{"offsets reversed", `{"w":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}`, "xxxx", "begin <= end"},
+		{"three offsets", `{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}}`, "x", "[begin, end]"},
+		{"overlap", `{"a":{` + ok4 + `,"data_offsets":[0,4]},"b":{` + ok4 + `,"data_offsets":[2,6]}}`, "123456", `tensor "b": byte range [2, 6) overlaps`},
+		{"same range twice", `{"a":{` + ok4 + `,"data_offsets":[0,4]},"b":{` + ok4 + `,"data_offsets":[0,4]}}`, "1234", "overlaps"},
+		{"gap", `{"a":{` + ok4 + `,"data_offsets":[0,4]},"b":{` + ok4 + `,"data_offsets":[6,10]}}`, "1234561234", "leaves a gap"},
+		{"not from 0", `{"a":{` + ok4 + `,"data_offsets":[2,6]}}`, "123456", "leaves a gap after byte 0"},
+		{"beyond the data", `{"a":{` + ok4 + `,"data_offsets":[0,4]}}`, "12", "truncated"},
+		{"trailing bytes", `{"a":{` + ok4 + `,"data_offsets":[0,4]}}`, "123456", "2 data bytes after the last tensor"},
+		{"duplicate tensor", `{"a":{` + ok4 + `,"data_offsets":[0,4]},"a":{` + ok4 + `,"data_offsets":[0,4]}}`, "1234", `duplicate key "a"`},
+		{"garbage after header", `{"a":{` + ok4 + `,"data_offsets":[0,4]}} x`, "1234", "data after the top-level value"},
+		{"header not an object", `[1]`, "", "not a JSON object"},
+		{"null metadata", `{"__metadata__":null}`, "", "__metadata__"},
+		{"number in metadata", `{"__metadata__":{"updates":3}}`, "", `"updates"`},
+	} {
+		_, err := Parse(raw(tc.header, tc.data))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: Parse = %v, want one line containing %q", tc.name, err, tc.want)
+		}
+	}
+	// Zero-size tensors may share an offset; the order in the header is free.
+	f, err := Parse(raw(`{"z":{"dtype":"F32","shape":[0,5],"data_offsets":[4,4]},"b":{`+ok4+`,"data_offsets":[4,8]},"a":{`+ok4+`,"data_offsets":[0,4]}}`, "12345678"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, shape, err := f.Float32("z"); err != nil || len(v) != 0 || shape[1] != 5 {
+		t.Errorf("zero-size tensor: %v %v %v", v, shape, err)
+	}
+}
+
+// fixturesDir is $SCAN_FIXTURES_DIR, or ../shared/fixtures beside the
+// repository (a relative path is taken from the repository root).
+func fixturesDir() string {
+	d := os.Getenv("SCAN_FIXTURES_DIR")
+	if d == "" {
+		d = filepath.Join("..", "shared", "fixtures")
+	}
+	if !filepath.IsAbs(d) {
+		d = filepath.Join("..", "..", d) // the tests run in <repo>/data/safetensors
+	}
+	return d
+}
+
 func TestReadsFixtures(t *testing.T) {
-	paths, _ := filepath.Glob("../../../shared/fixtures/scan_*.safetensors")
+	dir := fixturesDir()
+	paths, _ := filepath.Glob(filepath.Join(dir, "scan_*.safetensors"))
 	if len(paths) == 0 {
-		t.Skip("no shared fixtures beside the repository")
+		t.Fatalf("no scan_*.safetensors fixtures in %s (SCAN_FIXTURES_DIR=%q; they come with ../shared/fixtures)", dir, os.Getenv("SCAN_FIXTURES_DIR"))
 	}
 	for _, p := range paths {
 		f, err := ReadFile(p)

@@ -3,8 +3,10 @@ package shard
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"os"
+
+	"github.com/mambago/mamba/internal/regfile"
 )
 
 // Shard is an open, memory-mapped token shard. Its methods may be called
@@ -18,9 +20,17 @@ type Shard struct {
 }
 
 // Open maps the shard at path and checks it against its own header and want.
+// It does not read the body: Verify does.
+//
+// Only a regular file is opened: a named pipe would block open() until a
+// writer appears, and a device or socket cannot be mapped.
 func Open(path string, want Expect) (*Shard, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
+		var nr *regfile.NotRegularError
+		if errors.As(err, &nr) {
+			return nil, fmt.Errorf("shard %s: %s, not a regular file; %s", path, regfile.Kind(nr.Mode), recreate(want.Modality))
+		}
 		return nil, fmt.Errorf("shard: %v; %s", err, recreate(want.Modality))
 	}
 	defer f.Close()
@@ -69,7 +79,8 @@ func (s *Shard) Len() int64 { return s.h.Tokens }
 // The slice belongs to the shard: do not modify it.
 func (s *Shard) Docs() []int64 { return s.docs }
 
-// Read copies tokens [start, start+len(dst)) into dst.
+// Read copies tokens [start, start+len(dst)) into dst. A token outside the
+// vocabulary (a body that Verify would refuse) is an error.
 func (s *Shard) Read(dst []int32, start int64) error {
 	if s.data == nil {
 		return fmt.Errorf("shard %s: read after Close", s.path)
@@ -78,7 +89,22 @@ func (s *Shard) Read(dst []int32, start int64) error {
 		return fmt.Errorf("shard %s: read [%d, %d) outside [0, %d)", s.path, start, start+int64(len(dst)), s.h.Tokens)
 	}
 	s.read(dst, start)
+	if s.narrowVocab() {
+		for i, t := range dst {
+			if t < 0 || int64(t) >= int64(s.h.Vocab) {
+				return s.outside(start+int64(i), int64(uint32(t)))
+			}
+		}
+	}
 	return nil
+}
+
+// narrowVocab reports whether a token of the shard's width can lie outside
+// its vocabulary (not so for 256 tokens of one byte, say).
+func (s *Shard) narrowVocab() bool { return int64(s.h.Vocab) < 1<<(8*s.h.Width) }
+
+func (s *Shard) outside(at, token int64) error {
+	return fmt.Errorf("shard %s: token %d at index %d is outside the vocabulary [0, %d) of its header (file corrupted); %s", s.path, token, at, s.h.Vocab, recreate(s.h.Modality))
 }
 
 // read is Read without the checks.
@@ -102,15 +128,38 @@ func (s *Shard) read(dst []int32, start int64) {
 	}
 }
 
-// Verify recomputes the body checksum and compares it with the header.
+// Verify reads the body once: it recomputes the checksum, compares it with
+// the header, and checks that every token is inside the vocabulary (a file
+// whose checksum matches may still have been written wrong).
 func (s *Shard) Verify() error {
 	if s.data == nil {
 		return fmt.Errorf("shard %s: verify after Close", s.path)
 	}
-	if sha256.Sum256(s.data[HeaderSize:]) != s.h.Checksum {
+	h := sha256.New()
+	var bad error
+	const chunk = 1 << 18 // tokens per pass: the hash and the scan share the cache
+	buf := make([]int32, chunk)
+	w := int64(s.h.Width)
+	scan := s.narrowVocab()
+	for start := int64(0); start < s.h.Tokens; start += chunk {
+		n := min(chunk, s.h.Tokens-start)
+		h.Write(s.tokens[start*w : (start+n)*w])
+		if bad != nil || !scan {
+			continue
+		}
+		s.read(buf[:n], start)
+		for i, t := range buf[:n] {
+			if t < 0 || int64(t) >= int64(s.h.Vocab) {
+				bad = s.outside(start+int64(i), int64(uint32(t)))
+				break
+			}
+		}
+	}
+	h.Write(s.data[HeaderSize+int64(len(s.tokens)):])
+	if [32]byte(h.Sum(nil)) != s.h.Checksum {
 		return fmt.Errorf("shard %s: checksum mismatch (file corrupted); %s", s.path, recreate(s.h.Modality))
 	}
-	return nil
+	return bad
 }
 
 // Close unmaps the file. The shard must not be used afterwards.

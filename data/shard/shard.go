@@ -153,6 +153,9 @@ func unmarshal(b []byte, size int64, want Expect) (Header, error) {
 	if h.Tokens <= 0 || h.Docs <= 0 || h.Tokens > 1<<56 || h.Docs > h.Tokens {
 		return h, fmt.Errorf("corrupt header: %d tokens in %d documents; %s", h.Tokens, h.Docs, recreate(h.Modality))
 	}
+	if h.Units < 0 {
+		return h, fmt.Errorf("corrupt header: %d units; %s", h.Units, recreate(h.Modality))
+	}
 	if n := HeaderSize + h.bodySize(); size != n {
 		return h, fmt.Errorf("file is %d bytes, header says %d (truncated or overwritten); %s", size, n, recreate(h.Modality))
 	}

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -10,7 +11,7 @@ import (
 )
 
 // writeShard writes docs with vocabulary v and returns the path and header.
-func writeShard(t *testing.T, v int, docs [][]int32) (string, Header) {
+func writeShard(t testing.TB, v int, docs [][]int32) (string, Header) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "train.tok")
 	w, err := Create(path, Header{Modality: Text, Vocab: v, Tokenizer: "test"})
@@ -119,6 +120,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"version", mutate("version.tok", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 7); return b }), Expect{}, "format version 7"},
 		{"width", mutate("width.tok", func(b []byte) []byte { b[12] = 4; return b }), Expect{}, "token width 4"},
 		{"index", mutate("index.tok", func(b []byte) []byte { b[len(b)-8] = 9; return b }), Expect{}, "corrupt document index"},
+		{"units", mutate("units.tok", func(b []byte) []byte { b[47] = 0x80; return b }), Expect{}, "corrupt header: -"},
 		{"want vocab", path, Expect{Vocab: 256}, "vocabulary 300"},
 		{"want modality", path, Expect{Modality: Audio}, "modality text, want audio"},
 		{"want width", path, Expect{Width: 1}, "token width 2 bytes, want 1"},
@@ -146,6 +148,81 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
+// resum rewrites the header checksum of a shard file image to match its body.
+func resum(b []byte) []byte {
+	sum := sha256.Sum256(b[HeaderSize:])
+	copy(b[64:96], sum[:])
+	return b
+}
+
+// Bad bodies are found by Verify, a checksum mismatch first; a token outside
+// the vocabulary under a matching checksum too, and Read refuses it when
+// Verify was skipped.
+func TestVerifyFindsBadBodies(t *testing.T) {
+	path, _ := writeShard(t, 300, [][]int32{{1, 2, 3, 299}, {7, 8}})
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		edit func([]byte) []byte
+		want string
+	}{
+		{"flipped token", func(b []byte) []byte { b[HeaderSize+1] ^= 0x40; return b }, "checksum mismatch"},
+		{"flipped index", func(b []byte) []byte { b[len(b)-1] ^= 0x80; return resum(b)[:len(b)] }, ""},
+		{"token >= vocab, checksum rewritten", func(b []byte) []byte {
+			binary.LittleEndian.PutUint16(b[HeaderSize+2*3:], 300)
+			return resum(b)
+		}, "token 300 at index 3 is outside the vocabulary [0, 300)"},
+		{"token 65535, checksum rewritten", func(b []byte) []byte {
+			binary.LittleEndian.PutUint16(b[HeaderSize+2*5:], 65535)
+			return resum(b)
+		}, "token 65535 at index 5"},
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+		if err := os.WriteFile(p, tc.edit(append([]byte(nil), good...)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(p, Expect{})
+		if tc.want == "" { // a corrupt document index is refused by Open itself
+			if err == nil || !strings.Contains(err.Error(), "corrupt document index") {
+				t.Errorf("%s: Open = %v", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: Open: %v", tc.name, err)
+		}
+		if err := s.Verify(); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "train prepare") {
+			t.Errorf("%s: Verify = %v, want one containing %q", tc.name, err, tc.want)
+		}
+		if strings.Contains(tc.want, "outside") {
+			if err := s.Read(make([]int32, 6), 0); err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
+				t.Errorf("%s: Read = %v, want a refusal", tc.name, err)
+			}
+		}
+		s.Close()
+	}
+}
+
+// Open refuses what is not a regular file before opening it, so a named
+// pipe cannot block it.
+func TestOpenRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{dir: "a directory"}
+	if _, err := os.Stat(os.DevNull); err == nil && os.DevNull == "/dev/null" {
+		cases[os.DevNull] = "a device"
+	}
+	for path, kind := range cases {
+		_, err := Open(path, Expect{Modality: Text})
+		if err == nil || !strings.Contains(err.Error(), kind+", not a regular file") || !strings.Contains(err.Error(), "train prepare --modality text") {
+			t.Errorf("Open(%s) = %v, want %q", path, err, kind)
+		}
+	}
+}
+
 func ExampleCreate() {
 	path := filepath.Join(os.TempDir(), "example.tok")
 	defer os.Remove(path)
@@ -160,4 +237,29 @@ func ExampleCreate() {
 	s.Read(dst, 4)
 	fmt.Println(h.Width, s.Len(), s.Docs(), s.Header().Units, dst)
 	// Output: 1 8 [0 5] 6 [6 3 3]
+}
+
+// BenchmarkVerify measures the checksum and token scan of Open's verification
+// (bytes/s of shard).
+func BenchmarkVerify(b *testing.B) {
+	for _, v := range []int{256, 50257} {
+		b.Run(fmt.Sprintf("vocab=%d", v), func(b *testing.B) {
+			doc := make([]int32, 1<<22)
+			for i := range doc {
+				doc[i] = int32(i * 7919 % v)
+			}
+			path, h := writeShard(b, v, [][]int32{doc})
+			s, err := Open(path, Expect{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			b.SetBytes(h.Tokens * int64(h.Width))
+			for b.Loop() {
+				if err := s.Verify(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

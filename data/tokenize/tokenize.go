@@ -44,6 +44,20 @@ func New(name string) (Tokenizer, error) {
 	return nil, fmt.Errorf("tokenize: unknown tokenizer %q (want bytes, gpt2, dna or mulaw)", name)
 }
 
+// ModalityOf returns the modality of the tokenizer called name without
+// building it (GPT-2's tables are large).
+func ModalityOf(name string) (shard.Modality, error) {
+	switch name {
+	case "bytes", "gpt2":
+		return shard.Text, nil
+	case "dna":
+		return shard.DNA, nil
+	case "mulaw":
+		return shard.Audio, nil
+	}
+	return 0, fmt.Errorf("tokenize: unknown tokenizer %q (want bytes, gpt2, dna or mulaw)", name)
+}
+
 func badToken(name string, t int32, i, vocab int) error {
 	return fmt.Errorf("tokenize: %s token %d at position %d is outside [0, %d)", name, t, i, vocab)
 }

@@ -132,3 +132,19 @@ func TestNew(t *testing.T) {
 		t.Error("New accepted an unknown name")
 	}
 }
+
+// ModalityOf agrees with the tokenizers New builds.
+func TestModalityOf(t *testing.T) {
+	for _, name := range Names {
+		tk, err := New(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := ModalityOf(name); err != nil || m != tk.Modality() {
+			t.Errorf("ModalityOf(%q) = %v, %v; the tokenizer's is %v", name, m, err, tk.Modality())
+		}
+	}
+	if _, err := ModalityOf("utf8"); err == nil {
+		t.Error("ModalityOf of an unknown name: no error")
+	}
+}

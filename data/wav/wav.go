@@ -29,13 +29,29 @@ type Audio struct {
 	Samples  []int16 // mono, 16-bit
 }
 
+// The sample rates Read accepts: a wider range would let Resample to 16 kHz
+// multiply a file's size without bound.
+const (
+	minRate = 1000
+	maxRate = 768000
+)
+
+// Data sizes that writers to a pipe put in the header because they cannot
+// seek back: the data then runs to the end of the stream.
+const (
+	unknownSize    = 0xffffffff
+	soxUnknownSize = 0x7ffff000 // sox's MS_UNSPEC
+)
+
 const (
 	formatPCM        = 1
 	formatFloat      = 3
 	formatExtensible = 0xfffe
 )
 
-// Read decodes a WAV stream.
+// Read decodes a WAV stream. A data chunk must hold the bytes its header
+// claims, unless the claim is one of the "unknown length" markers of writers
+// to a pipe (0xffffffff, and sox's 0x7ffff000), when it runs to the end.
 func Read(r io.Reader) (*Audio, error) {
 	var riff [12]byte
 	if _, err := io.ReadFull(r, riff[:]); err != nil {
@@ -81,11 +97,21 @@ func Read(r io.Reader) (*Audio, error) {
 			if err := a.check(format, align); err != nil {
 				return nil, err
 			}
-			b, err := io.ReadAll(io.LimitReader(r, size))
+			unknown := size == unknownSize || size == soxUnknownSize
+			var b []byte
+			var err error
+			if unknown {
+				b, err = io.ReadAll(r) // a stream written to a pipe: its data runs to the end
+			} else {
+				b, err = io.ReadAll(io.LimitReader(r, size))
+			}
 			if err != nil {
 				return nil, fmt.Errorf("wav: reading data: %v", err)
 			}
-			b = b[:len(b)-len(b)%align] // a stream cut mid-frame keeps its whole frames
+			if !unknown && int64(len(b)) < size {
+				return nil, fmt.Errorf("wav: data chunk claims %d bytes, the file holds %d (truncated file)", size, len(b))
+			}
+			b = b[:len(b)-len(b)%align] // whole frames only
 			a.Samples = decode(b, format, a.Bits/8, a.Channels)
 			return &a, nil
 		default:
@@ -104,8 +130,8 @@ func (a *Audio) check(format, align int) error {
 		return fmt.Errorf("wav: unsupported bit depth %d (want 8, 16, 24 or 32)", a.Bits)
 	case format == formatFloat && a.Bits != 32:
 		return fmt.Errorf("wav: unsupported float depth %d bits (want 32)", a.Bits)
-	case a.Channels < 1 || a.Rate < 1:
-		return fmt.Errorf("wav: %d channels at %d Hz", a.Channels, a.Rate)
+	case a.Channels < 1 || a.Rate < minRate || a.Rate > maxRate:
+		return fmt.Errorf("wav: %d channels at %d Hz (want at least one channel at %d to %d Hz)", a.Channels, a.Rate, minRate, maxRate)
 	case align != a.Channels*a.Bits/8:
 		return fmt.Errorf("wav: block align %d does not match %d channels × %d bits", align, a.Channels, a.Bits)
 	}

@@ -81,10 +81,31 @@ func TestRefuses(t *testing.T) {
 		"mu-law":  {build(7, 1, 8000, 8, make([]byte, 4)), "unsupported encoding (format code 7)"},
 		"no data": {[]byte("RIFF\x00\x00\x00\x00WAVE"), "no data chunk"},
 		"float64": {build(3, 1, 16000, 64, make([]byte, 8)), "unsupported float depth 64"},
+		"data chunk claims more than the file": {claim(build(1, 1, 16000, 16, make([]byte, 8)), 1000),
+			"data chunk claims 1000 bytes, the file holds 8 (truncated file)"},
+		"data chunk claims 4 GiB": {claim(build(1, 1, 16000, 16, make([]byte, 8)), 0xfffffffe), "claims 4294967294 bytes"},
+		"1 Hz":                    {build(1, 1, 1, 16, make([]byte, 8)), "1 channels at 1 Hz"},
 	} {
 		_, err := Read(bytes.NewReader(c.b))
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("%s: err = %v, want %q", name, err, c.msg)
+		}
+	}
+}
+
+// claim rewrites the size of the data chunk of a WAV made by build.
+func claim(b []byte, size uint32) []byte {
+	binary.LittleEndian.PutUint32(b[bytes.LastIndex(b, []byte("data"))+4:], size)
+	return b
+}
+
+// Writers to a pipe cannot seek back to fill in the data size; their markers
+// mean "to the end of the stream".
+func TestUnknownDataSize(t *testing.T) {
+	for _, size := range []uint32{0xffffffff, 0x7ffff000} {
+		a, err := Read(bytes.NewReader(claim(build(1, 1, 16000, 16, []byte{1, 0, 2, 0, 3}), size)))
+		if err != nil || !slices.Equal(a.Samples, []int16{1, 2}) {
+			t.Errorf("size %#x: %v, %v", size, a, err)
 		}
 	}
 }
@@ -105,4 +126,34 @@ func TestResample(t *testing.T) {
 	if _, err := Resample(s, 0, 16000); err == nil {
 		t.Error("rate 0 accepted")
 	}
+}
+
+// FuzzRead feeds arbitrary files to Read and what it accepts to Resample
+// (as prepare does). Nothing may panic or claim memory beyond a bounded
+// multiple of the input; errors are one line.
+func FuzzRead(f *testing.F) {
+	var good bytes.Buffer
+	Write(&good, 16000, []int16{0, 1, -1, 32767, -32768})
+	f.Add(good.Bytes())
+	f.Add(build(1, 2, 44100, 24, make([]byte, 12)))
+	f.Add(build(3, 1, 8000, 32, make([]byte, 8)))
+	f.Add(claim(build(1, 1, 16000, 16, make([]byte, 8)), 1000))
+	f.Add(claim(build(1, 1, 16000, 16, make([]byte, 8)), 0x7ffff000))
+	f.Add(build(1, 1, 1, 16, make([]byte, 8)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := Read(bytes.NewReader(b))
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		if len(a.Samples) > len(b) {
+			t.Fatalf("%d samples from %d bytes", len(a.Samples), len(b))
+		}
+		s, err := Resample(a.Samples, a.Rate, 16000)
+		if err != nil || len(s) > 16*len(a.Samples)+1 {
+			t.Fatalf("Resample from %d Hz: %d samples from %d, %v", a.Rate, len(s), len(a.Samples), err)
+		}
+	})
 }

@@ -5,6 +5,7 @@
 # each measurement is kept in --out.
 #
 #   experiments/bench/run.sh --threads 16 --config configs/bench.json
+#   experiments/bench/run.sh --threads 16 --config configs/bench-transformer.json   # Transformer++ against PyTorch's
 #   experiments/bench/run.sh --threads 2 --config configs/bench.json --train /path/to/train --steps 5
 #
 # Options:
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --train) bin=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-mamba-hf) mamba_hf=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,9 +50,12 @@ fi
 echo "measuring on $threads threads, config $config, results in $out" >&2
 GOMAXPROCS=$threads OMP_NUM_THREADS=1 "$bin" bench --config "$config" --steps "$steps" --json > "$out/go.json"
 
-# The PyTorch sides take the shape the Go bench reports.
-shape=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["d_model"], r["n_layer"], r["vocab_size"], r["batch_size"], r["seq_len"])' "$out/go.json")
-read -r d_model n_layer vocab batch seq_len <<< "$shape"
+# The PyTorch sides take the shape the Go bench reports. torch_bench.py's Transformer++ has half
+# the --n-layer it is given (the Mamba's rule): a Go Transformer++ (configs/bench-transformer.json)
+# passes twice its layers, and has no MambaForCausalLM side.
+shape=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); t=r.get("arch")=="transformer"; print(r["d_model"], r["n_layer"]*(2 if t else 1), r["vocab_size"], r["batch_size"], r["seq_len"], int(t))' "$out/go.json")
+read -r d_model n_layer vocab batch seq_len transformer <<< "$shape"
+[ "$transformer" = 1 ] && mamba_hf=0
 common=(--threads "$threads" --d-model "$d_model" --vocab-size "$vocab" --batch-size "$batch" --seq-len "$seq_len" --steps "$steps")
 
 OMP_NUM_THREADS=$threads python3 "$here/torch_bench.py" transformer "${common[@]}" --n-layer "$n_layer" > "$out/transformer.json" \

@@ -53,11 +53,11 @@ def main():
     print("| measurement | " + " | ".join(t for t, _ in sides) + " |")
     print("|---" * (len(sides) + 1) + "|")
     rows = [
-        ("model", lambda r: r.get("model") or (f"Mamba d_model {r['d_model']}, {r['n_layer']} layers" if "d_model" in r else "—")),
+        ("model", lambda r: r.get("model") or (f"{'Transformer++' if r.get('arch') == 'transformer' else 'Mamba'} d_model {r['d_model']}, {r['n_layer']} layers" if "d_model" in r else "—")),
         ("parameters", lambda r: num(r.get("params"))),
         ("training tokens/s", lambda r: num(r.get("tokens_per_s")) if "error" not in r else r["error"]),
         ("step time (ms)", lambda r: num(r.get("step_ms"), "{:,.1f}")),
-        ("achieved GFLOP/s (6·N_mm + scan + conv per token)", lambda r: num(r.get("achieved_gflops"), "{:,.1f}")),
+        ("achieved GFLOP/s (6·N_mm + scan, conv or attention per token)", lambda r: num(r.get("achieved_gflops"), "{:,.1f}")),
         ("sgemm peak GFLOP/s, same threads", lambda r: num(r.get("sgemm_gflops"), "{:,.1f}")),
         ("MFU", lambda r: num(r.get("mfu"), "{:.2f}")),
         ("generation tokens/s, batch 1", lambda r: num(r.get("decode_tokens_per_s_b1")) if "decode_error" not in r else r["decode_error"]),

@@ -42,11 +42,19 @@ func (f *File) Commit() error {
 		os.Remove(f.Name())
 		return err
 	}
-	if d, derr := os.Open(filepath.Dir(f.path)); derr == nil {
-		d.Sync()
-		d.Close()
-	}
+	SyncDir(filepath.Dir(f.path))
 	return nil
+}
+
+// SyncDir fsyncs a directory, so that a rename into it is durable. It is best effort: some
+// file systems refuse to sync directories, and the error is returned for callers that care.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Abort closes and removes the temporary file.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mambago/mamba/internal/kernel"
 	"github.com/mambago/mamba/internal/testutil"
 )
 
@@ -43,7 +44,7 @@ func BenchmarkFlash(b *testing.B) {
 					k := newFlash(b, s, Options{Workers: workers})
 					var fwd, bwd time.Duration
 					n := 0
-					c0, cpuOK := cpuTime()
+					c0, cpuOK := testutil.CPUTime()
 					for b.Loop() {
 						t0 := time.Now()
 						if err := k.Forward(in, out); err != nil {
@@ -55,7 +56,7 @@ func BenchmarkFlash(b *testing.B) {
 						}
 						fwd, bwd, n = fwd+t1.Sub(t0), bwd+time.Since(t1), n+1
 					}
-					c1, _ := cpuTime()
+					c1, _ := testutil.CPUTime()
 					th := float64(n * s.Batch * s.Len * s.Heads)
 					b.ReportMetric(float64(fwd.Nanoseconds())/th, "fwd-ns/token-head")
 					b.ReportMetric(float64(bwd.Nanoseconds())/th, "bwd-ns/token-head")
@@ -91,13 +92,13 @@ func BenchmarkDecode(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				c0, cpuOK := cpuTime()
+				c0, cpuOK := testutil.CPUTime()
 				for b.Loop() {
 					if err := d.Step(out, q, kc, vc, n); err != nil {
 						b.Fatal(err)
 					}
 				}
-				c1, _ := cpuTime()
+				c1, _ := testutil.CPUTime()
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/token")
 				if cpuOK {
 					b.ReportMetric(float64((c1-c0).Nanoseconds())/float64(b.N*batch), "cpu-ns/token")
@@ -105,4 +106,29 @@ func BenchmarkDecode(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkSpec is the attention op of the Transformer++ training graph at the shape of
+// configs/bench-transformer.json (batch 8 × 512 tokens, 4 heads of 64, θ = 10⁴): the rotations,
+// Flash and the copy of the output, forward and backward, on GOMAXPROCS workers.
+func BenchmarkSpec(b *testing.B) {
+	s := Spec{Batch: 8, Len: 512, Heads: 4, KVHeads: 4, HeadDim: 64, RopeTheta: 10000}
+	r := rand.New(rand.NewPCG(1, 2))
+	in := to32s(specInputs(r, s))
+	dout := testutil.Convert[float32](testutil.Normals(r, kernel.Size(s.Output()), 1))
+	k, err := kernel.CPU{}.New(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, din := specRun(k, s, in, dout)
+	var fwd, bwd time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		k.Forward(in, out)
+		t1 := time.Now()
+		k.Backward(in, dout, din)
+		fwd, bwd = fwd+t1.Sub(t0), bwd+time.Since(t1)
+	}
+	b.ReportMetric(float64(fwd.Microseconds())/1e3/float64(b.N), "fwd-ms")
+	b.ReportMetric(float64(bwd.Microseconds())/1e3/float64(b.N), "bwd-ms")
 }

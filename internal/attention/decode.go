@@ -33,6 +33,7 @@ type Decoder struct {
 	part    []float32 // (Batch, Heads, ceil(Len/DecodeChunk), HeadDim+2): o_c, m_c, l_c
 	work    [][]float32
 	job     parallel.Job
+	team    *parallel.Team // runs the passes instead of job when set
 
 	// The arguments of the running call, and its phase.
 	combine          bool
@@ -60,6 +61,11 @@ func NewDecoder(s Shape, o Options) (*Decoder, error) {
 
 // Shape returns the shape the decoder was made for.
 func (d *Decoder) Shape() Shape { return d.shape }
+
+// SetTeam makes Step run its passes on t (nil: on the decoder's own parallel loop), for a caller
+// whose other phases run on t: its members are then not left spinning beside the loop's helpers.
+// The results are the same bits either way.
+func (d *Decoder) SetTeam(t *parallel.Team) { d.team = t }
 
 // checkStep validates the arguments of a decode step on shape s (Len = capacity).
 func checkStep[T float32 | float64](s Shape, out, q, kc, vc []T, n int) error {
@@ -96,16 +102,28 @@ func (d *Decoder) Step(out, q, kc, vc []float32, n int) error {
 	}
 	items := s.Batch * s.KVHeads * d.nc
 	w = parallel.Workers(items, w)
+	if d.team != nil {
+		w = d.team.Size()
+	}
 	for len(d.work) < w {
 		d.work = append(d.work, make([]float32, DecodeChunk))
 	}
 	d.combine = false
-	d.job.Run((*decodeItems)(d), items, w)
+	d.run(items, w)
 	if d.nc > 1 {
 		d.combine = true
-		d.job.Run((*decodeItems)(d), s.Batch*s.Heads, w)
+		d.run(s.Batch*s.Heads, w)
 	}
 	return nil
+}
+
+// run runs n items of the current pass on the team or the decoder's loop.
+func (d *Decoder) run(n, w int) {
+	if d.team != nil {
+		d.team.Run((*decodeItems)(d), n, 0)
+		return
+	}
+	d.job.Run((*decodeItems)(d), n, w)
 }
 
 // decodeItems runs the items of the current pass of a Decoder.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/mambago/mamba/internal/parallel"
 	"github.com/mambago/mamba/internal/testutil"
 )
 
@@ -94,6 +95,22 @@ func testDecodeWorkersBitwise(t *testing.T) {
 				want = got
 			} else if !slices.Equal(got, want) {
 				t.Errorf("GOMAXPROCS %d, Workers %d: decode output differs", procs, w)
+			}
+		}
+		for _, size := range []int{1, 3} { // on a team
+			d, err := NewDecoder(s, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			team := parallel.NewTeam(size)
+			d.SetTeam(team)
+			got := make([]float32, len(q))
+			if err := d.Step(got, q, in.K, in.V, 4*DecodeChunk+3); err != nil {
+				t.Fatal(err)
+			}
+			team.Close()
+			if !slices.Equal(got, want) {
+				t.Errorf("GOMAXPROCS %d, a team of %d: decode output differs", procs, size)
 			}
 		}
 		runtime.GOMAXPROCS(prev)

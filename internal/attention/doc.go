@@ -39,7 +39,7 @@
 // crosses items, so there are no atomics and no reduction, and results are bitwise the same for
 // any number of workers (internal/parallel). Every inner loop is a product of tiles (mulAdd: the
 // pure-Go loop, or AVX2/FMA or AVX-512 assembly chosen at start-up, see tile_amd64.go; the purego
-// build tag keeps the pure-Go loops), a row of exps (math32.Exp, or a vector exp in the assembly) or an
+// build tag keeps the pure-Go loops), a row of exps (math32's vector rows) or an
 // elementwise pass over contiguous rows. Items with the most work (the last query tiles, the
 // first key tiles) come first. Once built and warm, a call allocates nothing.
 //

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/mambago/mamba/internal/math32"
 	"github.com/mambago/mamba/internal/testutil"
 )
 
@@ -73,12 +74,22 @@ func name(s Shape, tile, docs int) string {
 // loopPaths names the tile loops this machine can run: "go", then the assembly paths.
 func loopPaths() []string { return append([]string{"go"}, asmPaths()...) }
 
-// withPaths runs f once per loop path, with that path selected.
+// withPaths runs f once per loop path, with that path selected for the tile loops and, where
+// math32 has it, for math32's rows (the exps).
 func withPaths(t *testing.T, f func(t *testing.T)) {
 	for _, p := range loopPaths() {
 		t.Run(p, func(t *testing.T) {
 			useAsm(p)
 			defer useAsm(bestPath())
+			prev := math32.Current()
+			defer math32.SetPath(prev)
+			for _, mp := range math32.Paths() {
+				if mp.String() == p {
+					if err := math32.SetPath(mp); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
 			f(t)
 		})
 	}

@@ -32,13 +32,8 @@ const ropeBlock = 64
 // NewRope returns the tables for heads of headDim channels (even) at positions [0, positions),
 // with base θ = theta.
 func NewRope(headDim, positions int, theta float64) (*Rope, error) {
-	switch {
-	case headDim < 2 || headDim%2 != 0:
-		return nil, fmt.Errorf("attention: rope head dimension %d must be even and positive", headDim)
-	case positions < 1 || !fits(positions, headDim) || positions > 1<<24:
-		return nil, fmt.Errorf("attention: rope positions %d must be in [1, 2^24]", positions)
-	case !(theta > 1) || math.IsInf(theta, 0):
-		return nil, fmt.Errorf("attention: rope theta %g must be a finite number above 1", theta)
+	if err := checkRope(headDim, positions, theta); err != nil {
+		return nil, err
 	}
 	h := headDim / 2
 	r := &Rope{headDim: headDim, positions: positions, cos: make([]float32, positions*h), sin: make([]float32, positions*h)}
@@ -51,6 +46,19 @@ func NewRope(headDim, positions int, theta float64) (*Rope, error) {
 		}
 	}
 	return r, nil
+}
+
+// checkRope validates the arguments of NewRope.
+func checkRope(headDim, positions int, theta float64) error {
+	switch {
+	case headDim < 2 || headDim%2 != 0:
+		return fmt.Errorf("attention: rope head dimension %d must be even and positive", headDim)
+	case positions < 1 || !fits(positions, headDim) || positions > 1<<24:
+		return fmt.Errorf("attention: rope positions %d must be in [1, 2^24]", positions)
+	case !(theta > 1) || math.IsInf(theta, 0):
+		return fmt.Errorf("attention: rope theta %g must be a finite number above 1", theta)
+	}
+	return nil
 }
 
 // HeadDim is the size of the heads the tables rotate.
@@ -101,6 +109,12 @@ func (r *Rope) Backward(dsrc, ddst []float32, pos []int32, heads int) error {
 	return r.rotate(dsrc, ddst, pos, heads, -1)
 }
 
+// Rotate rotates x (heads·HeadDim values, one token) in place to position pos, as Forward does
+// a row, on the calling goroutine: safe to call concurrently. pos must be in [0, Positions()).
+func (r *Rope) Rotate(x []float32, pos, heads int) {
+	rotateRow(x, x, r.cos[pos*r.headDim/2:][:r.headDim/2], r.sin[pos*r.headDim/2:][:r.headDim/2], heads, r.headDim, 1)
+}
+
 func (r *Rope) rotate(dst, src []float32, pos []int32, heads int, sign float32) error {
 	if err := checkRotate(r, dst, src, pos, heads); err != nil {
 		return err
@@ -123,15 +137,22 @@ type rotation struct {
 func (c *rotation) Item(_, i int) {
 	hd := c.r.headDim
 	h := hd / 2
+	n := c.heads * hd
 	for row := i * ropeBlock; row < min(len(c.pos), (i+1)*ropeBlock); row++ {
 		p := int(c.pos[row])
-		cs, sn := c.r.cos[p*h:][:h], c.r.sin[p*h:][:h]
-		for k := range c.heads {
-			x, y := c.src[(row*c.heads+k)*hd:][:hd], c.dst[(row*c.heads+k)*hd:][:hd]
-			for j := range h {
-				a, b, s := x[j], x[j+h], c.sign*sn[j]
-				y[j], y[j+h] = a*cs[j]-b*s, b*cs[j]+a*s
-			}
+		rotateRow(c.dst[row*n:][:n], c.src[row*n:][:n], c.r.cos[p*h:][:h], c.r.sin[p*h:][:h], c.heads, hd, c.sign)
+	}
+}
+
+// rotateRow rotates the heads of one token, src into dst (which may be src), by the angles of
+// the tables cs, sn of its position, backwards when sign is −1.
+func rotateRow(dst, src, cs, sn []float32, heads, hd int, sign float32) {
+	h := hd / 2
+	for k := range heads {
+		x, y := src[k*hd:][:hd], dst[k*hd:][:hd]
+		for j := range h {
+			a, b, s := x[j], x[j+h], sign*sn[j]
+			y[j], y[j+h] = a*cs[j]-b*s, b*cs[j]+a*s
 		}
 	}
 }

@@ -84,6 +84,17 @@ func TestRopeMatchesReference(t *testing.T) {
 		if !slices.Equal(in, got) {
 			t.Errorf("in-place rotation (inverse %v) differs", inverse)
 		}
+		if inverse {
+			continue
+		}
+		row := slices.Clone(x32) // Rotate, one token at a time
+		n := heads * hd
+		for i, p := range pos {
+			rp.Rotate(row[i*n:(i+1)*n], int(p), heads)
+		}
+		if !slices.Equal(row, got) {
+			t.Error("Rotate differs from Forward")
+		}
 	}
 }
 

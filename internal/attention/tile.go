@@ -2,11 +2,11 @@ package attention
 
 import "github.com/mambago/mamba/internal/math32"
 
-// The loops every tile of the float32 kernels runs, pure Go. The amd64 files may replace mulAdd,
-// dots and expAffine with vector versions; the products sum in the same order with fused
-// multiply-adds (the dot products in eight interleaved partial sums), the exp is a polynomial
-// instead of math32's table, so the paths differ in the last bits only, and one of them is used
-// for every item of a run.
+// The loops every tile of the float32 kernels runs, pure Go. The amd64 files may replace mulAdd
+// and dots with vector versions; the products sum in the same order with fused multiply-adds (the
+// dot products in eight interleaved partial sums), so the paths differ in the last bits only, and
+// one of them is used for every item of a run. The exps are math32's rows (math32.ExpAffine),
+// vectorised on their own path.
 
 // mulAddGo sets c = a·b, or c += a·b when acc is set, where a is m×k with element (r, x) at
 // a[r·ars + x·aks] (ars = lda, aks = 1 for a row-major a; ars = 1, aks = lda for a transposed
@@ -45,19 +45,22 @@ func dotsGo(s, q, k []float32, ldk, n int) {
 }
 
 var (
-	mulAdd    = mulAddGo
-	dots      = dotsGo
-	expAffine = math32.ExpAffine // dst[i] = exp(a·src[i] + b)
-	expBias   = expBiasGo
+	mulAdd = mulAddGo
+	dots   = dotsGo
 )
 
-// expBiasGo sets dst[i] = exp(a·src[i] + bias[i]) with math32.Exp. dst may be src.
-func expBiasGo(dst, src []float32, a float32, bias []float32) {
+// expAffine sets dst[i] = exp(a·src[i] + b). dst may be src.
+func expAffine(dst, src []float32, a, b float32) { math32.ExpAffine(dst, src, a, b) }
+
+// expBias sets dst[i] = exp(a·src[i] + bias[i]): the argument rounded to float32, then the exp of
+// math32.ExpAffine (so a constant bias gives expAffine's bits). dst may be src.
+func expBias(dst, src []float32, a float32, bias []float32) {
 	bias = bias[:len(src)]
 	dst = dst[:len(src)]
 	for i, v := range src {
-		dst[i] = math32.Exp(a*v + bias[i])
+		dst[i] = a*v + bias[i]
 	}
+	math32.ExpAffine(dst, dst, 1, 0)
 }
 
 // transpose writes the rows×cols block of src (rows ld apart) into dst as cols×rows:

@@ -2,15 +2,11 @@
 
 package attention
 
-import (
-	"math"
+import "golang.org/x/sys/cpu"
 
-	"github.com/mambago/mamba/internal/math32"
-	"golang.org/x/sys/cpu"
-)
-
-// AVX2/FMA versions of the tile loops (tile_amd64.s), and AVX-512 products, chosen at start-up
-// when the CPU has them; the purego build tag keeps the pure-Go loops. The products sum in the
+// AVX2/FMA versions of the tile loops (tile_amd64.s, dots_amd64.s), and AVX-512 products, chosen
+// at start-up when the CPU has them; the purego build tag keeps the pure-Go loops. (The exps are
+// math32's rows, which choose their own path.) The products sum in the
 // pure-Go loops' order with fused multiply-adds, so results differ from them in the last bits
 // (and the AVX-512 products give the AVX2 ones' bits); one path serves every item of a run, so
 // results stay bitwise independent of the worker count.
@@ -37,56 +33,13 @@ func init() { useAsm(bestPath()) }
 
 // useAsm selects the loops of a path: "go", "avx2" or "avx512" (tests run each).
 func useAsm(path string) {
-	mulAdd, dots, expAffine, expBias = mulAddGo, dotsGo, math32.ExpAffine, expBiasGo
+	mulAdd, dots = mulAddGo, dotsGo
 	switch path {
 	case "avx2":
-		mulAdd, dots, expAffine, expBias = mulAddAVX2, dotsAVX2Rows, expAffineAVX2Row, expBiasAVX2Row
+		mulAdd, dots = mulAddAVX2, dotsAVX2Rows
 	case "avx512":
-		mulAdd, dots, expAffine, expBias = mulAddAVX512, dotsAVX2Rows, expAffineAVX2Row, expBiasAVX2Row
+		mulAdd, dots = mulAddAVX512, dotsAVX2Rows
 	}
-}
-
-// The vector exp reduces x = k·ln2 + r with |r| ≤ ln2/2 and evaluates e^r by a polynomial, as the
-// scan package's does (math32.Exp's table of 2^(j/64) would need a gather); its constants come
-// from math32.
-const (
-	// ln2Hi has its 9 low mantissa bits zero, so k·ln2Hi is exact for |k| ≤ 2^8 and x − k·ln2Hi
-	// is exact (Cody–Waite range reduction); ln2Lo = ln 2 − ln2Hi.
-	ln2Hi = 0.693145751953125
-	ln2Lo = 1.428606820309417e-06
-	// Coefficients of exp(r) ≈ 1 + r·(c1 + r·(c2 + … + r·c6)) on |r| ≤ ln2/2 (Chebyshev
-	// interpolation, relative error 2.5e-9, c1 rounded to 1): about 1 ulp in float32.
-	expC1 = 1
-	expC2 = 0.5000000047117784
-	expC3 = 0.16666415514653618
-	expC4 = 0.04166635289669687
-	expC5 = 0.008375126398132253
-	expC6 = 0.0013941108438804987
-)
-
-// expConsts holds the constants of the vector exp broadcast to eight lanes, in the order the
-// assembly reads them.
-var expConsts = [...][8]float32{
-	splat(math32.Log2E), splat(math32.RoundMagic), splat(-ln2Hi), splat(-ln2Lo),
-	splat(expC6), splat(expC5), splat(expC4), splat(expC3), splat(expC2), splat(expC1), splat(1),
-	splat(math32.ExpLo), splat(math32.ExpHi), splat(math.Float32frombits(math32.RoundMagicBits - 127)),
-}
-
-func splat(v float32) [8]float32 { return [8]float32{v, v, v, v, v, v, v, v} }
-
-//go:noescape
-func expAffineAVX2(dst, src *float32, n int, a, b float32)
-
-// expAffineAVX2Row is math32.ExpAffine with whole groups of eight in assembly.
-func expAffineAVX2Row(dst, src []float32, a, b float32) {
-	n := len(src) &^ 7
-	if len(dst) < len(src) {
-		n = 0
-	}
-	if n > 0 {
-		expAffineAVX2(&dst[0], &src[0], n, a, b)
-	}
-	math32.ExpAffine(dst[n:], src[n:], a, b)
 }
 
 //go:noescape
@@ -161,19 +114,4 @@ func dotsAVX2Rows(s, q, k []float32, ldk, n int) {
 		return
 	}
 	dotsAVX2(&s[0], &q[0], &k[0], ldk, n, d)
-}
-
-//go:noescape
-func expBiasAVX2(dst, src, bias *float32, n int, a float32)
-
-// expBiasAVX2Row is expBiasGo with whole groups of eight in assembly.
-func expBiasAVX2Row(dst, src []float32, a float32, bias []float32) {
-	n := len(src) &^ 7
-	if len(dst) < len(src) || len(bias) < len(src) {
-		n = 0
-	}
-	if n > 0 {
-		expBiasAVX2(&dst[0], &src[0], &bias[0], n, a)
-	}
-	expBiasGo(dst[n:], src[n:], a, bias[n:])
 }

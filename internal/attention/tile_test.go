@@ -95,9 +95,9 @@ func TestDots(t *testing.T) {
 	})
 }
 
-// TestExpAffine checks exp(a·x + b) of every path against math.Exp over the range the kernels
-// use (arguments from about −100 to 0) and on ragged lengths, in place and not, and that
-// expBias with a constant bias gives the same bits.
+// TestExpAffine checks exp(a·x + b) (math32's rows) on every path against math.Exp over the range
+// the kernels use (arguments from about −100 to 0) and on ragged lengths, in place and not, and
+// that expBias with a constant bias gives the same bits.
 func TestExpAffine(t *testing.T) {
 	withPaths(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(5, 6))

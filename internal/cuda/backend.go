@@ -15,9 +15,10 @@ import (
 // is Staged: Stage uploads that state, and must run before the kernel (a graph replay included).
 // Kernels implement Close, which frees their device memory.
 type Backend struct {
-	d    *Device
-	prec Precision
-	sc   scratch
+	d      *Device
+	prec   Precision
+	sc     scratch
+	resets map[*kernel.Resets]*devResets
 }
 
 // Staged is a kernel with an input that lives on the host (the ids of an Embedding, the targets of
@@ -29,7 +30,7 @@ func (d *Device) NewBackend(p Precision) (*Backend, error) {
 	if p < FP32 || p > BF16 {
 		return nil, fmt.Errorf("cuda: %v is not a precision", p)
 	}
-	return &Backend{d: d, prec: p, sc: scratch{d: d}}, nil
+	return &Backend{d: d, prec: p, sc: scratch{d: d}, resets: map[*kernel.Resets]*devResets{}}, nil
 }
 
 // Name is "cuda" and the precision, e.g. "cuda/tf32".
@@ -41,8 +42,64 @@ func (b *Backend) Precision() Precision { return b.prec }
 // Device returns the backend's device.
 func (b *Backend) Device() *Device { return b.d }
 
-// Close frees the scratch of the BF16 products (after every kernel of the backend is done with).
-func (b *Backend) Close() error { return b.sc.close() }
+// Close frees the scratch of the BF16 products and the device copies of document starts (after
+// every kernel of the backend is done with).
+func (b *Backend) Close() error {
+	err := b.sc.close()
+	for k, r := range b.resets {
+		err = firstErr(err, b.d.Free(r.buf))
+		delete(b.resets, k)
+	}
+	return err
+}
+
+// devResets is the device copy of a kernel.Resets, shared by the kernels that read it: (Batch·Len)
+// bytes, zeros when no document starts in the batch. Stage copies the flags in when they changed.
+type devResets struct {
+	d    *Device
+	held kernel.HeldResets
+	buf  Buffer
+	last []uint8 // what buf holds, when not zero
+	zero bool    // buf holds zeros
+}
+
+// devResetsOf returns the device copy of r, made at the first kernel that reads it.
+func (b *Backend) devResetsOf(r *kernel.Resets) (*devResets, error) {
+	if dr, ok := b.resets[r]; ok {
+		return dr, nil
+	}
+	buf, err := b.d.Alloc(r.Len())
+	if err != nil {
+		return nil, err
+	}
+	if err := b.d.Zero(buf); err != nil {
+		b.d.Free(buf)
+		return nil, err
+	}
+	dr := &devResets{d: b.d, held: kernel.Hold(r), buf: buf, last: make([]uint8, r.Len()), zero: true}
+	b.resets[r] = dr
+	return dr, nil
+}
+
+func (r *devResets) stage() error {
+	r.held.Take()
+	f := r.held.Flags()
+	switch {
+	case f == nil && r.zero:
+		return nil
+	case f == nil:
+		r.zero = true
+		return r.d.Zero(r.buf)
+	case !r.zero && string(f) == string(r.last):
+		return nil
+	}
+	if err := Upload(r.d, r.buf, f); err != nil {
+		return err
+	}
+	copy(r.last, f)
+	r.zero = false
+	return nil
+}
 
 // New validates s and returns its device kernel.
 func (b *Backend) New(s kernel.Spec) (kernel.Kernel[Buffer], error) {
@@ -63,7 +120,16 @@ func (b *Backend) New(s kernel.Spec) (kernel.Kernel[Buffer], error) {
 		if s.State {
 			return nil, fmt.Errorf("cuda: %s: a conv continued from a state runs in the decoder's step kernels, not here", s)
 		}
-		o, err = d.NewConv1d(Conv1dConfig{Batch: s.Batch, Len: s.Len, Channels: s.Channels, Width: s.Width, Bias: s.Bias, SiLU: s.SiLU})
+		var c *Conv1d
+		c, err = d.NewConv1d(Conv1dConfig{Batch: s.Batch, Len: s.Len, Channels: s.Channels, Width: s.Width, Bias: s.Bias, SiLU: s.SiLU,
+			Reset: s.Resets != nil})
+		if err == nil && s.Resets != nil {
+			var r *devResets
+			if r, err = b.devResetsOf(s.Resets); err == nil {
+				return &staged{adapter{d, &resetConv{c: c, r: r}}, r.stage}, nil
+			}
+		}
+		o = c
 	case kernel.Gate:
 		o, err = d.NewGate(s.Rows * s.Cols)
 	case kernel.Add:
@@ -86,7 +152,14 @@ func (b *Backend) New(s kernel.Spec) (kernel.Kernel[Buffer], error) {
 		var k *Scan
 		sh := scan.Shape{Batch: s.Batch, Len: s.Len, Channels: s.Channels, State: s.State}
 		if k, err = d.NewScan(sh, ScanOptions{Softplus: s.Softplus, ALog: true}); err == nil {
-			o = &scanOp{k, s}
+			so := &scanOp{k: k, s: s}
+			if s.Resets == nil {
+				o = so
+				break
+			}
+			if so.r, err = b.devResetsOf(s.Resets); err == nil {
+				return &staged{adapter{d, so}, so.r.stage}, nil
+			}
 		}
 	default:
 		return nil, fmt.Errorf("cuda: the cuda backend has no kernel for %s", s)
@@ -137,6 +210,7 @@ func stageIDs(ids *kernel.IDs, set func([]int32) error) error {
 type scanOp struct {
 	k *Scan
 	s kernel.Scan
+	r *devResets // the document starts, with s.Resets
 }
 
 func (o *scanOp) in(in []Buffer) (ScanIn, error) {
@@ -145,6 +219,9 @@ func (o *scanOp) in(in []Buffer) (ScanIn, error) {
 		return x, fmt.Errorf("cuda: Scan: %d buffers, want %d", len(in), len(o.s.Inputs()))
 	}
 	x.U, x.Delta, x.A, x.B, x.C = in[0], in[1], in[2], in[3], in[4]
+	if o.r != nil {
+		x.Reset = o.r.buf
+	}
 	i := 5
 	for _, f := range []struct {
 		on  bool
@@ -176,6 +253,24 @@ func (o *scanOp) Backward(in []Buffer, dout Buffer, din []Buffer) error {
 	}
 	return o.k.Backward(x, dout, Buffer{}, ScanGrads{U: g.U, Delta: g.Delta, A: g.A, B: g.B, C: g.C, D: g.D, Z: g.Z, DeltaBias: g.DeltaBias})
 }
+
+// resetConv is a Conv1d whose last input is the device copy of its document starts.
+type resetConv struct {
+	c    *Conv1d
+	r    *devResets
+	args []Buffer
+}
+
+func (k *resetConv) with(in []Buffer) []Buffer {
+	k.args = append(append(k.args[:0], in...), k.r.buf)
+	return k.args
+}
+
+func (k *resetConv) Forward(in []Buffer, out Buffer) error { return k.c.Forward(k.with(in), out) }
+func (k *resetConv) Backward(in []Buffer, dout Buffer, din []Buffer) error {
+	return k.c.Backward(k.with(in), dout, din)
+}
+func (k *resetConv) Close() error { return k.c.Close() }
 
 func (o *scanOp) Close() error { return o.k.Close() }
 

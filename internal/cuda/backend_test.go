@@ -25,7 +25,13 @@ func backendSpecs(t *testing.T, r *rand.Rand) []kernel.Spec {
 		v[i], tg[i] = int32(r.IntN(11)), int32(r.IntN(11))
 	}
 	tg[3] = kernel.IgnoreIndex
-	if err := firstErr(ids.Set(v), targets.Set(tg)); err != nil {
+	resets, err := kernel.NewResets(2 * 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := make([]uint8, resets.Len())
+	flags[4], flags[9+2], flags[9+3] = 1, 1, 1
+	if err := firstErr(ids.Set(v), targets.Set(tg), resets.Set(flags)); err != nil {
 		t.Fatal(err)
 	}
 	return []kernel.Spec{
@@ -48,6 +54,8 @@ func backendSpecs(t *testing.T, r *rand.Rand) []kernel.Spec {
 		kernel.CrossEntropy{Targets: targets, Vocab: 16},
 		kernel.Scan{Batch: 2, Len: 9, Channels: 33, State: 16, Softplus: true, D: true, Z: true, DeltaBias: true},
 		kernel.Scan{Batch: 2, Len: 9, Channels: 7, State: 3},
+		kernel.Conv1d{Batch: 2, Len: 9, Channels: 33, Width: 4, Bias: true, SiLU: true, Resets: resets},
+		kernel.Scan{Batch: 2, Len: 9, Channels: 33, State: 16, Softplus: true, D: true, Z: true, DeltaBias: true, Resets: resets},
 	}
 }
 

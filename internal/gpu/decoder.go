@@ -8,7 +8,8 @@ import (
 	"github.com/mambago/mamba/layers"
 )
 
-// Decoder generates with a layers.Model on the device, one token per sequence at a time: per block
+// Decoder generates with a layers.Model on the device, one token per sequence at a time (a
+// layers.Generator): per block
 // the RMSNorm, the in-projection (cuBLAS), the conv step (cuda.BlockStep.Conv), the x-projection
 // (cuBLAS), Δ with the scan's step and the gate (cuda.BlockStep.SSM), and the out-projection added
 // to the residual stream (cuBLAS), then the final norm and the LM head: six launches a block, seven
@@ -48,7 +49,7 @@ func NewDecoder(d *cuda.Device, m *layers.Model, batch int) (dec *Decoder, err e
 	dec = &Decoder{d: d, m: m, cfg: cfg, batch: batch, p: map[string]cuda.Buffer{}, host: make([]float32, B*V)}
 	defer func() {
 		if err != nil {
-			dec.Close()
+			dec.close()
 			dec = nil
 		}
 	}()
@@ -140,6 +141,19 @@ func (dec *Decoder) Reset() error {
 
 // Pos is the number of tokens consumed since the last Reset.
 func (dec *Decoder) Pos() int { return dec.pos }
+
+// Batch is the number of sequences.
+func (dec *Decoder) Batch() int { return dec.batch }
+
+// Advance moves the position on by n tokens without computing (the state is the recurrence's and
+// does not depend on the position; for timing a step at a position).
+func (dec *Decoder) Advance(n int) error {
+	if n < 0 {
+		return fmt.Errorf("decoder: cannot advance %d positions", n)
+	}
+	dec.pos += n
+	return nil
+}
 
 // Step feeds one token per sequence and returns the next-token logits, (batch, PaddedVocab),
 // valid until the next call.
@@ -269,8 +283,11 @@ func (dec *Decoder) launch() error {
 // Captured reports whether steps replay a CUDA graph, and if not, why.
 func (dec *Decoder) Captured() (bool, error) { return dec.graph != nil, dec.graphErr }
 
-// Close frees the decoder's device memory.
-func (dec *Decoder) Close() error {
+// Close frees the decoder's device memory (layers.Generator's Close; a failure to free leaves the
+// device's memory to its context and is not reported).
+func (dec *Decoder) Close() { dec.close() }
+
+func (dec *Decoder) close() error {
 	var errs []error
 	if dec.graph != nil {
 		errs = append(errs, dec.graph.Close())

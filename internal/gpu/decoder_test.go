@@ -101,11 +101,11 @@ func TestCUDADecoderMatchesCPU(t *testing.T) {
 				}
 				cpu.Reset()
 				greedy := layers.Sampling{Temperature: 0}
-				a, err := m.GenerateWith(cpu, prompt, batch, 10, greedy)
+				a, err := layers.GenerateWith(cfg, cpu, prompt, batch, 10, greedy)
 				if err != nil {
 					t.Fatal(err)
 				}
-				b, err := m.GenerateWith(dev, prompt, batch, 10, greedy)
+				b, err := layers.GenerateWith(cfg, dev, prompt, batch, 10, greedy)
 				if err != nil {
 					t.Fatal(err)
 				}

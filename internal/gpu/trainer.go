@@ -149,9 +149,10 @@ func (t *Trainer) Accumulate(k int) error {
 }
 
 // Step runs the forward and backward pass on one batch ((batch, seqLen) ids and targets, row-major,
-// targets −1 ignored), leaves d loss / d parameters on the device and returns the loss.
-func (t *Trainer) Step(inputs, targets []int32) (float64, error) {
-	loss, err := t.run(t.train, inputs, targets)
+// targets −1 ignored; resets nil or the packed documents' starts, as for layers.Trainer.Step),
+// leaves d loss / d parameters on the device and returns the loss.
+func (t *Trainer) Step(inputs, targets []int32, resets []uint8) (float64, error) {
+	loss, err := t.run(t.train, inputs, targets, resets)
 	if err != nil {
 		return 0, fmt.Errorf("step: %w", err)
 	}
@@ -175,26 +176,29 @@ func (t *Trainer) Step(inputs, targets []int32) (float64, error) {
 }
 
 // Eval runs the forward pass only and returns the loss.
-func (t *Trainer) Eval(inputs, targets []int32) (float64, error) {
+func (t *Trainer) Eval(inputs, targets []int32, resets []uint8) (float64, error) {
 	if t.eval == nil {
 		var err error
 		if t.eval, err = t.compile(false); err != nil {
 			return 0, fmt.Errorf("eval: %w", err)
 		}
 	}
-	loss, err := t.run(t.eval, inputs, targets)
+	loss, err := t.run(t.eval, inputs, targets, resets)
 	if err != nil {
 		return 0, fmt.Errorf("eval: %w", err)
 	}
 	return loss, nil
 }
 
-func (t *Trainer) run(r *graphRun, inputs, targets []int32) (float64, error) {
+func (t *Trainer) run(r *graphRun, inputs, targets []int32, resets []uint8) (float64, error) {
 	if err := r.g.IDs.Set(inputs); err != nil {
 		return 0, fmt.Errorf("inputs: %w", err)
 	}
 	if err := r.g.Targets.Set(targets); err != nil {
 		return 0, fmt.Errorf("targets: %w", err)
+	}
+	if err := r.g.Resets.Set(resets); err != nil {
+		return 0, fmt.Errorf("resets: %w", err)
 	}
 	t.last, t.haveLogits = nil, false
 	if err := r.x.Run(); err != nil {

@@ -29,11 +29,13 @@ func TestHostEmulator(t *testing.T) {
 	cudatest.OnEmulator(t, run)
 }
 
-// parityCase is a model and batch shape of the CPU-vs-GPU tests.
+// parityCase is a model and batch shape of the CPU-vs-GPU tests; packed batches hold several
+// documents per row.
 type parityCase struct {
 	name          string
 	cfg           layers.Config
 	batch, seqLen int
+	packed        bool
 }
 
 // parityCases are the bench model (vocabulary 256, d_model 256, 4 layers, 8 × 512) on a GPU, and
@@ -42,14 +44,32 @@ func parityCases() []parityCase {
 	cfg := layers.DefaultConfig()
 	if !cudatest.Emulated() {
 		cfg.VocabSize, cfg.DModel, cfg.NLayer = 256, 256, 4
-		return []parityCase{{"bench", cfg, 8, 512}}
+		return []parityCase{{"bench", cfg, 8, 512, false}, {"bench-packed", cfg, 8, 512, true}}
 	}
 	cfg.VocabSize, cfg.DModel, cfg.NLayer = 20, 16, 2
 	biased := cfg
 	biased.Bias, biased.ConvBias, biased.DtRank = true, false, 3
 	lti := cfg
 	lti.Selective = false
-	return []parityCase{{"small", cfg, 2, 11}, {"biased", biased, 3, 5}, {"lti", lti, 2, 6}}
+	return []parityCase{{"small", cfg, 2, 11, false}, {"packed", cfg, 2, 11, true}, {"biased", biased, 3, 5, true}, {"lti", lti, 2, 6, false}}
+}
+
+// resetsOf marks document starts at random in a packed case (nil otherwise), with their targets
+// ignored as the data loader does.
+func resetsOf(r *rand.Rand, c parityCase, targets []int32) []uint8 {
+	if !c.packed {
+		return nil
+	}
+	f := make([]uint8, c.batch*c.seqLen)
+	for i := range f {
+		if r.IntN(7) == 0 {
+			f[i] = 1
+			if i > 0 {
+				targets[i-1] = -1
+			}
+		}
+	}
+	return f
 }
 
 // batchOf draws ids and next-token targets, with one ignored target.
@@ -79,11 +99,12 @@ func TestCUDATrainerMatchesCPU(t *testing.T) {
 			}
 			r := rand.New(rand.NewPCG(5, 6))
 			ids, tg := batchOf(r, c.batch*c.seqLen, c.cfg.VocabSize)
+			resets := resetsOf(r, c, tg)
 			cpu, err := m.Compile(c.batch, c.seqLen)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := cpu.Step(ids, tg)
+			want, err := cpu.Step(ids, tg, resets)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +121,7 @@ func TestCUDATrainerMatchesCPU(t *testing.T) {
 			}
 			defer tr.Close()
 			t.Logf("%d kernel calls per step, %.1f MB of activations", tr.Executor().Launches(), float64(tr.Executor().ArenaBytes())/1e6)
-			got, err := tr.Step(ids, tg)
+			got, err := tr.Step(ids, tg, resets)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +141,7 @@ func TestCUDATrainerMatchesCPU(t *testing.T) {
 			}
 			captured, why := tr.Executor().Captured()
 			t.Logf("captured into a CUDA graph: %v %v", captured, why)
-			again, err := tr.Step(ids, tg)
+			again, err := tr.Step(ids, tg, resets)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +216,7 @@ func TestCUDATrainerUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, tg := batchOf(r, c.batch*c.seqLen, c.cfg.VocabSize)
-	if _, err := cpu.Step(ids, tg); err != nil {
+	if _, err := cpu.Step(ids, tg, nil); err != nil {
 		t.Fatal(err)
 	}
 	host.Step(1e-3, optim.ClipScale(host.GradNorm(), ocfg.GradClip))
@@ -216,11 +237,11 @@ func TestCUDATrainerUpdates(t *testing.T) {
 	acc := optim.NewAccumulator(ps)
 	for range 2 {
 		ids, tg := batchOf(r, c.batch*c.seqLen, c.cfg.VocabSize)
-		if _, err := cpu.Step(ids, tg); err != nil {
+		if _, err := cpu.Step(ids, tg, nil); err != nil {
 			t.Fatal(err)
 		}
 		acc.Add()
-		if _, err := tr.Step(ids, tg); err != nil {
+		if _, err := tr.Step(ids, tg, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,7 +310,7 @@ func TestCUDAPrecisions(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tr.Close()
-			loss, err := tr.Step(ids, tg)
+			loss, err := tr.Step(ids, tg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

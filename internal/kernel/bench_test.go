@@ -79,9 +79,10 @@ func cut(s string) (string, string, bool) {
 }
 
 // BenchmarkSgemm runs products of the bench model's shapes (in_proj forward,
-// its weight gradient, out_proj forward) as one BLAS call and cut into items
-// (productCut), on one core and on all: on one core the difference is the
-// cost of the cut (repacking, the sum of the chunks).
+// its weight gradient, out_proj forward) as one BLAS call, cut into items
+// (productCut) and cut into twice as many, on one core and on all: on one core
+// the difference is the cost of the cut (repacking, the sum of the chunks),
+// on many the cores it keeps busy. cpu-GFLOP/s counts the process's CPU time.
 func BenchmarkSgemm(b *testing.B) {
 	if BLAS().Lib != "openblas" {
 		b.Skip("OpenBLAS is not installed")
@@ -93,22 +94,54 @@ func BenchmarkSgemm(b *testing.B) {
 		bm := testutil.Convert[float32](testutil.Normals(r, k*n, 1))
 		c := make([]float32, m*n)
 		for _, procs := range []int{1, runtime.GOMAXPROCS(0)} {
-			for _, cut := range []bool{false, true} {
-				p := newCutProduct(false, false, m, n, k, k, n, n, m, n, k, nil)
-				if cut {
-					p = newProduct(false, false, m, n, k, k, n, n, nil)
-				}
+			for _, count := range []int{1, tileCount, 2 * tileCount} {
+				tm, tn, kc := cutInto(m, n, k, count)
+				p := newCutProduct(false, false, m, n, k, k, n, n, tm, tn, kc, nil)
 				p.set(a, bm, c)
 				ts, sums := newTasks(productTask(p)), newTasks(reduceTask(p))
 				b.Run(fmt.Sprintf("%dx%dx%d/procs=%d/items=%d", m, n, k, procs, p.items()), func(b *testing.B) {
 					defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 					b.ReportAllocs()
+					c0, cpuOK := testutil.CPUTime()
 					for b.Loop() {
 						runProducts(ts, sums, p)
 					}
-					b.ReportMetric(2*float64(m*n*k)*float64(b.N)/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
+					flops := 2 * float64(m*n*k) * float64(b.N)
+					b.ReportMetric(flops/float64(b.Elapsed().Nanoseconds()), "GFLOP/s")
+					if c1, _ := testutil.CPUTime(); cpuOK {
+						b.ReportMetric(flops/float64((c1-c0).Nanoseconds()), "cpu-GFLOP/s")
+					}
 				})
 			}
 		}
+	}
+}
+
+// BenchmarkDotRows is the decoder's in_proj product of the bench model (1,024 outputs over
+// k = 256) for 1 and 16 rows, by DotRows and by one Dot per output; ns/mac per
+// multiply-add.
+func BenchmarkDotRows(b *testing.B) {
+	const n, k = 1024, 256
+	r := rand.New(rand.NewPCG(3, 3))
+	w := testutil.Convert[float32](testutil.Normals(r, n*k, 1))
+	for _, rows := range []int{1, 16} {
+		x := testutil.Convert[float32](testutil.Normals(r, rows*k, 1))
+		y := make([]float32, rows*n)
+		b.Run(fmt.Sprintf("DotRows/rows%d", rows), func(b *testing.B) {
+			for b.Loop() {
+				DotRows(y, n, x, rows, w, k, n, false)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*n*k), "ns/mac")
+		})
+		b.Run(fmt.Sprintf("Dot/rows%d", rows), func(b *testing.B) {
+			for b.Loop() {
+				for j := range n {
+					for i := range rows {
+						y[i*n+j] = Dot(x[i*k:(i+1)*k], w[j*k:(j+1)*k])
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows*n*k), "ns/mac")
+		})
 	}
 }

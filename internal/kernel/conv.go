@@ -20,14 +20,19 @@ import (
 // each other. Before t = 0, x is 0, or with State the rows of the last input,
 // state (Batch·(K−1), Channels): x[b, −(K−1)+j] = state[b·(K−1)+j] (a decoder
 // continuing a sequence).
+//
+// With Resets (packed documents), a document's steps read nothing before its
+// first step: x[b, s] counts as 0 in c[b,t] when a document starts at a step
+// in (s, t] (for s < 0, the state: in [0, t]).
 type Conv1d struct {
 	Batch, Len, Channels, Width int
 	Bias, SiLU, State           bool
+	Resets                      *Resets // document starts, (Batch·Len); nil: one document per sequence
 }
 
 func (s Conv1d) String() string {
-	return fmt.Sprintf("Conv1d{batch=%d,len=%d,channels=%d,width=%d,bias=%t,silu=%t,state=%t}",
-		s.Batch, s.Len, s.Channels, s.Width, s.Bias, s.SiLU, s.State)
+	return fmt.Sprintf("Conv1d{batch=%d,len=%d,channels=%d,width=%d,bias=%t,silu=%t,state=%t,resets=%t}",
+		s.Batch, s.Len, s.Channels, s.Width, s.Bias, s.SiLU, s.State, s.Resets != nil)
 }
 
 func (s Conv1d) Inputs() [][]int {
@@ -46,6 +51,9 @@ func (s Conv1d) Output() []int { return []int{s.Batch * s.Len, s.Channels} }
 func (s Conv1d) Validate() error {
 	if s.State && s.Width < 2 {
 		return fmt.Errorf("kernel: Conv1d: a state needs width ≥ 2, got %d", s.Width)
+	}
+	if err := s.Resets.Fits("kernel: Conv1d", s.Batch, s.Len); err != nil {
+		return err
 	}
 	return validate(s, "batch,len,channels,width", s.Batch, s.Len, s.Channels, s.Width)
 }
@@ -73,19 +81,6 @@ func ConvTranspose(wt, w []float32, channels, width int) {
 	}
 }
 
-// SiLU writes y = c·σ(c), σ(c) = 1/(1 + e^{−c}), and, when sig is not nil,
-// sig = σ(c). y may be c. The conv kernel and the decoder share it.
-func SiLU(y, sig, c []float32) {
-	y = y[:len(c)]
-	for i, v := range c {
-		s := sigmoidOf(v)
-		if sig != nil {
-			sig[i] = s
-		}
-		y[i] = v * s
-	}
-}
-
 // ConvStep advances channels [lo, hi) of one sequence by one input row x
 // (channels): y = silu(bias + Σ_{j<K−1} wt[j]⊙state[j] + wt[K−1]⊙x) (no SiLU
 // without silu), then state moves up one row and takes x as its last. state
@@ -109,7 +104,7 @@ func ConvStep(y, x, state, wt, bias []float32, channels, width, lo, hi int, silu
 		copy(state[(width-2)*channels+lo:(width-2)*channels+hi], x[lo:hi])
 	}
 	if silu {
-		SiLU(c, nil, c)
+		math32.SiLURow(c, c)
 	}
 }
 
@@ -117,9 +112,9 @@ func ConvStep(y, x, state, wt, bias []float32, channels, width, lo, hi int, silu
 const convSteps = 64
 
 func (s Conv1d) CPUKernel() Kernel[[]float32] {
-	k := &conv32{s: s, wt: make([]float32, s.Width*s.Channels)}
-	if s.SiLU {
-		k.sig = make([]float32, s.Batch*s.Len*s.Channels)
+	k := &conv32{s: s, wt: make([]float32, s.Width*s.Channels), held: Hold(s.Resets)}
+	if s.Resets != nil {
+		k.lo = make([]int32, s.Batch*s.Len)
 	}
 	k.fwd, k.bwd = k.forwardItem, k.backwardItem
 	return k
@@ -127,16 +122,19 @@ func (s Conv1d) CPUKernel() Kernel[[]float32] {
 
 // conv32 is the float32 kernel. Work is cut into (sequence, block of
 // convSteps time steps) pieces; inner loops run over contiguous channels
-// (MulAdd) with the weights transposed to (K, channels). The forward keeps
-// σ(c), so the backward computes no exponential; it recomputes c itself (K
-// multiply-adds per element) rather than keep it.
+// (MulAdd, math32's vector SiLU rows) with the weights transposed to (K,
+// channels). The forward keeps nothing: the backward recomputes c (K
+// multiply-adds per element) and silu'(c), cheaper than writing σ(c) out and
+// reading it back. With document starts, lo bounds the taps of every step.
 type conv32 struct {
 	s    Conv1d
+	held HeldResets
+	lo   []int32   // (batch·L) first step step t may read (−(K−1) before any start); unused without starts
 	wt   []float32 // (K, ch) w transposed, refreshed by every forward and backward
-	sig  []float32 // (batch·L, ch) σ(c) of the last forward, with SiLU
-	ring []float32 // (workers, K, ch) the last K rows of dc in the backward sweep
+	ring []float32 // (workers, K+1, ch) the last K rows of dc in the backward sweep, and a row of silu'(c)
 	part []float32 // (pieces, (K+1)·ch) per-piece sums of dw (K, ch) and db (ch)
 	sum  []float32 // ((K+1)·ch) their sum over pieces, in piece order
+	sums partSum
 
 	job      parallel.Job
 	fwd, bwd items
@@ -167,6 +165,30 @@ func (k *conv32) src(x, st []float32, seq, t int) []float32 {
 	return nil
 }
 
+// docStarts writes lo[b·L+t], the first step that step t of sequence b may
+// read: the last document start at or before t, or −(K−1) (the state) when
+// no document starts in [0, t].
+func docStarts(lo []int32, flags []uint8, batch, length, width int) {
+	for b := 0; b < batch; b++ {
+		first := int32(-(width - 1))
+		for t := 0; t < length; t++ {
+			if flags[b*length+t] != 0 {
+				first = int32(t)
+			}
+			lo[b*length+t] = first
+		}
+	}
+}
+
+// tap0 returns the first tap j that step t of sequence seq uses: taps below
+// it read steps of an earlier document.
+func (k *conv32) tap0(seq, t int) int {
+	if k.held.Flags() == nil {
+		return 0
+	}
+	return max(0, int(k.lo[seq*k.s.Len+t])-t+k.s.Width-1)
+}
+
 // pre writes c at sequence seq, time t into c (ch): the same sums, in the
 // same order, as ConvStep.
 func (k *conv32) pre(x, b, st []float32, seq, t int, c []float32) {
@@ -175,7 +197,7 @@ func (k *conv32) pre(x, b, st []float32, seq, t int, c []float32) {
 	} else {
 		clear(c)
 	}
-	for j := 0; j < k.s.Width; j++ {
+	for j := k.tap0(seq, t); j < k.s.Width; j++ {
 		if r := k.src(x, st, seq, t-(k.s.Width-1)+j); r != nil {
 			MulAdd(c, k.wt[j*k.s.Channels:], r)
 		}
@@ -185,6 +207,9 @@ func (k *conv32) pre(x, b, st []float32, seq, t int, c []float32) {
 func (k *conv32) Forward(in [][]float32, y []float32) {
 	_, w, _, _ := k.s.split32(in)
 	ConvTranspose(k.wt, w, k.s.Channels, k.s.Width)
+	if k.held.Take(); k.held.Flags() != nil {
+		docStarts(k.lo, k.held.Flags(), k.s.Batch, k.s.Len, k.s.Width)
+	}
 	k.in, k.y = in, y
 	run(&k.job, k.fwd, k.pieces())
 	k.in, k.y = nil, nil
@@ -199,7 +224,7 @@ func (k *conv32) forwardItem(_, p int) {
 		c := k.y[row:][:ch]
 		k.pre(x, b, st, seq, t, c)
 		if k.s.SiLU {
-			SiLU(c, k.sig[row:][:ch], c)
+			math32.SiLURow(c, c)
 		}
 	}
 }
@@ -211,21 +236,23 @@ func (k *conv32) forwardItem(_, p int) {
 //	dw[d,k]   = Σ_{b,t} dc[b,t,d]·x[b, t−(K−1)+k, d]     (state rows for times < 0)
 //	dx[b,s,d] = Σ_k dc[b, s+(K−1)−k, d]·w[d,k]           (terms with s+(K−1)−k ≥ L dropped)
 //
-// and dstate is dx at the times −(K−1) … −1. Each piece sweeps its steps s
+// and dstate is dx at the times −(K−1) … −1. Across a document start the
+// forward's term is absent, so is its gradient term: a tap j of step t that
+// the forward skipped (j < tap0(t)) adds nothing to dw, dx or dstate. Each piece sweeps its steps s
 // upward keeping dc of steps s … s+K−1 in a ring of K rows, so dc of a step
 // is computed once per piece (K−1 steps past the piece's end are recomputed
-// by the next piece). σ(c) comes from the forward.
+// by the next piece).
 func (k *conv32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	_, w, _, _ := k.s.split32(in)
 	ch, kw := k.s.Channels, k.s.Width
 	ConvTranspose(k.wt, w, ch, kw)
 	np, stride := k.pieces(), (kw+1)*ch
-	k.ring = grow(k.ring, parallel.Workers(np, 0)*kw*ch)
+	k.ring = grow(k.ring, parallel.Workers(np, 0)*(kw+1)*ch)
 	k.part = grow(k.part, np*stride)
 	k.in, k.dy, k.din = in, dy, din
 	run(&k.job, k.bwd, np)
 	k.sum = grow(k.sum, stride)
-	sumBlocks(k.sum, k.part)
+	k.sums.run(k.sum, k.part)
 	if din[1] != nil {
 		for d := 0; d < ch; d++ {
 			for j := 0; j < kw; j++ {
@@ -246,21 +273,19 @@ func (k *conv32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	k.in, k.dy, k.din = nil, nil, nil
 }
 
-// dc writes dc_t of sequence seq into dst (ch).
-func (k *conv32) dc(seq, t int, dst []float32) {
+// dc writes dc_t of sequence seq into dst (ch), using tmp (ch) for silu'(c).
+func (k *conv32) dc(seq, t int, dst, tmp []float32) {
 	x, _, b, st := k.s.split32(k.in)
 	ch := k.s.Channels
-	row := (seq*k.s.Len + t) * ch
-	g := k.dy[row:][:ch]
+	g := k.dy[(seq*k.s.Len+t)*ch:][:ch]
 	if !k.s.SiLU {
 		copy(dst, g)
 		return
 	}
 	k.pre(x, b, st, seq, t, dst)
-	sg := k.sig[row:][:ch]
-	for d, c := range dst {
-		s := sg[d]
-		dst[d] = g[d] * s * (1 + c*(1-s))
+	math32.SiLUGradRow(dst, tmp, dst)
+	for d, v := range tmp {
+		dst[d] = g[d] * v
 	}
 }
 
@@ -269,7 +294,8 @@ func (k *conv32) backwardItem(wk, p int) {
 	dx := k.din[0]
 	ch, kw, L := k.s.Channels, k.s.Width, k.s.Len
 	seq, t0, t1 := k.piece(p)
-	ring := k.ring[wk*kw*ch:][:kw*ch]
+	ring := k.ring[wk*(kw+1)*ch:][:kw*ch]
+	tmp := k.ring[(wk*(kw+1)+kw)*ch:][:ch]
 	part := k.part[p*(kw+1)*ch:][:(kw+1)*ch]
 	clear(part)
 	dw, db := part[:kw*ch], part[kw*ch:]
@@ -277,14 +303,14 @@ func (k *conv32) backwardItem(wk, p int) {
 	// piece, adds its terms to dw and db.
 	dcAt := func(t int) {
 		dc := ring[t%kw*ch:][:ch]
-		k.dc(seq, t, dc)
+		k.dc(seq, t, dc, tmp)
 		if t >= t1 {
 			return
 		}
 		for d, v := range dc {
 			db[d] += v
 		}
-		for j := 0; j < kw; j++ {
+		for j := k.tap0(seq, t); j < kw; j++ {
 			if r := k.src(x, st, seq, t-(kw-1)+j); r != nil {
 				MulAdd(dw[j*ch:][:ch], dc, r)
 			}
@@ -303,7 +329,9 @@ func (k *conv32) backwardItem(wk, p int) {
 		out := dx[(seq*L+s)*ch:][:ch]
 		clear(out)
 		for j := max(0, s+kw-L); j < kw; j++ {
-			MulAdd(out, ring[(s+kw-1-j)%kw*ch:], k.wt[j*ch:])
+			if t := s + kw - 1 - j; j >= k.tap0(seq, t) {
+				MulAdd(out, ring[t%kw*ch:], k.wt[j*ch:])
+			}
 		}
 	}
 }
@@ -313,11 +341,11 @@ func (k *conv32) backwardItem(wk, p int) {
 func (k *conv32) stateGrad(dst []float32) {
 	ch, kw := k.s.Channels, k.s.Width
 	clear(dst)
-	dc := k.sum[:ch] // free again: the weight gradients were copied out
+	dc, tmp := k.sum[:ch], k.ring[:ch] // free again: the weight gradients were copied out, the sweep is over
 	for seq := 0; seq < k.s.Batch; seq++ {
 		for t := 0; t < min(k.s.Len, kw-1); t++ {
-			k.dc(seq, t, dc)
-			for j := 0; j < kw; j++ {
+			k.dc(seq, t, dc, tmp)
+			for j := k.tap0(seq, t); j < kw; j++ {
 				if s := t - (kw - 1) + j; s < 0 {
 					MulAdd(dst[(seq*(kw-1)+kw-1+s)*ch:][:ch], dc, k.wt[j*ch:])
 				}
@@ -326,11 +354,27 @@ func (k *conv32) stateGrad(dst []float32) {
 	}
 }
 
-func (s Conv1d) ReferenceKernel() Kernel[[]float64] { return &convRef{s} }
+func (s Conv1d) ReferenceKernel() Kernel[[]float64] {
+	return &convRef{s: s, held: Hold(s.Resets)}
+}
 
 // convRef is the float64 reference: the definitions above, one element at a
 // time. It recomputes c in backward like the fast kernel.
-type convRef struct{ s Conv1d }
+type convRef struct {
+	s    Conv1d
+	held HeldResets // the document starts of the last forward
+}
+
+// sees reports whether step t of sequence seq reads step s (s ≤ t; s < 0 is
+// the state): no document starts in (s, t], nor at 0 when s < 0.
+func (k *convRef) sees(seq, s, t int) bool {
+	for u := max(s+1, 0); u <= t && k.held.Flags() != nil; u++ {
+		if k.held.Flags()[seq*k.s.Len+u] != 0 {
+			return false
+		}
+	}
+	return true
+}
 
 func (k *convRef) split(in [][]float64) (x, w, b, st []float64) {
 	x, w, i := in[0], in[1], 2
@@ -344,9 +388,13 @@ func (k *convRef) split(in [][]float64) (x, w, b, st []float64) {
 }
 
 // at returns the index of x[seq, t, d] in x (t ≥ 0) or in the state (t < 0),
-// and whether it is in x; ok is false for a zero (no state).
-func (k *convRef) at(seq, t, d int) (i int, inX, ok bool) {
+// and whether it is in x, as read by step out; ok is false for a zero (no
+// state, or an earlier document).
+func (k *convRef) at(seq, t, out, d int) (i int, inX, ok bool) {
 	ch, kw := k.s.Channels, k.s.Width
+	if !k.sees(seq, t, out) {
+		return 0, false, false
+	}
 	if t >= 0 {
 		return (seq*k.s.Len+t)*ch + d, true, true
 	}
@@ -363,7 +411,7 @@ func (k *convRef) pre(in [][]float64, seq, t, d int) float64 {
 		c = b[d]
 	}
 	for j := 0; j < k.s.Width; j++ {
-		if i, inX, ok := k.at(seq, t-(k.s.Width-1)+j, d); ok {
+		if i, inX, ok := k.at(seq, t-(k.s.Width-1)+j, t, d); ok {
 			v := st
 			if inX {
 				v = x
@@ -375,6 +423,7 @@ func (k *convRef) pre(in [][]float64, seq, t, d int) float64 {
 }
 
 func (k *convRef) Forward(in [][]float64, y []float64) {
+	k.held.Take()
 	for seq := 0; seq < k.s.Batch; seq++ {
 		for t := 0; t < k.s.Len; t++ {
 			for d := 0; d < k.s.Channels; d++ {
@@ -404,7 +453,7 @@ func (k *convRef) Backward(in [][]float64, dy []float64, din [][]float64) {
 				}
 				db[d] += dc
 				for j := 0; j < k.s.Width; j++ {
-					i, inX, ok := k.at(seq, t-(k.s.Width-1)+j, d)
+					i, inX, ok := k.at(seq, t-(k.s.Width-1)+j, t, d)
 					switch {
 					case !ok:
 					case inX:
@@ -431,9 +480,6 @@ func (k *convRef) Backward(in [][]float64, dy []float64, din [][]float64) {
 		}
 	}
 }
-
-// sigmoidOf is σ(c) as SiLU computes it.
-func sigmoidOf(c float32) float32 { return 1 / (1 + math32.Exp(-c)) }
 
 // ConvState writes next (Batch·(Width−1), Channels), the state after x
 // (Batch·Len, Channels): the last Width−1 inputs of each sequence, oldest

@@ -3,6 +3,7 @@
 //
 //	RMSNorm       y[r] = x[r] ⊙ w / sqrt((1/d)·Σ_j x[r,j]² + eps)                     x (rows, d), w (d)
 //	Conv1d        c[b,t] = bias + Σ_{k<K} w[:,k] ⊙ x[b, t−(K−1)+k],  y = c or silu(c)   x before t = 0: 0 or a state
+//	              (packed documents: x[b, s] = 0 for c[b,t] when a document starts in (s, t])
 //	Gate          out = a ⊙ silu(g),  silu(g) = g·σ(g),  σ(g) = 1/(1 + e^{−g})
 //	Embedding     y[r] = table[ids_r]
 //	CrossEntropy  loss = (1/n)·Σ_{r: t_r ≠ −1} (logsumexp(x[r]) − x[r, t_r]),  n = #{r: t_r ≠ −1}
@@ -13,6 +14,7 @@
 //	Broadcast     y[r] = v
 //	Scan          h_t = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·u_t,  y_t = (C_t·h_t + D ⊙ u_t) ⊙ silu(z_t),
 //	              A = −exp(A_log),  Δ = softplus(δ + bias)                            (package scan)
+//	              (packed documents: h_{t−1} = 0 where a document starts at t)
 //
 // with the gradients, given g = ∂L/∂y:
 //
@@ -41,9 +43,15 @@
 // implementing CPUSpec and RefSpec; a device backend adds a third
 // implementation of the same specs. Kernel.Forward writes the output and keeps what Backward needs;
 // Backward overwrites the input gradients it is given (nil ones are
-// skipped). Shapes are checked once, when the kernel is built, so neither
+// skipped). A kernel that is also an Accumulator (Linear, RMSNorm, Columns,
+// Embedding) can add some input gradients to din instead (BackwardAdd): a
+// graph executor then sums the gradients that meet at a node inside the
+// backward of the later term, with no Add pass and no buffer of its own (the
+// residual stream, [δ | B | C], the halves of in_proj, the tied embedding).
+// Shapes are checked once, when the kernel is built, so neither
 // can fail. Token ids and targets, set outside the graph each step, live in
-// an IDs the Embedding and CrossEntropy specs point to.
+// an IDs the Embedding and CrossEntropy specs point to; the document starts
+// of packed sequences in a Resets the Conv1d and Scan specs point to.
 //
 // # Determinism and cores
 //
@@ -53,9 +61,15 @@
 // are cut into about 32 items fixed by their shape (productCut): k into
 // chunks of at least 512 first (weight gradients, whose k is the token
 // count), then C into tiles; each item is one single-threaded BLAS call, and
-// the chunks' products are added to C in chunk order afterwards. A kernel's
+// the chunks' products are added to C in chunk order afterwards (the first
+// chunk adds to C when the product accumulates: sgemm's beta = 1). A kernel's
 // backward runs the items of all its products and its small loops (bias
-// sums, copies) as one parallel loop. Once built, kernels allocate nothing.
+// sums, copies) as one parallel loop; the sums of per-item partial results
+// (the conv's and RMSNorm's weight gradients) run in parallel over blocks of
+// columns, each element over the items in order. The conv and the gate
+// compute SiLU with math32's vector rows; the conv keeps nothing for its
+// backward, which recomputes c and silu'(c). Once built, kernels allocate
+// nothing.
 //
 // # BLAS
 //
@@ -67,7 +81,17 @@
 // OPENBLAS_CORETYPE set from Go's CPU detection (SkylakeX or Haswell); if
 // that fails, BLASInfo.Warning says so, for the program to print.
 //
-// The recurrent decoder calls the row functions the kernels use
-// (RMSNormRow, ConvStep, SiLU, GateRow, NegExp), so training and generation
-// share their numerics.
+// # Rows
+//
+// The recurrent decoder calls the row functions the kernels use (RMSNormRow,
+// ConvStep, GateRow, NegExp; SiLU is math32's vector row), so training and
+// generation share their numerics, and DotRows for its products:
+//
+//	DotRows       y[r, j] (+)= x_r · w_j     x (rows, k), w (n, k)
+//
+// every output one sum in a fixed order (eight interleaved partial sums over
+// k, added pairwise), computed by register tiles of 4 rows × 2 outputs (1 × 4
+// for a single row) that read each weight row once for all the rows: an
+// output does not depend on the other rows, on the tile nor on how the caller
+// cuts w into blocks.
 package kernel

@@ -113,6 +113,7 @@ type columns32 struct {
 	job      parallel.Job
 	fwd, bwd items
 	x, y     []float32
+	addX     bool // the backward adds dy to its columns of dx and leaves the others
 }
 
 func (k *columns32) Forward(in [][]float32, out []float32) {
@@ -126,19 +127,33 @@ func (k *columns32) forwardItem(_, b int) {
 	copyColumns(k.y, k.s.Hi-k.s.Lo, 0, k.x, k.s.Width, k.s.Lo, lo, hi, k.s.Hi-k.s.Lo)
 }
 
-func (k *columns32) Backward(_ [][]float32, dy []float32, din [][]float32) {
+func (k *columns32) Backward(in [][]float32, dy []float32, din [][]float32) {
+	k.BackwardAdd(in, dy, din, nil)
+}
+
+// Accumulates: x (the parts of a product, each adding its columns).
+func (k *columns32) Accumulates(i int) bool { return i == 0 }
+
+func (k *columns32) BackwardAdd(_ [][]float32, dy []float32, din [][]float32, add []bool) {
 	if din[0] == nil {
 		return
 	}
-	k.x, k.y = din[0], dy
+	k.x, k.y, k.addX = din[0], dy, adds(add, 0)
 	run(&k.job, k.bwd, blocks(k.s.Rows, copyRows))
 	k.x, k.y = nil, nil
 }
 
 func (k *columns32) backwardItem(_, b int) {
 	lo, hi := span(b, copyRows, k.s.Rows)
+	n := k.s.Hi - k.s.Lo
+	if k.addX {
+		for r := lo; r < hi; r++ {
+			AddRow(k.x[r*k.s.Width+k.s.Lo:][:n], k.y[r*n:])
+		}
+		return
+	}
 	clear(k.x[lo*k.s.Width : hi*k.s.Width])
-	copyColumns(k.x, k.s.Width, k.s.Lo, k.y, k.s.Hi-k.s.Lo, 0, lo, hi, k.s.Hi-k.s.Lo)
+	copyColumns(k.x, k.s.Width, k.s.Lo, k.y, n, 0, lo, hi, n)
 }
 
 // copyColumns copies n columns of rows [r0, r1) from src (leading dimension
@@ -183,6 +198,7 @@ func (s Broadcast) ReferenceKernel() Kernel[[]float64] { return broadcastRef{s} 
 type broadcast32 struct {
 	s        Broadcast
 	part     []float32 // (blocks, cols)
+	sums     partSum
 	job      parallel.Job
 	fwd, bwd items
 	v, y     []float32
@@ -208,7 +224,7 @@ func (k *broadcast32) Backward(_ [][]float32, dy []float32, din [][]float32) {
 	k.y = dy
 	run(&k.job, k.bwd, blocks(k.s.Rows, copyRows))
 	k.y = nil
-	sumBlocks(din[0], k.part)
+	k.sums.run(din[0], k.part)
 }
 
 func (k *broadcast32) backwardItem(_, b int) {

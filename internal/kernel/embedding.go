@@ -71,6 +71,7 @@ type embed32 struct {
 	table    []float32
 	out, dy  []float32
 	dt       []float32
+	addT     bool // the backward adds to dtable
 }
 
 func (k *embed32) Forward(in [][]float32, out []float32) {
@@ -105,11 +106,18 @@ func (k *embed32) forwardItem(_, b int) {
 
 // Backward: out[r] = table[ids[r]] gives dtable[v] = Σ_{r: ids[r] = v} dout[r]
 // (a scatter-add, rows added in position order).
-func (k *embed32) Backward(_ [][]float32, dy []float32, din [][]float32) {
+func (k *embed32) Backward(in [][]float32, dy []float32, din [][]float32) {
+	k.BackwardAdd(in, dy, din, nil)
+}
+
+// Accumulates: the table (tied to the LM head, whose weight gradient comes first).
+func (k *embed32) Accumulates(i int) bool { return i == 0 }
+
+func (k *embed32) BackwardAdd(_ [][]float32, dy []float32, din [][]float32, add []bool) {
 	if din[0] == nil {
 		return
 	}
-	k.dy, k.dt = dy, din[0]
+	k.dy, k.dt, k.addT = dy, din[0], adds(add, 0)
 	run(&k.job, k.bwd, blocks(k.s.Vocab, embedVocab))
 	k.dy, k.dt = nil, nil
 }
@@ -117,7 +125,9 @@ func (k *embed32) Backward(_ [][]float32, dy []float32, din [][]float32) {
 func (k *embed32) backwardItem(_, b int) {
 	d := k.s.Dim
 	lo, hi := span(b, embedVocab, k.s.Vocab)
-	clear(k.dt[lo*d : hi*d])
+	if !k.addT {
+		clear(k.dt[lo*d : hi*d])
+	}
 	for v := lo; v < hi; v++ {
 		dst := k.dt[v*d : (v+1)*d]
 		for _, r := range k.order[k.start[v]:k.start[v+1]] {

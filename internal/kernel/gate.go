@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mambago/mamba/internal/math32"
 	"github.com/mambago/mamba/internal/parallel"
 )
 
@@ -18,11 +19,11 @@ func (s Gate) Validate() error                    { return validate(s, "rows,col
 func (s Gate) elems() (n int)                     { return s.Rows * s.Cols }
 func (s Gate) ReferenceKernel() Kernel[[]float64] { return gateRef{} }
 
-// GateRow writes out = a ⊙ silu(g) for one row: the float32 kernel's row,
-// which the decoder calls too. out may be a or g.
+// GateRow writes out = a ⊙ silu(g) for one row (silu from math32.SiLURow):
+// the float32 kernel's row, which the decoder calls too. out may be g, not a.
 func GateRow(out, a, g []float32) {
 	a, out = a[:len(g)], out[:len(g)]
-	SiLU(out, nil, g)
+	math32.SiLURow(out, g)
 	for i := range out {
 		out[i] *= a[i]
 	}
@@ -38,7 +39,8 @@ func (s Gate) CPUKernel() Kernel[[]float32] {
 }
 
 // gate32 is the float32 kernel, parallel over fixed blocks of elements. The
-// backward recomputes σ(g).
+// backward recomputes silu(g) and its derivative (math32.SiLUGradRow) into a
+// scratch of two blocks per worker slot.
 type gate32 struct {
 	s        Gate
 	job      parallel.Job
@@ -46,6 +48,7 @@ type gate32 struct {
 	in       [][]float32
 	out, dy  []float32
 	din      [][]float32
+	scratch  [][]float32 // per worker slot: silu(g) and silu'(g) of a block
 }
 
 func (k *gate32) Forward(in [][]float32, out []float32) {
@@ -64,21 +67,28 @@ func (k *gate32) forwardItem(_, b int) {
 //	da = dy ⊙ g·s,  dg = dy ⊙ a ⊙ s·(1 + g·(1 − s))
 func (k *gate32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	k.in, k.dy, k.din = in, dy, din
-	run(&k.job, k.bwd, blocks(k.s.elems(), gateBlock))
+	n := blocks(k.s.elems(), gateBlock)
+	for w := parallel.Workers(n, 0); len(k.scratch) < w; {
+		k.scratch = append(k.scratch, make([]float32, 2*min(gateBlock, k.s.elems())))
+	}
+	k.job.Run(k.bwd, n, len(k.scratch))
 	k.in, k.dy, k.din = nil, nil, nil
 }
 
-func (k *gate32) backwardItem(_, b int) {
+func (k *gate32) backwardItem(w, b int) {
 	lo, hi := span(b, gateBlock, k.s.elems())
 	a, g, dy := k.in[0][lo:hi], k.in[1][lo:hi], k.dy[lo:hi]
-	da, dg := k.din[0], k.din[1]
-	for i, gi := range g {
-		s := sigmoidOf(gi)
-		if da != nil {
-			da[lo+i] = dy[i] * gi * s
+	half := len(k.scratch[w]) / 2
+	y, d := k.scratch[w][:hi-lo], k.scratch[w][half:][:hi-lo]
+	math32.SiLUGradRow(y, d, g)
+	if da := k.din[0]; da != nil {
+		for i, v := range y {
+			da[lo+i] = dy[i] * v
 		}
-		if dg != nil {
-			dg[lo+i] = dy[i] * a[i] * s * (1 + gi*(1-s))
+	}
+	if dg := k.din[1]; dg != nil {
+		for i, v := range d {
+			dg[lo+i] = dy[i] * a[i] * v
 		}
 	}
 }

@@ -72,8 +72,11 @@ const (
 
 // productCut returns the tile sides (tm, tn) and the chunk length kc of an
 // m×n×k product.
-func productCut(m, n, k int) (tm, tn, kc int) {
-	want := max(1, min(tileCount, m*n*k/tileWork))
+func productCut(m, n, k int) (tm, tn, kc int) { return cutInto(m, n, k, tileCount) }
+
+// cutInto is productCut aiming at count items.
+func cutInto(m, n, k, count int) (tm, tn, kc int) {
+	want := max(1, min(count, m*n*k/tileWork))
 	chunks := max(1, min(want, k/chunkMin))
 	kc = (blocks(k, chunks) + 15) / 16 * 16
 	tm, tn = m, n
@@ -103,6 +106,7 @@ type product struct {
 	lda, ldb, ldc  int
 	tm, tn, kc     int
 	prep           func(i0, i1, j0, j1 int)
+	accum          bool        // the next run adds the product to C (set per run)
 	calls          []*tileCall // OpenBLAS argument blocks, one per item
 	a, b, c        []float32   // the operands of the next run
 	part           []float32   // (chunks−1, m, n): the other chunks' products, from the scratch pool
@@ -137,7 +141,8 @@ func newCutProduct(transA, transB bool, m, n, k, lda, ldb, ldc, tm, tn, kc int, 
 
 // newCall sets up the arguments of an item of mt×nt×kt: row-major
 // C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so sgemm_ gets B first.
-// The first chunk writes C (adding to it with prep), the others their copy.
+// The first chunk writes C (adding to it with prep or accum: run sets beta),
+// the others their copy.
 func (p *product) newCall(mt, nt, kt int, first bool) *tileCall {
 	c := &tileCall{ta: 'N', tb: 'N', m: int32(nt), n: int32(mt), k: int32(kt),
 		lda: int32(p.ldb), ldb: int32(p.lda), ldc: int32(p.ldc), alpha: 1}
@@ -149,9 +154,6 @@ func (p *product) newCall(mt, nt, kt int, first bool) *tileCall {
 	}
 	if p.transA {
 		c.tb = 'T'
-	}
-	if p.prep != nil && first {
-		c.beta = 1
 	}
 	ptr := func(x unsafe.Pointer) uintptr { return uintptr(x) }
 	c.argv = [13]uintptr{ptr(unsafe.Pointer(&c.ta)), ptr(unsafe.Pointer(&c.tb)), ptr(unsafe.Pointer(&c.m)), ptr(unsafe.Pointer(&c.n)),
@@ -173,8 +175,12 @@ func (p *product) item(t int) (i0, i1, j0, j1, k0, k1 int) {
 	return i0, min(p.m, i0+p.tm), j0, min(p.n, j0+p.tn), k0, min(p.k, k0+p.kc)
 }
 
-// set gives the product its operands for the next run.
-func (p *product) set(a, b, c []float32) { p.a, p.b, p.c = a, b, c }
+// set gives the product its operands for the next run, which overwrites C
+// (after prep, if any) unless accumulate is called.
+func (p *product) set(a, b, c []float32) { p.a, p.b, p.c, p.accum = a, b, c, false }
+
+// accumulate makes the next run add the product to C.
+func (p *product) accumulate() { p.accum = true }
 
 // begin takes the scratch the chunks need; end gives it back.
 func (p *product) begin() {
@@ -208,15 +214,16 @@ func (p *product) run(_, t int) {
 	if !first {
 		c, co, ldc = p.part, (k0/p.kc-1)*p.m*p.n+i0*p.n+j0, p.n
 	}
+	beta := float32(0)
+	if first && (p.prep != nil || p.accum) {
+		beta = 1
+	}
 	if p.calls == nil {
-		beta := float32(0)
-		if first && p.prep != nil {
-			beta = 1
-		}
 		gonum.Implementation{}.Sgemm(trans(p.transA), trans(p.transB), i1-i0, j1-j0, k1-k0, 1, p.a[ao:], p.lda, p.b[bo:], p.ldb, beta, c[co:], ldc)
 		return
 	}
 	call := p.calls[t]
+	call.beta = beta
 	call.argv[6] = uintptr(unsafe.Pointer(&p.b[bo]))
 	call.argv[8] = uintptr(unsafe.Pointer(&p.a[ao]))
 	call.argv[11] = uintptr(unsafe.Pointer(&c[co]))

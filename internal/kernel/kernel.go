@@ -41,6 +41,20 @@ type Kernel[B any] interface {
 // copy (Backward still fills the input's entry of din if given one).
 type PassThrough interface{ PassThrough(i int) bool }
 
+// Accumulator is implemented by kernels whose backward can add the gradients of some inputs
+// to din instead of overwriting them: an executor then sums the gradients that reach one node
+// along several paths in place, with no buffer and no pass of their own (Add).
+type Accumulator[B any] interface {
+	// Accumulates reports whether BackwardAdd can add the gradient of input i.
+	Accumulates(i int) bool
+	// BackwardAdd is Backward, except that the gradient of every input i with add[i] is
+	// added to din[i]; add may be nil (Backward).
+	BackwardAdd(in []B, dout B, din []B, add []bool)
+}
+
+// adds reports whether add asks for input i's gradient to be added.
+func adds(add []bool, i int) bool { return add != nil && add[i] }
+
 // Backend builds kernels over buffers of type B.
 type Backend[B any] interface {
 	Name() string
@@ -141,14 +155,35 @@ func blocks(n, bs int) int { return (n + bs - 1) / bs }
 // span returns block i of bs elements of [0, n).
 func span(i, bs, n int) (lo, hi int) { return i * bs, min(n, (i+1)*bs) }
 
-// sumBlocks sets dst[j] = Σ_b parts[b·len(dst)+j], adding the blocks in order.
-func sumBlocks[T float32 | float64](dst, parts []T) {
-	n := len(dst)
-	copy(dst, parts[:n])
-	for b := n; b+n <= len(parts); b += n {
-		for j, v := range parts[b : b+n] {
-			dst[j] += v
-		}
+// partSum sets dst[j] = Σ_b parts[b·len(dst)+j], adding the parts in order,
+// in parallel over blocks of sumCols elements of dst: a kernel's sum of the
+// partial sums of its items (the sum of every element in the same order
+// whatever the block, so bitwise the same as a serial loop).
+type partSum struct {
+	job        parallel.Job
+	body       items
+	dst, parts []float32
+}
+
+// sumCols is the number of elements of dst in one item of a partSum.
+const sumCols = 1024
+
+func (p *partSum) run(dst, parts []float32) {
+	if p.body == nil {
+		p.body = p.item
+	}
+	p.dst, p.parts = dst, parts
+	run(&p.job, p.body, blocks(len(dst), sumCols))
+	p.dst, p.parts = nil, nil
+}
+
+func (p *partSum) item(_, i int) {
+	n := len(p.dst)
+	lo, hi := span(i, sumCols, n)
+	d := p.dst[lo:hi]
+	copy(d, p.parts[lo:hi])
+	for b := n; b+n <= len(p.parts); b += n {
+		AddRow(d, p.parts[b+lo:b+hi])
 	}
 }
 

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -179,4 +180,57 @@ func check(t *testing.T, s Spec, g gen, seed uint64, fdTol, f32Tol float64) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	checkFD(t, s, g(r), r, fdTol)
 	checkCPU(t, s, g(r), r, f32Tol)
+}
+
+// TestBackwardAdd: for every kernel that accumulates, BackwardAdd with every input it can
+// add to gives what was in din plus Backward's gradient, and leaves the inputs it was not
+// asked to add to as Backward writes them. The embedding's ids index a table of which
+// the LM head fills the gradient first; Linears cover a part of a weight (rows [Lo, Hi)),
+// a bias, a residual and a token count cut into chunks of k.
+func TestBackwardAdd(t *testing.T) {
+	ids, _ := NewIDs(7, 5)
+	if err := ids.Set([]int32{4, 0, 4, 2, 1, 1, 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []Spec{
+		Linear{Rows: 6, In: 5, Out: 9, Lo: 2, Hi: 7, Bias: true, Residual: true},
+		Linear{Rows: 1100, In: 24, Out: 40, Lo: 0, Hi: 40},
+		RMSNorm{Rows: 40, Dim: 9, Eps: 1e-5},
+		Columns{Rows: 300, Width: 9, Lo: 2, Hi: 5},
+		Embedding{IDs: ids, Vocab: 5, Dim: 3},
+	} {
+		r := rand.New(rand.NewPCG(uint64(i), 77))
+		k, err := CPU{}.New(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc := k.(Accumulator[[]float32])
+		in := to32(normals(s)(r))
+		out := make([]float32, Size(s.Output()))
+		dout := testutil.Convert[float32](testutil.Normals(r, len(out), 1))
+		k.Forward(in, out)
+		plain := alloc32(s.Inputs())
+		k.Backward(in, dout, plain)
+		for which := range s.Inputs() {
+			if !acc.Accumulates(which) {
+				continue
+			}
+			prior := testutil.Convert[float32](testutil.Normals(r, Size(s.Inputs()[which]), 1))
+			din := alloc32(s.Inputs())
+			copy(din[which], prior)
+			add := make([]bool, len(din))
+			add[which] = true
+			acc.BackwardAdd(in, dout, din, add)
+			want := make([]float64, len(prior))
+			for j := range want {
+				want[j] = float64(prior[j]) + float64(plain[which][j])
+			}
+			testutil.Close(t, fmt.Sprintf("%s: input %d added", s, which), din[which], want, 1e-6)
+			for o := range din {
+				if o != which && !slices.Equal(din[o], plain[o]) {
+					t.Errorf("%s: adding to input %d changed the gradient of input %d", s, which, o)
+				}
+			}
+		}
+	}
 }

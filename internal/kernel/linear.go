@@ -42,7 +42,15 @@ func (s Linear) Inputs() [][]int {
 func (s Linear) Output() []int { return []int{s.Rows, s.Hi - s.Lo} }
 
 // PassThrough reports whether input i is the residual, whose gradient is the output's.
-func (s Linear) PassThrough(i int) bool { return s.Residual && i == len(s.Inputs())-1 }
+func (s Linear) PassThrough(i int) bool { return s.Residual && i == s.residual() }
+
+// residual is the index of the residual input (the one past the last without).
+func (s Linear) residual() int {
+	if s.Bias {
+		return 3
+	}
+	return 2
+}
 
 func (s Linear) Validate() error {
 	if s.Lo < 0 || s.Hi > s.Out || s.Lo >= s.Hi {
@@ -92,6 +100,7 @@ type linear32 struct {
 	bwdTasks, bwdSums *tasks
 	bias, r, y        []float32 // forward operands, for prep
 	dy, dbias, dr     []float32 // backward operands
+	addBias, addR     bool      // the backward adds to dbias, dr
 }
 
 // prep fills a tile of y with the residual and the bias before the product
@@ -123,6 +132,17 @@ func (k *linear32) Forward(in [][]float32, y []float32) {
 }
 
 func (k *linear32) Backward(in [][]float32, dy []float32, din [][]float32) {
+	k.BackwardAdd(in, dy, din, nil)
+}
+
+// Accumulates: x, w and bias (the rows of w and bias outside [Lo, Hi) are
+// then left as they are: another Linear of the same weight fills them) and
+// the residual.
+func (k *linear32) Accumulates(i int) bool {
+	return i < 2 || k.s.Bias && i == 2 || k.s.Residual && i == k.s.residual()
+}
+
+func (k *linear32) BackwardAdd(in [][]float32, dy []float32, din [][]float32, add []bool) {
 	s := k.s
 	x, w, _, _ := linearSplit(s, in)
 	dx, dw, db, dr := linearSplit(s, din)
@@ -131,22 +151,32 @@ func (k *linear32) Backward(in [][]float32, dy []float32, din [][]float32) {
 	t[0].n, t[1].n, t[2].n, t[3].n, sums[0].n, sums[1].n = 0, 0, 0, 0, 0, 0
 	pw, px := k.dw, k.dx
 	if dw != nil {
-		clear(dw[:s.Lo*s.In])
-		clear(dw[s.Hi*s.In:])
 		pw.set(dy, x, dw[s.Lo*s.In:])
+		if adds(add, 1) {
+			pw.accumulate()
+		} else {
+			clear(dw[:s.Lo*s.In])
+			clear(dw[s.Hi*s.In:])
+		}
 		t[0].n, sums[0].n = pw.items(), pw.reduceItems()
 	} else {
 		pw = nil
 	}
 	if dx != nil {
 		px.set(dy, w[s.Lo*s.In:], dx)
+		if adds(add, 0) {
+			px.accumulate()
+		}
 		t[1].n, sums[1].n = px.items(), px.reduceItems()
 	} else {
 		px = nil
 	}
+	k.addBias, k.addR = s.Bias && adds(add, 2), s.Residual && adds(add, s.residual())
 	if db != nil {
-		clear(db[:s.Lo])
-		clear(db[s.Hi:])
+		if !k.addBias {
+			clear(db[:s.Lo])
+			clear(db[s.Hi:])
+		}
 		t[2].n = blocks(n, linBiasCols)
 	}
 	if dr != nil {
@@ -162,7 +192,9 @@ func (k *linear32) biasItem(_, b int) {
 	n := k.s.Hi - k.s.Lo
 	lo, hi := span(b, linBiasCols, n)
 	sum := k.dbias[k.s.Lo+lo : k.s.Lo+hi]
-	clear(sum)
+	if !k.addBias {
+		clear(sum)
+	}
 	for r := 0; r < k.s.Rows; r++ {
 		for j, g := range k.dy[r*n+lo : r*n+hi] {
 			sum[j] += g
@@ -173,6 +205,10 @@ func (k *linear32) biasItem(_, b int) {
 func (k *linear32) residualItem(_, b int) {
 	n := k.s.Hi - k.s.Lo
 	lo, hi := span(b, copyRows, k.s.Rows)
+	if k.addR {
+		AddRow(k.dr[lo*n:hi*n], k.dy[lo*n:])
+		return
+	}
 	copy(k.dr[lo*n:hi*n], k.dy[lo*n:])
 }
 

@@ -1,8 +1,10 @@
 package kernel
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -296,6 +298,60 @@ func TestVec(t *testing.T) {
 		}
 		for name, f := range map[string]func(a, b []float32) float32{"Dot": Dot, "dotGo": dotGo} {
 			testutil.CheckErr(t, name, math.Abs(float64(f(a[:n], b))-dot), 1e-5*(1+math.Sqrt(float64(n))))
+		}
+	}
+}
+
+// TestDotRows checks DotRows (the assembly tiles on amd64 with AVX2 and FMA) and dotRowsGo
+// against float64 sums, writing and adding, with row strides past the outputs (left alone),
+// on shapes that reach every tile and edge; and that a row's outputs are bitwise the same
+// whatever the other rows and however w is cut into blocks.
+func TestDotRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, c := range []struct{ rows, n, k int }{
+		{1, 1, 8}, {1, 7, 16}, {3, 9, 24}, {4, 2, 8}, {5, 5, 32}, {8, 6, 256}, {16, 33, 64}, {2, 3, 13}, {6, 5, 4},
+	} {
+		ldy := c.n + 3
+		x := testutil.Convert[float32](testutil.Normals(r, c.rows*c.k, 1))
+		w := testutil.Convert[float32](testutil.Normals(r, c.n*c.k, 1))
+		y0 := testutil.Convert[float32](testutil.Normals(r, c.rows*ldy, 1))
+		for _, add := range []bool{false, true} {
+			want := make([]float64, c.rows*ldy)
+			for i, v := range y0 {
+				want[i] = float64(v) // the gaps past n stay as they are
+			}
+			for i := range c.rows {
+				for j := range c.n {
+					s := 0.0
+					if add {
+						s = float64(y0[i*ldy+j])
+					}
+					for k := range c.k {
+						s += float64(x[i*c.k+k]) * float64(w[j*c.k+k])
+					}
+					want[i*ldy+j] = s
+				}
+			}
+			for name, f := range map[string]func([]float32, int, []float32, int, []float32, int, int, bool){"DotRows": DotRows, "dotRowsGo": dotRowsGo} {
+				got := append([]float32(nil), y0...)
+				f(got, ldy, x, c.rows, w, c.k, c.n, add)
+				testutil.CloseAbs(t, fmt.Sprintf("%s %+v add=%t", name, c, add), got, want, 1e-5*(1+math.Sqrt(float64(c.k))))
+			}
+			// Row by row, and w in blocks of one and of three outputs: the same bits.
+			whole := append([]float32(nil), y0...)
+			DotRows(whole, ldy, x, c.rows, w, c.k, c.n, add)
+			for _, blk := range []int{1, 3} {
+				got := append([]float32(nil), y0...)
+				for i := range c.rows {
+					for j := 0; j < c.n; j += blk {
+						m := min(blk, c.n-j)
+						DotRows(got[i*ldy+j:], ldy, x[i*c.k:], 1, w[j*c.k:], c.k, m, add)
+					}
+				}
+				if !slices.Equal(got, whole) {
+					t.Errorf("%+v add=%t: rows one by one in blocks of %d differ from one call", c, add, blk)
+				}
+			}
 		}
 	}
 }

@@ -56,11 +56,13 @@ type rmsNorm32 struct {
 	eps      float32
 	rstd     []float32 // (rows) r of each row, saved for backward
 	part     []float32 // (blocks, dim) per-block sums of dw
+	sums     partSum
 	job      parallel.Job
 	fwd, bwd items
 	in       [][]float32
 	y, dy    []float32
 	din      [][]float32
+	addX     bool // the backward adds to dx
 }
 
 func (k *rmsNorm32) Forward(in [][]float32, y []float32) {
@@ -83,10 +85,17 @@ func (k *rmsNorm32) forwardItem(_, b int) {
 //	dx_k = g_k·w_k·r + Σ_j g_j·w_j·x_j·(−r³·x_k/d) = r·(g_k·w_k − x_k·r²·(1/d)·Σ_j g_j·w_j·x_j)
 //	dw_j = Σ_rows g_j·x_j·r
 func (k *rmsNorm32) Backward(in [][]float32, dy []float32, din [][]float32) {
-	k.in, k.dy, k.din = in, dy, din
+	k.BackwardAdd(in, dy, din, nil)
+}
+
+// Accumulates: x.
+func (k *rmsNorm32) Accumulates(i int) bool { return i == 0 }
+
+func (k *rmsNorm32) BackwardAdd(in [][]float32, dy []float32, din [][]float32, add []bool) {
+	k.in, k.dy, k.din, k.addX = in, dy, din, adds(add, 0)
 	run(&k.job, k.bwd, blocks(k.s.Rows, rmsRows))
 	if din[1] != nil {
-		sumBlocks(din[1], k.part)
+		k.sums.run(din[1], k.part)
 	}
 	k.in, k.dy, k.din = nil, nil, nil
 }
@@ -106,8 +115,14 @@ func (k *rmsNorm32) backwardItem(_, b int) {
 		c := s * rs * rs / float32(d)
 		if dx != nil {
 			dxr := dx[r*d : (r+1)*d]
-			for j, g := range gr {
-				dxr[j] = rs * (g*w[j] - xr[j]*c)
+			if k.addX {
+				for j, g := range gr {
+					dxr[j] += rs * (g*w[j] - xr[j]*c)
+				}
+			} else {
+				for j, g := range gr {
+					dxr[j] = rs * (g*w[j] - xr[j]*c)
+				}
 			}
 		}
 		for j, g := range gr {

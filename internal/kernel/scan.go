@@ -20,17 +20,19 @@ import (
 // A_log (Channels, State); B, C (rows, State); then D (Channels), z (rows,
 // Channels) and deltaBias (Channels) when their flags are set. The output is
 // (rows, Channels). The backward is package scan's reverse adjoint scan, and
-// dA_log = dA ⊙ A.
+// dA_log = dA ⊙ A. With Resets (packed documents), h_{t−1} is 0 where a
+// document starts at t (scan.Inputs.Resets).
 type Scan struct {
 	Batch, Len, Channels, State int
 	Softplus                    bool
 	Chunk                       int // timesteps between saved states; 0 = scan.DefaultChunk
 	D, Z, DeltaBias             bool
+	Resets                      *Resets // document starts, (Batch·Len); nil: one document per sequence
 }
 
 func (s Scan) String() string {
-	return fmt.Sprintf("Scan{batch=%d,len=%d,channels=%d,state=%d,softplus=%t,chunk=%d,D=%t,z=%t,deltaBias=%t}",
-		s.Batch, s.Len, s.Channels, s.State, s.Softplus, s.Chunk, s.D, s.Z, s.DeltaBias)
+	return fmt.Sprintf("Scan{batch=%d,len=%d,channels=%d,state=%d,softplus=%t,chunk=%d,D=%t,z=%t,deltaBias=%t,resets=%t}",
+		s.Batch, s.Len, s.Channels, s.State, s.Softplus, s.Chunk, s.D, s.Z, s.DeltaBias, s.Resets != nil)
 }
 
 func (s Scan) Inputs() [][]int {
@@ -53,6 +55,9 @@ func (s Scan) Output() []int { return []int{s.Batch * s.Len, s.Channels} }
 func (s Scan) Validate() error {
 	if s.Chunk < 0 {
 		return fmt.Errorf("kernel: Scan: chunk %d, want ≥ 0 (0 = %d)", s.Chunk, scan.DefaultChunk)
+	}
+	if err := s.Resets.Fits("kernel: Scan", s.Batch, s.Len); err != nil {
+		return err
 	}
 	return validate(s, "batch,len,channels,state", s.Batch, s.Len, s.Channels, s.State)
 }
@@ -78,7 +83,7 @@ func (s Scan) CPUKernel() Kernel[[]float32] {
 		panic(fmt.Sprintf("kernel: %s passed Validate but scan.New failed: %v", s, err))
 	}
 	n := s.Channels * s.State
-	return &scanKernel[float32]{s: s, k: k, a: make([]float32, n), da: make([]float32, n), negExp: NegExp}
+	return &scanKernel[float32]{s: s, k: k, a: make([]float32, n), da: make([]float32, n), negExp: NegExp, held: Hold(s.Resets)}
 }
 
 func (s Scan) ReferenceKernel() Kernel[[]float64] {
@@ -87,7 +92,7 @@ func (s Scan) ReferenceKernel() Kernel[[]float64] {
 		panic(fmt.Sprintf("kernel: %s passed Validate but scan.NewReference failed: %v", s, err))
 	}
 	n := s.Channels * s.State
-	return &scanKernel[float64]{s: s, k: k, a: make([]float64, n), da: make([]float64, n), negExp: negExp64}
+	return &scanKernel[float64]{s: s, k: k, a: make([]float64, n), da: make([]float64, n), negExp: negExp64, held: Hold(s.Resets)}
 }
 
 func negExp64(a, aLog []float64) {
@@ -103,11 +108,13 @@ type scanKernel[T float32 | float64] struct {
 	k      scan.Kernel[T]
 	a, da  []T // A = −exp(A_log) of the last forward; dA
 	negExp func(a, aLog []T)
+	held   HeldResets // the document starts of the last forward
 }
 
-// split maps inputs (or gradients) onto the scan's fields, with A_log in A.
+// split maps inputs (or gradients) onto the scan's fields, with A_log in A
+// and the held document starts.
 func (k *scanKernel[T]) split(x [][]T) scan.Inputs[T] {
-	in := scan.Inputs[T]{U: x[0], Delta: x[1], A: x[2], B: x[3], C: x[4]}
+	in := scan.Inputs[T]{U: x[0], Delta: x[1], A: x[2], B: x[3], C: x[4], Resets: k.held.Flags()}
 	i := 5
 	next := func(has bool) []T {
 		if !has {
@@ -121,6 +128,7 @@ func (k *scanKernel[T]) split(x [][]T) scan.Inputs[T] {
 }
 
 func (k *scanKernel[T]) Forward(in [][]T, out []T) {
+	k.held.Take()
 	x := k.split(in)
 	k.negExp(k.a, x.A)
 	x.A = k.a

@@ -1,15 +1,3 @@
-// Package math32 is the project's float32 elementary math, shared by every kernel so that
-// training, generation and any backend compute the same numbers:
-//
-//	Exp(x)         = e^x                       relative error ≤ 1.6e-7, subnormal results 0, NaN kept
-//	ExpAffine      dst_i = e^(a·src_i + b)
-//	Softplus(x)    = ln(1 + e^x), x above SoftplusThreshold (as torch.nn.functional.softplus), and σ(x)
-//	Sigmoid(x)     = σ(x) = 1/(1 + e^{−x})
-//
-// Exp reduces x = (64k + j)·ln2/64 + r, |r| ≤ ln2/128 (Cody–Waite), takes 2^(j/64) from a
-// 64-entry table, e^r − 1 ≈ r + r²/2, and adds k to the exponent bits: about 20 scalar
-// instructions, no float64 round trip, no call into package math except bit casts, which
-// compile to register moves. Softplus and Sigmoid go through e^{−|x|} ≤ 1, so nothing overflows.
 package math32
 
 import "math"
@@ -17,13 +5,13 @@ import "math"
 // SoftplusThreshold: softplus(x) is taken as x above it, as torch.nn.functional.softplus does.
 const SoftplusThreshold = 20
 
-// Constants of the range reduction, exported for the vector versions of Exp in the kernels' assembly.
+// Constants of the range reduction (the vector exp of rows_amd64.s uses them too).
 const (
-	Log2E = 1.44269504088896341
-	// RoundMagic = 1.5·2^23: adding it to |v| < 2^22 rounds v to an integer held in the low
+	log2E = 1.44269504088896341
+	// roundMagic = 1.5·2^23: adding it to |v| < 2^22 rounds v to an integer held in the low
 	// mantissa bits (two's complement in the low 22 bits).
-	RoundMagic     = 12582912
-	RoundMagicBits = 0x4b400000 // math.Float32bits(RoundMagic)
+	roundMagic     = 12582912
+	roundMagicBits = 0x4b400000 // math.Float32bits(roundMagic)
 	// ExpLo: below it exp(x) < 2^-126 is subnormal and is returned as 0. ExpHi: above it
 	// k = round(x/ln 2) could reach 128, outside the normal exponent range.
 	ExpLo = -87.33654
@@ -43,7 +31,7 @@ var exp2Table = func() (t [64]uint32) {
 	return t
 }()
 
-// exp32 returns e^x in float32 with a relative error ≤ 1.6e-7 (see expReduced). Results that
+// Exp returns e^x in float32 with a relative error ≤ 1.6e-7 (see expReduced). Results that
 // would be subnormal are 0; NaN gives NaN.
 func Exp(x float32) float32 {
 	if x < ExpLo || x > ExpHi {
@@ -52,7 +40,7 @@ func Exp(x float32) float32 {
 	return expReduced(x)
 }
 
-// expRow sets dst[n] = e^{s·a[n]} (exp32 over a row), given lo ≤ a[n] ≤ hi. When s·lo and s·hi
+// ExpRow sets dst[n] = e^{s·a[n]} (Exp over a row), given lo ≤ a[n] ≤ hi. When s·lo and s·hi
 // are in [ExpLo, ExpHi], so is every s·a[n] (rounding is monotonic) and the loop runs without a
 // range test or a call, which would make the compiler spill its registers in every iteration.
 func ExpRow(dst, a []float32, s, lo, hi float32) {
@@ -68,7 +56,7 @@ func ExpRow(dst, a []float32, s, lo, hi float32) {
 	}
 }
 
-// bounds returns the least and the greatest element of a (not empty).
+// Bounds returns the least and the greatest element of a (not empty).
 func Bounds(a []float32) (lo, hi float32) {
 	lo, hi = a[0], a[0]
 	for _, v := range a[1:] {
@@ -79,11 +67,11 @@ func Bounds(a []float32) (lo, hi float32) {
 
 // expParts splits x = (64k + j)·ln2/64 + r with |r| ≤ ln2/128 and returns e^r − 1 ≈ r + r²/2
 // (truncation error r³/6 ≤ 2.7e-8) and the bits of t, whose low bits hold 64k + j: j = u&63 and,
-// because RoundMagicBits is a multiple of 64 whose bits from 2^6 up shift out of 32 bits,
+// because roundMagicBits is a multiple of 64 whose bits from 2^6 up shift out of 32 bits,
 // u>>6<<23 is k in the exponent field.
 func expParts(x float32) (p float32, u uint32) {
-	t := x*(64*Log2E) + RoundMagic
-	kf := t - RoundMagic
+	t := x*(64*log2E) + roundMagic
+	kf := t - roundMagic
 	r := (x - kf*ln2Hi64) - kf*ln2Lo64
 	return r * (1 + r*0.5), math.Float32bits(t)
 }
@@ -97,7 +85,7 @@ func expReduced(x float32) float32 {
 	return s + s*p
 }
 
-// expOutside is exp32 for arguments outside [ExpLo, ExpHi].
+// expOutside is Exp for arguments outside [ExpLo, ExpHi].
 func expOutside(x float32) float32 {
 	switch {
 	case x < ExpLo:
@@ -119,13 +107,13 @@ func log1p01(e float32) float32 {
 	return 2 * w * (1 + w2*(1.0/3+w2*(1.0/5+w2*(1.0/7+w2*(1.0/9+w2*(1.0/11+w2*(1.0/13)))))))
 }
 
-// softplus32 returns Δ = softplus(x) = ln(1 + e^x) (x itself above SoftplusThreshold) and
+// Softplus returns Δ = softplus(x) = ln(1 + e^x) (x itself above SoftplusThreshold) and
 // dΔ/dx = σ(x), computed from e = e^{−|x|} ≤ 1 so that nothing overflows.
 func Softplus(x float32) (float32, float32) {
 	if x > SoftplusThreshold {
 		return x, 1
 	}
-	m := -abs32(x) // e = e^m, with m ≤ 0 below ExpHi: only m < ExpLo needs a fix-up
+	m := -abs32(x) // e = e^m, with m ≤ 0 < ExpHi: only m < ExpLo needs a fix-up
 	e := expReduced(m)
 	if m < ExpLo {
 		e = 0
@@ -137,28 +125,32 @@ func Softplus(x float32) (float32, float32) {
 	return log1p01(e), e * s
 }
 
-// sigmoid32 returns σ(x) = 1/(1 + e^{−x}) without overflow.
+// Sigmoid returns σ(x) = 1/(1 + e^{−x}) without overflow.
 func Sigmoid(x float32) float32 {
-	m := -abs32(x) // as in softplus32
+	s, _ := sigmoids(x)
+	return s
+}
+
+// sigmoids returns σ(x) and σ(−x) = 1 − σ(x), both from e = e^{−|x|} (as in Softplus), so
+// that neither is computed by a cancelling subtraction.
+func sigmoids(x float32) (float32, float32) {
+	m := -abs32(x)
 	e := expReduced(m)
 	if m < ExpLo {
 		e = 0
 	}
 	s := 1 / (1 + e)
 	if x < 0 {
-		return e * s
+		return e * s, s
 	}
-	return s
+	return s, e * s
 }
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
-// ExpAffine sets dst[i] = e^(a·src[i] + b) with exp32 (relative error about 1e-7, subnormal
-// results flushed to 0, NaN kept). dst may be src. The other fused float32 ops (softmax, SiLU)
-// use it, so the project has one float32 exp.
-func ExpAffine(dst, src []float32, a, b float32) {
-	dst = dst[:len(src)]
-	for i, v := range src {
-		dst[i] = Exp(a*v + b)
-	}
+// SiLU returns silu(x) = x·σ(x) and its derivative σ(x)·(1 + x·(1 − σ(x))), with 1 − σ(x)
+// taken as σ(−x).
+func SiLU(x float32) (y, dy float32) {
+	s, sm := sigmoids(x)
+	return x * s, s * (1 + x*sm)
 }

@@ -1,6 +1,7 @@
 // Package parallel is the project's one parallel-for: items [0, n) of a loop body run on
-// the calling goroutine and on helper goroutines that wait between calls, so a call
-// spawns nothing and allocates nothing once warm.
+// the calling goroutine and on helper goroutines that wait between calls (spinning for some
+// tens of microseconds, then parked), so a call spawns nothing and allocates nothing once
+// warm, and loops that follow each other closely start without waking anyone.
 //
 // Determinism is the caller's part of the contract, and the reason this package hands out
 // items rather than ranges of its own choosing: a body cuts its work into items fixed by
@@ -9,8 +10,9 @@
 // worker slot w passed to Item only selects scratch memory. Results are then bitwise the
 // same for every GOMAXPROCS.
 //
-// Team has the same contract for phases too short for a Job's goroutine wake-ups (a
-// decoder's one-token step): a fixed set of goroutines that spin between phases.
+// Team has the same contract for phases of a few microseconds (a decoder's one-token step):
+// a fixed set of goroutines, each phase on as many of them as its work needs, items dealt
+// out in fixed runs so that each member keeps working on the same data.
 package parallel
 
 import (
@@ -33,10 +35,11 @@ func (f BodyFunc) Item(w, i int) { f(w, i) }
 // Job runs loops. Its zero value is ready; keep one per kernel (or use Run, which pools
 // them). A Job runs one loop at a time.
 type Job struct {
-	b    Body
-	n    int64
-	next atomic.Int64
-	wg   sync.WaitGroup
+	b     Body
+	n     int64
+	next  atomic.Int64
+	latch latch
+	ks    []*worker // the helpers of the running loop
 }
 
 // Workers returns how many slots a loop of n items uses with the given worker count
@@ -59,21 +62,34 @@ func (j *Job) Run(b Body, n, workers int) {
 	j.b, j.n = b, int64(n)
 	j.next.Store(0)
 	if w > 1 {
-		j.wg.Add(w - 1)
-		for k := 1; k < w; k++ {
-			pool.dispatch(j, k)
+		j.latch.arm(w - 1)
+		j.ks = j.ks[:0]
+		for s := 1; s < w; s++ {
+			k := pool.get()
+			k.post(j, s)
+			j.ks = append(j.ks, k)
 		}
 	}
-	j.work(0)
-	j.wg.Wait()
+	j.items(0)
+	if w > 1 {
+		for _, k := range j.ks {
+			if k.revoke() { // it never started: the items are done
+				pool.put(k)
+				j.latch.done()
+			}
+		}
+		j.latch.wait()
+	}
 	j.b = nil
 }
 
-func (j *Job) work(w int) {
+func (j *Job) items(w int) {
 	for i := j.next.Add(1) - 1; i < j.n; i = j.next.Add(1) - 1 {
 		j.b.Item(w, int(i))
 	}
 }
+
+func (j *Job) done() { j.latch.done() }
 
 var jobs = sync.Pool{New: func() any { return new(Job) }}
 
@@ -102,45 +118,31 @@ type blocks struct {
 
 func (b blocks) Item(w, i int) { b.f(w, i*b.bs, min(b.n, (i+1)*b.bs)) }
 
-// helper is a goroutine that runs slots of jobs. Each has its own channel, so handing it a
-// task never blocks: it is idle, waiting on that channel.
-type helper struct{ tasks chan task }
-
-type task struct {
-	j *Job
-	w int
-}
-
-// pool keeps the idle helpers. A dispatch takes one or, when all are busy (nested loops,
-// concurrent callers), starts a new one, so no caller ever waits for a helper to free up.
+// pool keeps the helpers of Jobs that wait for work (see worker). A loop takes idle ones
+// or, when all are busy (nested loops, concurrent callers), starts new ones, so no caller
+// ever waits for a helper to free up. The helper that finished last is handed out first: it
+// is the one most likely still spinning.
 var pool helpers
 
 type helpers struct {
 	sync.Mutex
-	idle []*helper
+	idle []*worker
 }
 
-// dispatch hands slot w of job j to an idle helper, or to a new one.
-func (p *helpers) dispatch(j *Job, w int) {
+func (p *helpers) get() *worker {
 	p.Lock()
-	var h *helper
 	if n := len(p.idle); n > 0 {
-		h, p.idle = p.idle[n-1], p.idle[:n-1]
+		k := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.Unlock()
+		return k
 	}
 	p.Unlock()
-	if h == nil {
-		h = &helper{tasks: make(chan task)}
-		go h.serve(p)
-	}
-	h.tasks <- task{j, w}
+	return newWorker(p)
 }
 
-func (h *helper) serve(p *helpers) {
-	for t := range h.tasks {
-		t.j.work(t.w)
-		p.Lock()
-		p.idle = append(p.idle, h)
-		p.Unlock()
-		t.j.wg.Done()
-	}
+func (p *helpers) put(k *worker) {
+	p.Lock()
+	p.idle = append(p.idle, k)
+	p.Unlock()
 }

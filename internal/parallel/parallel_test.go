@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // counter records how often each item ran and the largest slot seen.
@@ -106,9 +107,33 @@ func TestRunDoesNotAllocate(t *testing.T) {
 	s := &sink{x: make([]float64, 256)}
 	var j Job
 	j.Run(s, len(s.x), 4) // start the helpers
+	settle(t)
 	if a := testing.AllocsPerRun(50, func() { j.Run(s, len(s.x), 4) }); a != 0 {
 		t.Errorf("Job.Run allocates %v times per call, want 0", a)
 	}
+}
+
+// settle waits until every idle helper has parked: a helper parking for the first time may
+// allocate (the runtime's record of a blocked goroutine), which a test counting the
+// allocations of Run must not see.
+func settle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		pool.Lock()
+		n := 0
+		for _, k := range pool.idle {
+			if k.state.Load() != parked {
+				n++
+			}
+		}
+		pool.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("idle helpers still spinning after 5 s")
 }
 
 func BenchmarkRun(b *testing.B) {
@@ -117,5 +142,41 @@ func BenchmarkRun(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		j.Run(s, len(s.x), 0)
+	}
+}
+
+// big is a body that owns memory, to see when it is collected.
+type big struct{ buf []byte }
+
+func (b *big) Item(_, i int) { b.buf[i]++ }
+
+// TestNothingRetained: once a loop has returned, neither the Job's helpers nor a Team's members
+// keep its body reachable (a kernel's buffers are freed when the kernel is), whether they ran
+// items or had their task taken back.
+func TestNothingRetained(t *testing.T) {
+	tm := NewTeam(4)
+	defer tm.Close()
+	for _, run := range []func(b Body, n int){
+		func(b Body, n int) { Run(b, n, 4) },
+		func(b Body, n int) { tm.Run(b, n, 0) },
+	} {
+		freed := make(chan struct{}, 8)
+		for range 8 {
+			b := &big{buf: make([]byte, 1<<16)}
+			runtime.AddCleanup(b, func(ch chan struct{}) { ch <- struct{}{} }, freed)
+			run(b, len(b.buf)/1024)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for n := 0; n < 8; {
+			runtime.GC()
+			select {
+			case <-freed:
+				n++
+			case <-time.After(10 * time.Millisecond):
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of 8 bodies still reachable after their loops", 8-n)
+				}
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package parallel
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func TestTeamEveryItemOnce(t *testing.T) {
 				time.Sleep(20 * time.Millisecond) // members sleep
 			}
 			c := &counter{hits: make([]atomic.Int32, n)}
-			tm.Run(c, n)
+			tm.Run(c, n, 0)
 			for i := range c.hits {
 				if got := c.hits[i].Load(); got != 1 {
 					t.Fatalf("workers=%d n=%d: item %d ran %d times, want 1", workers, n, i, got)
@@ -36,7 +37,7 @@ func TestTeamClose(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for range 5 {
 		tm := NewTeam(4)
-		tm.Run(&counter{hits: make([]atomic.Int32, 10)}, 10)
+		tm.Run(&counter{hits: make([]atomic.Int32, 10)}, 10, 0)
 		tm.Close()
 	}
 	tm := NewTeam(4)
@@ -51,27 +52,71 @@ func TestTeamClose(t *testing.T) {
 	}
 }
 
-type noop struct{}
+// spin is a body whose items each take about a quarter of a microsecond.
+type spin struct{ sink []float64 }
 
-func (noop) Item(int, int) {}
-
-// BenchmarkTeamPhase is the cost of one phase of GOMAXPROCS items.
-func BenchmarkTeamPhase(b *testing.B) {
-	tm := NewTeam(0)
-	defer tm.Close()
-	n := tm.Size()
-	b.ReportAllocs()
-	for b.Loop() {
-		tm.Run(noop{}, n)
+func (s *spin) Item(w, i int) {
+	x := float64(i)
+	for range 100 {
+		x = x*0.999 + 1
 	}
+	s.sink[w] += x
 }
 
-// BenchmarkJobPhase is the same with a Job, for comparison.
-func BenchmarkJobPhase(b *testing.B) {
-	var j Job
+// BenchmarkBarrier is the time of one loop of 4·GOMAXPROCS items of about a quarter of a
+// microsecond each (a fork, a microsecond of work on every core, a join): with a Team and
+// with a Job; with waiting goroutines that spin before they park (as
+// shipped) and that park at once; on an otherwise idle process and with GOMAXPROCS/2
+// goroutines computing beside it (a loaded machine).
+func BenchmarkBarrier(b *testing.B) {
 	n := runtime.GOMAXPROCS(0)
-	b.ReportAllocs()
-	for b.Loop() {
-		j.Run(noop{}, n, 0)
+	body := &spin{make([]float64, n)}
+	for _, loaded := range []bool{false, true} {
+		for _, spin := range []bool{true, false} {
+			name := map[bool]string{true: "spin", false: "park"}[spin]
+			name += map[bool]string{true: "-loaded", false: "-idle"}[loaded]
+			run := func(b *testing.B, phase func()) {
+				defer func(c int) { spinChecks = c }(spinChecks)
+				if !spin {
+					spinChecks = 0
+				}
+				var stop atomic.Bool
+				var wg sync.WaitGroup
+				if loaded {
+					for range n / 2 {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							x := 1.0
+							for i := 0; !stop.Load(); i++ {
+								x = x*1.0000001 + 1e-9
+								if i%(1<<16) == 0 {
+									runtime.Gosched()
+								}
+							}
+							_ = x
+						}()
+					}
+				}
+				phase() // start the goroutines
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					phase()
+				}
+				b.StopTimer()
+				stop.Store(true)
+				wg.Wait()
+			}
+			b.Run("team/"+name, func(b *testing.B) {
+				tm := NewTeam(0)
+				defer tm.Close()
+				run(b, func() { tm.Run(body, 4*n, 0) })
+			})
+			b.Run("job/"+name, func(b *testing.B) {
+				var j Job
+				run(b, func() { j.Run(body, 4*n, 0) })
+			})
+		}
 	}
 }

@@ -30,6 +30,11 @@ type Config struct {
 	// TokensPerStep is batch_size × seq_len, held fixed across SeqLens
 	// (batch_size = TokensPerStep / seq_len); default: the base's batch × seq_len.
 	TokensPerStep int `json:"tokens_per_step"`
+	// MicroTokens caps the tokens of one micro-batch: a step of tokens_per_step is
+	// split into optim.grad_accum micro-batches of at most MicroTokens tokens (at
+	// least one sequence each), which bounds the activation memory of long contexts
+	// without changing the step. 0 = one micro-batch per step.
+	MicroTokens int `json:"micro_tokens"`
 
 	LR LR `json:"lr"`
 
@@ -224,6 +229,8 @@ func (c Config) validate() error {
 	switch {
 	case c.TokensPerStep < 0:
 		return fmt.Errorf("tokens_per_step must be positive, got %d", c.TokensPerStep)
+	case c.MicroTokens < 0:
+		return fmt.Errorf("micro_tokens must be positive (or 0: one micro-batch per step), got %d", c.MicroTokens)
 	case c.LR.Rule != RulePaper && c.LR.Rule != RuleBase:
 		return fmt.Errorf("lr.rule must be %q or %q, got %q", RulePaper, RuleBase, c.LR.Rule)
 	case !(c.LR.Scale > 0) || math.IsInf(c.LR.Scale, 0):

@@ -8,12 +8,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/mambago/mamba/layers"
 	"github.com/mambago/mamba/train"
 )
 
@@ -87,18 +85,6 @@ func (p Plan) FLOPs() float64 {
 	return s
 }
 
-// HasArchKey reports whether this build's model config has a model.arch key (the
-// Transformer++ adds it; before it, every run is a Mamba).
-func HasArchKey() bool {
-	t := reflect.TypeOf(layers.Config{})
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name == "arch" {
-			return true
-		}
-	}
-	return false
-}
-
 // Plan resolves every grid point of the sweep, in run order: sizes in ladder order,
 // then budgets, sequence lengths and seeds, with the archs innermost so that an
 // interrupted sweep has comparable runs of each.
@@ -120,12 +106,6 @@ func (c Config) Plan() (Plan, error) {
 	if _, err := train.ParseConfig(base, common); err != nil {
 		return Plan{}, fmt.Errorf("base with set: %w", err)
 	}
-	hasArch := HasArchKey()
-	for i, a := range c.Archs {
-		if !hasArch && a != "mamba" {
-			return Plan{}, fmt.Errorf("archs[%d]: %q is not available in this build: its model config has no model.arch key, so every run is a Mamba (archs [\"mamba\"])", i, a)
-		}
-	}
 	sizes := make([][]string, len(c.Sizes))
 	for i, s := range c.Sizes {
 		if sizes[i], err = s.sets(); err != nil {
@@ -142,11 +122,8 @@ func (c Config) Plan() (Plan, error) {
 			for _, L := range seqLens {
 				for _, seed := range c.Seeds {
 					for _, arch := range c.Archs {
-						sets := slices.Concat(common, sizes[i], modelSets(size.ByArch[arch]))
-						if hasArch {
-							sets = append(sets, "model.arch="+strconv.Quote(arch))
-						}
-						pt, ok, err := c.point(base, sets, hasArch, arch, size.Name, budget, L, seed)
+						sets := slices.Concat(common, sizes[i], modelSets(size.ByArch[arch]), []string{"model.arch=" + strconv.Quote(arch)})
+						pt, ok, err := c.point(base, sets, arch, size.Name, budget, L, seed)
 						if err != nil {
 							return Plan{}, err
 						}
@@ -239,7 +216,7 @@ func (p Plan) InGrid(pt Point) bool {
 }
 
 // point resolves one grid point; ok is false when it is dropped for its step count.
-func (c Config) point(base []byte, sets []string, hasArch bool, arch, size string, b budget, L int, seed uint64) (pt Point, ok bool, err error) {
+func (c Config) point(base []byte, sets []string, arch, size string, b budget, L int, seed uint64) (pt Point, ok bool, err error) {
 	pt = Point{Arch: arch, Size: size, Budget: b.label, Seed: seed}
 	pt.Name = fmt.Sprintf("%s-%s-%s", arch, size, b.label)
 	if L > 0 {
@@ -261,7 +238,8 @@ func (c Config) point(base []byte, sets []string, hasArch bool, arch, size strin
 		if tps%L != 0 {
 			return fail(fmt.Errorf("seq_len %d does not divide %d tokens per step (set tokens_per_step)", L, tps))
 		}
-		sets = append(sets, fmt.Sprintf("data.seq_len=%d", L), fmt.Sprintf("data.batch_size=%d", tps/L))
+		sets = append(sets, fmt.Sprintf("data.seq_len=%d", L))
+		sets = append(sets, c.split(tps/L, L)...)
 		if c0, err = train.ParseConfig(base, sets); err != nil {
 			return fail(err)
 		}
@@ -269,7 +247,7 @@ func (c Config) point(base []byte, sets []string, hasArch bool, arch, size strin
 		if c.TokensPerStep%c0.Data.SeqLen != 0 {
 			return fail(fmt.Errorf("tokens_per_step %d is not a multiple of data.seq_len %d", c.TokensPerStep, c0.Data.SeqLen))
 		}
-		sets = append(sets, fmt.Sprintf("data.batch_size=%d", c.TokensPerStep/c0.Data.SeqLen))
+		sets = append(sets, c.split(c.TokensPerStep/c0.Data.SeqLen, c0.Data.SeqLen)...)
 		if c0, err = train.ParseConfig(base, sets); err != nil {
 			return fail(err)
 		}
@@ -277,7 +255,7 @@ func (c Config) point(base []byte, sets []string, hasArch bool, arch, size strin
 	m := c0.Model
 	pt.SeqLen = c0.Data.SeqLen
 	pt.Params = m.NumParams()
-	pt.NonEmbedding = pt.Params - m.PaddedVocab()*m.DModel
+	pt.NonEmbedding = pt.Params - m.EmbeddingParams()
 	pt.FLOPsPerToken = m.FLOPsPerToken(pt.SeqLen)
 	pt.TokensPerStep = c0.Data.BatchSize * c0.Data.SeqLen * c0.Optim.GradAccum
 	var tokens float64
@@ -425,4 +403,18 @@ func (c Config) budgets() []budget {
 	add("c", c.Budget.FLOPs)
 	add("d", c.Budget.Tokens)
 	return out
+}
+
+// split returns the overrides that make a step of seqs sequences of L tokens: one
+// micro-batch of seqs, or, with MicroTokens, grad_accum micro-batches of the largest
+// batch that divides seqs and holds at most MicroTokens tokens (one sequence at least).
+func (c Config) split(seqs, L int) []string {
+	b := seqs
+	if c.MicroTokens > 0 {
+		b = max(1, min(seqs, c.MicroTokens/L))
+		for seqs%b != 0 {
+			b--
+		}
+	}
+	return []string{fmt.Sprintf("data.batch_size=%d", b), fmt.Sprintf("optim.grad_accum=%d", seqs/b)}
 }

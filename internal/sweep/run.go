@@ -232,15 +232,12 @@ func (s *sweeper) runPoint(ctx context.Context, i, procs int) {
 	args := []string{"train", "--resume", "--out", dir}
 	what := "resume"
 	if s.states[i] == fresh {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := createRunDir(dir, pt.JSON); err != nil {
 			s.fail(i, &InputError{err})
 			return
 		}
-		if err := atomicfile.WriteFile(filepath.Join(dir, RunConfigFile), append(pt.JSON, '\n')); err != nil {
-			s.fail(i, &InputError{err})
-			return
-		}
-		args, what = []string{"train", "--config", filepath.Join(dir, RunConfigFile), "--out", dir}, "start"
+		// --force: the run directory holds the sweep's files (run-config.json, train.log).
+		args, what = []string{"train", "--config", filepath.Join(dir, RunConfigFile), "--out", dir, "--force"}, "start"
 	}
 	s.mu.Lock()
 	s.running[i] = true
@@ -274,6 +271,36 @@ func (s *sweeper) runPoint(ctx context.Context, i, procs int) {
 		s.failed = append(s.failed, pt.Name)
 		s.printLocked("failed %s (exit %d): %s", pt.Name, code, stderr)
 	}
+}
+
+// createRunDir makes a fresh run directory holding run-config.json, atomically: it is
+// built under a temporary name and renamed, so a sweep killed at any moment leaves either
+// no directory or one that the next sweep recognises as its own. A directory that already
+// holds this run's config (a run killed before its first checkpoint) is kept.
+func createRunDir(dir string, config []byte) error {
+	if raw, err := os.ReadFile(filepath.Join(dir, RunConfigFile)); err == nil && bytes.Equal(bytes.TrimSpace(raw), config) {
+		return nil
+	}
+	tmp := dir + ".new"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(tmp, RunConfigFile), append(config, '\n')); err != nil {
+		return err
+	}
+	// An empty directory (inspect found it empty) is replaced; os.Remove refuses one that
+	// is not empty.
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	atomicfile.SyncDir(filepath.Dir(dir))
+	return nil
 }
 
 func (s *sweeper) fail(i int, err error) {

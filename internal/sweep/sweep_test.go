@@ -96,6 +96,24 @@ func TestPlanIsoFLOPAndContext(t *testing.T) {
 	}
 }
 
+// TestPlanMicroTokens: micro_tokens splits a step into micro-batches of at most that many
+// tokens (at least one sequence), keeping the tokens per step.
+func TestPlanMicroTokens(t *testing.T) {
+	c := parse(t, `{"base": `+tinyBase+`, "sizes": [{"name": "a", "model": {"d_model": 8, "n_layer": 1}}],
+	  "budget": {"tokens": [4096]}, "seq_lens": [16, 64, 256], "tokens_per_step": 256, "micro_tokens": 64}`)
+	p, err := c.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int][2]int{16: {4, 4}, 64: {1, 4}, 256: {1, 1}} // seq_len → batch, grad_accum
+	for _, pt := range p.Points {
+		d, o := pt.Config.Data, pt.Config.Optim
+		if w := want[d.SeqLen]; d.BatchSize != w[0] || o.GradAccum != w[1] || pt.TokensPerStep != 256 {
+			t.Errorf("%s: batch %d × accum %d (%d tokens per step), want %d × %d (256)", pt.Name, d.BatchSize, o.GradAccum, pt.TokensPerStep, w[0], w[1])
+		}
+	}
+}
+
 func TestSizeFromLadderConfig(t *testing.T) {
 	c := parse(t, `{"base": `+tinyBase+`, "sizes": [{"name": "l", "config": "../../configs/mamba-0.1m.json", "model": {"vocab_size": 16}}]}`)
 	p, err := c.Plan()
@@ -162,17 +180,6 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
-// Until the model config has model.arch, "transformer" is refused with a clear line.
-func TestArchNeedsModelArchKey(t *testing.T) {
-	if HasArchKey() {
-		t.Skip("this build's model config has model.arch: the model config itself validates the archs")
-	}
-	c := parse(t, `{"base": `+tinyBase+`, "archs": ["mamba", "transformer"], "sizes": [{"name": "a", "model": {"d_model": 8}}]}`)
-	if _, err := c.Plan(); err == nil || !strings.Contains(err.Error(), `"transformer" is not available in this build`) {
-		t.Errorf("err = %v", err)
-	}
-}
-
 // Every sweep config of configs/sweeps decodes and plans (data files are not needed
 // to plan).
 func TestSweepConfigsPlan(t *testing.T) {
@@ -193,16 +200,21 @@ func TestSweepConfigsPlan(t *testing.T) {
 			continue
 		}
 		if filepath.Base(f) == "text-bytes.json" {
-			// At least 5 sizes from about 20k to at least 1M non-embedding parameters,
-			// several budgets each, and about 1e14 FLOPs per arch.
-			sizes := map[string]int{}
-			lo, hi := math.Inf(1), 0.0
-			for _, pt := range p.Points {
-				sizes[pt.Size]++
-				lo, hi = min(lo, float64(pt.NonEmbedding)), max(hi, float64(pt.NonEmbedding))
-			}
-			if len(sizes) < 5 || lo > 25e3 || hi < 1e6 || p.FLOPs() < 0.5e14 || p.FLOPs() > 1.5e14 {
-				t.Errorf("text-bytes: %d sizes, N from %g to %g, %.3g FLOPs", len(sizes), lo, hi, p.FLOPs())
+			// Both archs; for each, at least 5 sizes from about 20k to at least 1M
+			// non-embedding parameters, several budgets each, and about 1e14 FLOPs.
+			for _, arch := range []string{"mamba", "transformer"} {
+				sizes := map[string]int{}
+				lo, hi, flops := math.Inf(1), 0.0, 0.0
+				for _, pt := range p.Points {
+					if pt.Arch == arch {
+						sizes[pt.Size]++
+						lo, hi = min(lo, float64(pt.NonEmbedding)), max(hi, float64(pt.NonEmbedding))
+						flops += pt.FLOPs()
+					}
+				}
+				if len(sizes) < 5 || lo > 25e3 || hi < 1e6 || flops < 0.5e14 || flops > 1.5e14 {
+					t.Errorf("text-bytes, %s: %d sizes, N from %g to %g, %.3g FLOPs", arch, len(sizes), lo, hi, flops)
+				}
 			}
 		}
 	}
