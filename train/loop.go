@@ -288,6 +288,9 @@ func (r *runner) checkMemory(mc layers.Config) error {
 	}
 	d := r.cfg.Data
 	need := mc.TrainingBytes(d.BatchSize, d.SeqLen)
+	if r.cfg.Run.Device == DeviceCUDA {
+		need = mc.TrainingBytes(0, 0) // the host keeps the parameters and optimizer state; the activations live on the GPU
+	}
 	if r.cfg.Optim.GradAccum > 1 {
 		need += 4 * float64(mc.NumParams())
 	}

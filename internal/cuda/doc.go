@@ -18,11 +18,27 @@
 //	Columns       y = x[:, lo:hi] and its zero-padded gradient                (kernels/elementwise.cu)
 //	Embedding     y_r = table[ids_r]; dtable_v = Σ_{r: ids_r = v} dy_r, rows in position order
 //	CrossEntropy  mean over counted rows of logsumexp(x_r) − x_{r,t_r}, targets −1 ignored (kernels/embed.cu)
-//	Linear        y = x·w[lo:hi]ᵀ + b[lo:hi] through cuBLAS in float32 or TF32 (Device.SetMath);
-//	              Device.GemmBF16 multiplies bfloat16 operands with float32 sums
+//	Linear        y = x·w[lo:hi]ᵀ (+ b[lo:hi]) (+ r) through cuBLAS; GEMM op(A)·op(B); in float32, TF32
+//	              or bfloat16 operands with float32 sums (Precision)
+//	Broadcast     y[r] = v, its gradient a column sum
 //	AdamW         optim.AdamW's update and float64 gradient norm, operation for operation (kernels/adamw.cu)
+//	BlockStep     one token through a block for generation: the conv step from its state, then Δ, the
+//	              scan's step from its state and the gate (kernels/decode.cu)
 //
 // The backward derivations are comments beside the kernels.
+//
+// # The backend of the kernel layer
+//
+// Backend (NewBackend) builds the device kernel of every spec of package internal/kernel, the third
+// implementation of each op beside the CPU's and the float64 reference (kernel.Backend[Buffer]), in
+// one Precision: FP32, TF32 (the tensor cores on float32 operands rounded to 10 mantissa bits) or BF16
+// (both operands of every product rounded to bfloat16 into a scratch buffer shared by the backend's
+// kernels, float32 sums into float32 results). Only the products change with the precision. The
+// kernels' methods cannot fail (kernel.Kernel): a failed launch is kept by the Device (Err, Sync). A
+// kernel that reads state set on the host each step (token ids, targets, packed documents' starts)
+// is Staged: its Stage copies that state in, before the kernel runs or a captured graph replays it;
+// the starts are copied once per holder and only when they change. Package internal/gpu runs whole
+// graphs with it.
 //
 // # Determinism
 //
@@ -32,10 +48,12 @@
 //
 // # The selective scan
 //
-// A block owns 32 channels of one sequence (one per lane, so token rows load coalesced) and ⌈N/4⌉
-// warps, each holding 4 states of every channel in registers and walking time in order. Per-token
-// values (Δ, Δ·u, the gate) are computed once per (step, channel) into shared-memory tiles; B_t and
-// C_t are read from shared memory by all lanes at once. The forward saves only the state entering
+// A block owns 32 channels of one sequence (one per lane, so token rows load coalesced) and G warps
+// (the power of two with 4·G ≥ N; one kernel per G), each holding 4 states of every channel in
+// registers and walking time in order. Per-token values (Δ, Δ·u, the gate) are computed once per
+// (step, channel) into shared-memory tiles; B_t and C_t are read from shared memory by all lanes at
+// once. Each tile's global loads are issued into registers while the previous tile's recurrence
+// runs, so that their latency hides behind it (ScanOptions.Serial turns this off, for measuring). The forward saves only the state entering
 // each segment of S steps (S = 128 for N ≤ 16). The backward walks the segments from the last:
 // it reruns a segment to keep the state of every 8th step in shared memory, then for each group of
 // 8 steps from the last recomputes the 8 states and exp(Δ·A) in registers and runs the adjoint
@@ -57,8 +75,8 @@
 // # Tests
 //
 // Tests whose names contain CUDA need a GPU: without one they are skipped with the reason, and with
-// MAMBA_CUDA_REQUIRE=1 they fail instead. gpucheck.sh runs them, compute-sanitizer and the benchmarks
-// on a GPU host. Without a GPU, TestHostEmulator compiles the same kernel sources as host C++ into a
+// MAMBA_CUDA_REQUIRE=1 they fail instead. gpucheck.sh runs them, the GPU tests of internal/gpu and
+// train, train bench --device cuda, compute-sanitizer and the benchmarks on a GPU host in one call. Without a GPU, TestHostEmulator compiles the same kernel sources as host C++ into a
 // stand-in libcuda.so.1 and libcublas (emu/, package emulator) and runs the CUDA tests against them
 // through the real Go bindings (MAMBA_CUDA_EMU_RUN narrows the selection).
 package cuda
