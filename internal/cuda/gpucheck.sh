@@ -207,4 +207,5 @@ fmt() { [ -n "$1" ] && awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }' || printf
 	done
 	echo "total $((SECONDS - start))s"
 } | tee "$out/summary.txt"
-awk -F'\t' '$2 != "ok" { bad = 1 } END { exit bad }' "$results"
+# Exit status: 1 when a step failed, timed out or was cut by the time budget.
+awk -F'\t' '$2 ~ /^(FAILED|TIMED OUT|not run \(time budget)/ { bad = 1 } END { exit bad }' "$results"
