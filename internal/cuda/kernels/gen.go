@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "eb3debcae600d5d8d78d3786947d3bca88d6da2741fc2f5430f055c03b704c15"
+const SourceSHA256 = "05772f6c6f89ca0d03c1567edfc143ad6b6fdb48d497a1e3dae418c1c24ac837"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"

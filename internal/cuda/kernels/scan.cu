@@ -545,10 +545,16 @@ __device__ __forceinline__ void scan_bwd_impl(const ScanParams& p) {
   }
 }
 
-// The kernels, one per number of warps G (1, 2, 4, 8, 16: N up to 4, 8, 16, 32, 64).
+// The kernels, one per number of warps G (1, 2, 4, 8, 16: N up to 4, 8, 16, 32, 64). From G = 4 on,
+// the registers of a thread are capped (96 forward, 128 backward at G = 4) so that a multiprocessor
+// holds as many blocks as their shared memory allows (5 and 4 of 128 threads), without spills.
 #define SCAN_KERNELS(G)                                                                                        \
-  extern "C" __global__ void __launch_bounds__(32 * G) scan_fwd_g##G(const ScanParams p) { scan_fwd_impl<G>(p); } \
-  extern "C" __global__ void __launch_bounds__(32 * G) scan_bwd_g##G(const ScanParams p) { scan_bwd_impl<G>(p); }
+  extern "C" __global__ void __launch_bounds__(32 * G, G >= 4 ? 20 / G : 1) scan_fwd_g##G(const ScanParams p) {    \
+    scan_fwd_impl<G>(p);                                                                                        \
+  }                                                                                                             \
+  extern "C" __global__ void __launch_bounds__(32 * G, G >= 4 ? 16 / G : 1) scan_bwd_g##G(const ScanParams p) {    \
+    scan_bwd_impl<G>(p);                                                                                        \
+  }
 SCAN_KERNELS(1)
 SCAN_KERNELS(2)
 SCAN_KERNELS(4)
