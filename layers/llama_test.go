@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"os"
@@ -395,4 +396,51 @@ func TestLlamaReferenceInvariants(t *testing.T) {
 	if !slices.Equal(rt.forward(t, ids, batch, L), r.forward(t, ids, batch, L)) {
 		t.Error("an untied head equal to the embedding differs from the tied model")
 	}
+}
+
+// FuzzParseLlamaHFConfig feeds arbitrary config.json files to the transformers
+// Llama config parser. Nothing may panic; errors are one line; an accepted config
+// validates and survives a write and re-read unchanged.
+func FuzzParseLlamaHFConfig(f *testing.F) {
+	c := DefaultConfig()
+	c.Arch, c.VocabSize, c.DModel, c.NLayer, c.NHead, c.NKVHead = ArchTransformer, 64, 32, 2, 4, 2
+	good, err := c.llamaHFConfigJSON()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	if fixture, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "llama_shared_tiny", "config.json")); err == nil {
+		f.Add(fixture)
+	}
+	f.Add(bytes.Replace(good, []byte(`"hidden_size": `), []byte(`"hidden_size": null, "x": `), 1))
+	f.Add([]byte(`{"model_type": "llama", "hidden_size": 32, "hidden_size": 32}`))
+	f.Add(append(bytes.Clone(good), " x"...))
+	f.Add([]byte(`{"model_type": "llama", "hidden_size": 1e300, "num_hidden_layers": -1, "num_attention_heads": 0, "vocab_size": 8, "rope_parameters": {"rope_theta": -1}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := parseLlamaHFConfig(raw)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+		out, err := c.llamaHFConfigJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := parseLlamaHFConfig(out)
+		if err != nil || resolved(back) != resolved(c) {
+			t.Fatalf("round trip: %+v, %v; want %+v", back, err, c)
+		}
+	})
+}
+
+// resolved spells out the sizes a Config may leave at 0 ("derived"), so that two configs of
+// one network compare equal.
+func resolved(c Config) Config {
+	c.NKVHead, c.HeadDim, c.DFF = c.KVHeads(), c.HeadSize(), c.FF()
+	return c
 }
