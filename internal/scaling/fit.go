@@ -207,6 +207,20 @@ func check(runs []Run) error {
 			return fmt.Errorf("%w: run %d has flops %v", ErrInput, i+1, r.FLOPs)
 		}
 	}
+	// A/N^α and B/D^β are only identified where N and D each take several values: a
+	// context study (one size, one budget) has no law to fit.
+	for _, v := range []struct {
+		name string
+		of   func(Run) float64
+	}{{"params", func(r Run) float64 { return r.Params }}, {"tokens", func(r Run) float64 { return r.Tokens }}} {
+		same := true
+		for _, r := range runs[1:] {
+			same = same && v.of(r) == v.of(runs[0])
+		}
+		if same {
+			return fmt.Errorf("%w: every run has %s %v; the fit needs runs that differ in both params and tokens", ErrInput, v.name, v.of(runs[0]))
+		}
+	}
 	return nil
 }
 

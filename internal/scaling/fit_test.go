@@ -122,6 +122,9 @@ func TestFitRejectsBadRuns(t *testing.T) {
 	good := Run{Arch: "x", Params: 1e5, Tokens: 1e6, Loss: 3}
 	five := func(edit func(*Run)) []Run {
 		rs := []Run{good, good, good, good, good}
+		for i := range rs {
+			rs[i].Params, rs[i].Tokens = good.Params*float64(i+1), good.Tokens*float64(5-i)
+		}
 		edit(&rs[2])
 		return rs
 	}
@@ -133,7 +136,17 @@ func TestFitRejectsBadRuns(t *testing.T) {
 		"NaN loss":       five(func(r *Run) { r.Loss = math.NaN() }),
 		"Inf params":     five(func(r *Run) { r.Params = math.Inf(1) }),
 		"negative flops": five(func(r *Run) { r.FLOPs = -1 }),
+		"one size":       five(func(*Run) {}),
+		"one budget":     five(func(*Run) {}),
 	} {
+		for i := range runs { // a context study: one size or one budget, no law to fit
+			switch name {
+			case "one size":
+				runs[i].Params = good.Params
+			case "one budget":
+				runs[i].Tokens = good.Tokens
+			}
+		}
 		if _, err := FitLaw(runs, Options{}); !errors.Is(err, ErrInput) {
 			t.Errorf("%s: err = %v, want ErrInput", name, err)
 		}
