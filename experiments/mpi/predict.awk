@@ -12,7 +12,7 @@
 #             the next micro-batch)
 #   step      T_c + T_x,  efficiency T_c / (T_c + T_x)
 BEGIN {
-	if (F == "") F = 159e9        # FLOP/s of one 16-core machine: 13,972 tokens/s × 1.135e7 FLOPs/token (README, bench model)
+	if (F == "") F = 365e9        # FLOP/s of one 16-core machine: train bench on the bench model, 32,151 tokens/s (README, Performance)
 	if (kappa == "") kappa = 2e-9  # s per gradient float per collective: packing, summing, unpacking on one core (copy 0.6–0.8 ns, optim.AddGrad 1.4 ns per float on the dev box)
 	split("mamba-0.1m mamba-0.5m mamba-2m mamba-8m mamba-30m mamba-130m", name)
 	split("114560 499328 2063040 7812480 29105920 129135360", P)     # configs/configs.go
