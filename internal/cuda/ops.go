@@ -57,6 +57,14 @@ func (d *Device) elems(n int) dim3 {
 	return dim3{x: max(1, min((n+threads-1)/threads, 32*max(1, d.info.Multiprocessors)))}
 }
 
+// rows returns the grid of a kernel with a thread per column and a stride of gridDim.y over the
+// rows (conv_rows in kernels/conv.cu): ⌈cols/256⌉ blocks across and as many down as keep at most
+// 32 blocks of 256 per multiprocessor in all (at most 65535, the limit of gridDim.y).
+func (d *Device) rows(rows, cols int) dim3 {
+	x := ceilDiv(cols, threads)
+	return dim3{x: x, y: max(1, min(rows, 65535, 32*max(1, d.info.Multiprocessors)/x))}
+}
+
 // ceilDiv is ⌈a/b⌉ for positive b.
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 

@@ -37,42 +37,44 @@ __device__ __forceinline__ float conv_pre(const ConvParams& p, int b, int t, int
   return c;
 }
 
-// One thread per (b, t, d); grid-stride.
-extern "C" __global__ void conv_fwd(const ConvParams p) {
-  const long long n = (long long)p.batch * p.len * p.ch;
-  for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
-    const int d = e % p.ch;
-    const long long bt = e / p.ch;
-    const int t = bt % p.len, b = bt / p.len;
-    float c = conv_pre(p, b, t, d);
-    if (p.silu) c = c * sigmoidf(c);
-    p.y[e] = c;
+// conv_rows runs f(b, t, d, e) for element e = ((b·len + t)·ch + d) on grid (⌈ch/blockDim⌉,
+// rows'): a thread per channel d, a stride of gridDim.y over the rows (b, t). A row's b and t are
+// divided out once per row in 32 bits (rows and channels fit in int: sizeLimit in ops.go), not per
+// element in 64.
+template <class F>
+__device__ __forceinline__ void conv_rows(const ConvParams& p, F f) {
+  const int d = blockIdx.x * blockDim.x + threadIdx.x;
+  if (d >= p.ch) return;
+  for (int row = blockIdx.y; row < p.batch * p.len; row += gridDim.y) {
+    const int b = row / p.len;
+    f(b, row - b * p.len, d, (size_t)row * p.ch + d);
   }
 }
 
-// dc = ∂L/∂c into p.dc; one thread per element.
+extern "C" __global__ void conv_fwd(const ConvParams p) {
+  conv_rows(p, [&](int b, int t, int d, size_t e) {
+    float c = conv_pre(p, b, t, d);
+    if (p.silu) c = c * sigmoidf(c);
+    p.y[e] = c;
+  });
+}
+
+// dc = ∂L/∂c into p.dc.
 extern "C" __global__ void conv_bwd_dc(const ConvParams p) {
-  const long long n = (long long)p.batch * p.len * p.ch;
-  for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
+  conv_rows(p, [&](int b, int t, int d, size_t e) {
     float g = p.dy[e];
     if (p.silu) {
-      const int d = e % p.ch;
-      const long long bt = e / p.ch;
-      const float c = conv_pre(p, bt / p.len, bt % p.len, d);
+      const float c = conv_pre(p, b, t, d);
       const float s = sigmoidf(c);
       g = g * s * (1.f + c * (1.f - s));
     }
     p.dc[e] = g;
-  }
+  });
 }
 
-// dx from dc; one thread per element.
+// dx from dc: x_s, at row (b, s), feeds the steps t = s + (K−1) − j through tap j.
 extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
-  const long long n = (long long)p.batch * p.len * p.ch;
-  for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
-    const int d = e % p.ch;
-    const long long bt = e / p.ch;
-    const int s = bt % p.len, b = bt / p.len;
+  conv_rows(p, [&](int b, int s, int d, size_t e) {
     float acc = 0.f;
     for (int j = p.k - 1; j >= 0; j--) {
       const int t = s + (p.k - 1) - j;  // the step whose window puts x_s at tap j
@@ -81,7 +83,7 @@ extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
       acc = fmaf(p.dc[((size_t)b * p.len + t) * p.ch + d], p.w[d * p.k + j], acc);
     }
     p.dx[e] = acc;
-  }
+  });
 }
 
 // Partials of dw and db over blocks of p.steps steps of one sequence: grid (ceil(ch/128),

@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "05772f6c6f89ca0d03c1567edfc143ad6b6fdb48d497a1e3dae418c1c24ac837"
+const SourceSHA256 = "8d2102c62785f3a7242fe4cfbdac39dbb7ae5ebc5f62652e68d16f647657d155"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"
