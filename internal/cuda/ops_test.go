@@ -65,6 +65,7 @@ func TestCUDAConv1d(t *testing.T) {
 		{Batch: 2, Len: 64, Channels: 300, Width: 3, Bias: true},
 		{Batch: 2, Len: 90, Channels: 40, Width: 4, Bias: true, SiLU: true, Reset: true},
 		{Batch: 1, Len: 50, Channels: 20, Width: 16, Bias: true, SiLU: true},
+		{Batch: 2, Len: 150, Channels: 9, Width: 7, SiLU: true, Reset: true},
 	} {
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			n := c.Batch * c.Len * c.Channels
@@ -80,6 +81,11 @@ func TestCUDAConv1d(t *testing.T) {
 				mask = make([]byte, c.Batch*c.Len)
 				for range 6 {
 					mask[r.IntN(len(mask))] = 1
+				}
+				for b := range c.Batch { // a document start just before the second block of dw partials
+					if c.Len > convSteps+c.Width {
+						mask[b*c.Len+convSteps-c.Width/2] = 1
+					}
 				}
 				in = append(in, devBuf(t, d, mask))
 			}

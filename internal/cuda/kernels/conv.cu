@@ -72,40 +72,62 @@ extern "C" __global__ void conv_bwd_dc(const ConvParams p) {
   });
 }
 
-// dx from dc: x_s, at row (b, s), feeds the steps t = s + (K−1) − j through tap j.
+// dx from dc: x_s, at row (b, s), feeds the steps t = s + (K−1) − j through tap j, up to the end
+// of the sequence and the next document start after s (a step at or past it does not see x_s).
 extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
   conv_rows(p, [&](int b, int s, int d, size_t e) {
+    const size_t row0 = (size_t)b * p.len;
     float acc = 0.f;
     for (int j = p.k - 1; j >= 0; j--) {
-      const int t = s + (p.k - 1) - j;  // the step whose window puts x_s at tap j
-      if (t >= p.len) continue;
-      if (first_input(p, b, t) > s) break;  // t is past a reset after s, and so is every later t
-      acc = fmaf(p.dc[((size_t)b * p.len + t) * p.ch + d], p.w[d * p.k + j], acc);
+      const int t = s + (p.k - 1) - j;
+      if (t >= p.len || (t > s && p.reset && p.reset[row0 + t])) break;
+      acc = fmaf(p.dc[(row0 + t) * p.ch + d], p.w[d * p.k + j], acc);
     }
     p.dx[e] = acc;
   });
 }
 
 // Partials of dw and db over blocks of p.steps steps of one sequence: grid (ceil(ch/128),
-// batch·ceil(len/steps)), block 128; partw[blk, d·K + j], partb[blk, d].
-extern "C" __global__ void conv_bwd_dw_part(const ConvParams p) {
+// batch·ceil(len/steps)), block 128; partw[blk, d·K + j], partb[blk, d]. dw_part<K> unrolls the
+// taps of a width K known when compiled (K = CONV_KMAX: any width p.k up to it). The window of step
+// t starts at max(0, t − (K−1), start), start the last document start at or before t, kept as t
+// advances (first_input's answer without its search).
+template <int K>
+__device__ __forceinline__ void dw_part(const ConvParams& p) {
   const int d = blockIdx.x * blockDim.x + threadIdx.x;
   if (d >= p.ch) return;
+  const int k = K == CONV_KMAX ? p.k : K;
   const int per = (p.len + p.steps - 1) / p.steps;
   const int blk = blockIdx.y, b = blk / per, t0 = (blk % per) * p.steps, t1 = min(p.len, t0 + p.steps);
-  float acc[CONV_KMAX], db = 0.f;
+  const size_t row0 = (size_t)b * p.len;
+  int start = 0;
+  if (p.reset)
+    for (int s = max(0, t0 - (k - 1)); s < t0; s++)
+      if (p.reset[row0 + s]) start = s;
+  float acc[K], db = 0.f;
 #pragma unroll
-  for (int j = 0; j < CONV_KMAX; j++) acc[j] = 0.f;
+  for (int j = 0; j < K; j++) acc[j] = 0.f;
   for (int t = t0; t < t1; t++) {
-    const float dc = p.dc[((size_t)b * p.len + t) * p.ch + d];
+    if (p.reset && p.reset[row0 + t]) start = t;
+    const float dc = p.dc[(row0 + t) * p.ch + d];
     db += dc;
-    const int lo = first_input(p, b, t) - t + p.k - 1;
+    const int lo = max(t - (k - 1), start) - t + k - 1;  // the first tap inside the window
+    const long long x0 = ((long long)row0 + t - (k - 1)) * p.ch + d;  // tap 0's input (read from tap lo on)
 #pragma unroll
-    for (int j = 0; j < CONV_KMAX; j++)
-      if (j >= lo && j < p.k) acc[j] = fmaf(dc, p.x[((size_t)b * p.len + t - (p.k - 1) + j) * p.ch + d], acc[j]);
+    for (int j = 0; j < K; j++)
+      if (j >= lo && j < k) acc[j] = fmaf(dc, p.x[x0 + (long long)j * p.ch], acc[j]);
   }
 #pragma unroll
-  for (int j = 0; j < CONV_KMAX; j++)
-    if (j < p.k) p.partw[((size_t)blk * p.ch + d) * p.k + j] = acc[j];
+  for (int j = 0; j < K; j++)
+    if (j < k) p.partw[((size_t)blk * p.ch + d) * k + j] = acc[j];
   p.partb[(size_t)blk * p.ch + d] = db;
+}
+
+extern "C" __global__ void conv_bwd_dw_part(const ConvParams p) {
+  switch (p.k) {
+    case 2: dw_part<2>(p); break;
+    case 3: dw_part<3>(p); break;
+    case 4: dw_part<4>(p); break;
+    default: dw_part<CONV_KMAX>(p);
+  }
 }

@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "8d2102c62785f3a7242fe4cfbdac39dbb7ae5ebc5f62652e68d16f647657d155"
+const SourceSHA256 = "727a9185f65562ae09c5d796a7d4d558f9ec968002c8e3d1a896a100c7ef36bf"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"
