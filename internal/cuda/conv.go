@@ -6,10 +6,12 @@ import (
 	"unsafe"
 )
 
-// convKMax is CONV_KMAX of kernels/conv.cu, the widest kernel; convSteps is the fewest time steps of
-// one partial sum of dw and db (more when that would make over 128 partials).
+// convKMax is CONV_KMAX of kernels/conv.cu, the widest kernel; convTile is CONV_TT, the steps a
+// thread of the elementwise kernels runs; convSteps is the fewest time steps of one partial sum of
+// dw and db (more when that would make over 128 partials).
 const (
 	convKMax  = 16
+	convTile  = 8
 	convSteps = 64
 )
 
@@ -125,7 +127,7 @@ func (k *Conv1d) Forward(in []Buffer, y Buffer) error {
 	}
 	k.params(in)
 	k.p.y = y.ptr
-	return d.launch(k.fwd.name, k.fwd.f, d.rows(c.Batch*c.Len, c.Channels), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+	return d.launch(k.fwd.name, k.fwd.f, d.rows(c.Batch*ceilDiv(c.Len, convTile), c.Channels), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
 }
 
 // Backward writes din = [dx, dw, dbias if Bias] from dy.
@@ -151,11 +153,11 @@ func (k *Conv1d) Backward(in []Buffer, dy Buffer, din []Buffer) error {
 	defer d.exit()
 	k.params(in)
 	k.p.dy, k.p.dx = dy.ptr, din[0].ptr
-	if err := d.launch(k.bdc.name, k.bdc.f, d.rows(c.Batch*c.Len, c.Channels), dim3{x: threads}, 0, unsafe.Pointer(&k.p)); err != nil {
+	if err := d.launch(k.bdc.name, k.bdc.f, d.rows(c.Batch*ceilDiv(c.Len, convTile), c.Channels), dim3{x: threads}, 0, unsafe.Pointer(&k.p)); err != nil {
 		return err
 	}
 	if !din[0].Nil() {
-		if err := d.launch(k.bdx.name, k.bdx.f, d.rows(c.Batch*c.Len, c.Channels), dim3{x: threads}, 0, unsafe.Pointer(&k.p)); err != nil {
+		if err := d.launch(k.bdx.name, k.bdx.f, d.rows(c.Batch*ceilDiv(c.Len, convTile), c.Channels), dim3{x: threads}, 0, unsafe.Pointer(&k.p)); err != nil {
 			return err
 		}
 	}

@@ -222,6 +222,23 @@ func TestParamStructsMatchSources(t *testing.T) {
 	}
 }
 
+// TestDefinesMatchSources checks the Go mirrors of the kernels' compile-time sizes.
+func TestDefinesMatchSources(t *testing.T) {
+	src := map[string]string{}
+	files, _ := fs.Glob(kernels.Sources, "*.cu")
+	for _, f := range files {
+		b, _ := fs.ReadFile(kernels.Sources, f)
+		for _, m := range regexp.MustCompile(`(?m)^#define (\w+) +(\d+)`).FindAllSubmatch(b, -1) {
+			src[string(m[1])] = string(m[2])
+		}
+	}
+	for name, v := range map[string]int{"CONV_KMAX": convKMax, "CONV_TT": convTile, "SCAN_T": scanT, "SCAN_TF": scanTF, "NS": scanNS} {
+		if src[name] != fmt.Sprint(v) {
+			t.Errorf("#define %s is %q in the CUDA sources, %d in Go", name, src[name], v)
+		}
+	}
+}
+
 func TestKernelsInPTX(t *testing.T) {
 	ptx := string(kernels.PTX)
 	for _, name := range kernelNames {

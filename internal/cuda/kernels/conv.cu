@@ -37,53 +37,140 @@ __device__ __forceinline__ float conv_pre(const ConvParams& p, int b, int t, int
   return c;
 }
 
-// conv_rows runs f(b, t, d, e) for element e = ((b·len + t)·ch + d) on grid (⌈ch/blockDim⌉,
-// rows'): a thread per channel d, a stride of gridDim.y over the rows (b, t). A row's b and t are
-// divided out once per row in 32 bits (rows and channels fit in int: sizeLimit in ops.go), not per
-// element in 64.
+// The elementwise kernels run on grid (⌈ch/blockDim⌉, tiles'): a thread per channel d and tile of
+// CONV_TT consecutive steps of one sequence, with a stride of gridDim.y over the tiles. A tile's b and
+// t0 are divided out once in 32 bits (rows and channels fit in int: sizeLimit in ops.go). For the
+// widths 2–4 a thread keeps the K inputs (or gradients) of its window in registers as t advances,
+// and the last document start, so that each element is read once; other widths read their window
+// from memory per step (first_input, conv_pre). Both add the terms in the same order.
+#define CONV_TT 8
+
 template <class F>
-__device__ __forceinline__ void conv_rows(const ConvParams& p, F f) {
+__device__ __forceinline__ void conv_tiles(const ConvParams& p, F f) {
   const int d = blockIdx.x * blockDim.x + threadIdx.x;
   if (d >= p.ch) return;
-  for (int row = blockIdx.y; row < p.batch * p.len; row += gridDim.y) {
-    const int b = row / p.len;
-    f(b, row - b * p.len, d, (size_t)row * p.ch + d);
+  const int per = (p.len + CONV_TT - 1) / CONV_TT;
+  for (int tile = blockIdx.y; tile < p.batch * per; tile += gridDim.y) {
+    const int b = tile / per, t0 = (tile - b * per) * CONV_TT;
+    f(b, t0, min(p.len, t0 + CONV_TT), d);
   }
 }
 
+// pre_tile<K> calls f(t, e, c) for t in [t0, t1) with c the convolution before the SiLU, the terms
+// added as conv_pre adds them.
+template <int K, class F>
+__device__ __forceinline__ void pre_tile(const ConvParams& p, int b, int t0, int t1, int d, F f) {
+  const size_t row0 = (size_t)b * p.len;
+  float w[K], xs[K];
+  int start = 0;  // the last document start at or before t (0: the sequence's)
+#pragma unroll
+  for (int j = 0; j < K; j++) {
+    w[j] = p.w[d * K + j];
+    const int s = t0 - K + j;  // xs[1..K−1] = x[t0−(K−1) .. t0−1]; xs[0] is shifted out first
+    xs[j] = (j > 0 && s >= 0) ? p.x[(row0 + s) * p.ch + d] : 0.f;
+    if (j > 0 && s >= 0 && p.reset && p.reset[row0 + s]) start = s;
+  }
+  const float bias = p.bias ? p.bias[d] : 0.f;
+  for (int t = t0; t < t1; t++) {
+    const size_t e = (row0 + t) * p.ch + d;
+#pragma unroll
+    for (int j = 0; j < K - 1; j++) xs[j] = xs[j + 1];
+    xs[K - 1] = p.x[e];
+    if (p.reset && p.reset[row0 + t]) start = t;
+    const int lo = max(t - (K - 1), start);
+    float c = bias;
+#pragma unroll
+    for (int j = 0; j < K; j++)
+      if (t - (K - 1) + j >= lo) c = fmaf(w[j], xs[j], c);
+    f(t, e, c);
+  }
+}
+
+// pre calls f(t, e, c) over the tile, with the window in registers for widths 2–4.
+template <class F>
+__device__ __forceinline__ void pre(const ConvParams& p, int b, int t0, int t1, int d, F f) {
+  switch (p.k) {
+    case 2: pre_tile<2>(p, b, t0, t1, d, f); return;
+    case 3: pre_tile<3>(p, b, t0, t1, d, f); return;
+    case 4: pre_tile<4>(p, b, t0, t1, d, f); return;
+  }
+  for (int t = t0; t < t1; t++) f(t, ((size_t)b * p.len + t) * p.ch + d, conv_pre(p, b, t, d));
+}
+
 extern "C" __global__ void conv_fwd(const ConvParams p) {
-  conv_rows(p, [&](int b, int t, int d, size_t e) {
-    float c = conv_pre(p, b, t, d);
-    if (p.silu) c = c * sigmoidf(c);
-    p.y[e] = c;
+  conv_tiles(p, [&](int b, int t0, int t1, int d) {
+    pre(p, b, t0, t1, d, [&](int, size_t e, float c) { p.y[e] = p.silu ? c * sigmoidf(c) : c; });
   });
 }
 
 // dc = ∂L/∂c into p.dc.
 extern "C" __global__ void conv_bwd_dc(const ConvParams p) {
-  conv_rows(p, [&](int b, int t, int d, size_t e) {
-    float g = p.dy[e];
-    if (p.silu) {
-      const float c = conv_pre(p, b, t, d);
-      const float s = sigmoidf(c);
-      g = g * s * (1.f + c * (1.f - s));
+  conv_tiles(p, [&](int b, int t0, int t1, int d) {
+    if (!p.silu) {
+      for (int t = t0; t < t1; t++) {
+        const size_t e = ((size_t)b * p.len + t) * p.ch + d;
+        p.dc[e] = p.dy[e];
+      }
+      return;
     }
-    p.dc[e] = g;
+    pre(p, b, t0, t1, d, [&](int, size_t e, float c) {
+      const float s = sigmoidf(c);
+      p.dc[e] = p.dy[e] * s * (1.f + c * (1.f - s));
+    });
   });
 }
 
-// dx from dc: x_s, at row (b, s), feeds the steps t = s + (K−1) − j through tap j, up to the end
-// of the sequence and the next document start after s (a step at or past it does not see x_s).
-extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
-  conv_rows(p, [&](int b, int s, int d, size_t e) {
-    const size_t row0 = (size_t)b * p.len;
+// dx from dc: x_s, at row (b, s), feeds the steps t = s + i through tap K−1−i (i = 0 … K−1), up to
+// the end of the sequence and the next document start after s (a step at or past it does not see
+// x_s). dx_tile<K> keeps dc[s … s+K−1] and their reset flags in registers as s advances.
+template <int K>
+__device__ __forceinline__ void dx_tile(const ConvParams& p, int b, int t0, int t1, int d) {
+  const size_t row0 = (size_t)b * p.len;
+  float w[K], g[K];
+  bool r[K];
+#pragma unroll
+  for (int i = 0; i < K; i++) {
+    w[i] = p.w[d * K + K - 1 - i];  // the tap that step s + i applies to x_s
+    const int t = t0 + i - 1;        // g[1..K−1] = dc[t0 … t0+K−2]; g[0] is shifted out first
+    const bool in = i > 0 && t < p.len;
+    g[i] = in ? p.dc[(row0 + t) * p.ch + d] : 0.f;
+    r[i] = in && p.reset && p.reset[row0 + t];
+  }
+  for (int s = t0; s < t1; s++) {
+#pragma unroll
+    for (int i = 0; i < K - 1; i++) g[i] = g[i + 1], r[i] = r[i + 1];
+    const int t = s + K - 1;
+    const bool in = t < p.len;
+    g[K - 1] = in ? p.dc[(row0 + t) * p.ch + d] : 0.f;
+    r[K - 1] = in && p.reset && p.reset[row0 + t];
     float acc = 0.f;
-    for (int j = p.k - 1; j >= 0; j--) {
-      const int t = s + (p.k - 1) - j;
-      if (t >= p.len || (t > s && p.reset && p.reset[row0 + t])) break;
-      acc = fmaf(p.dc[(row0 + t) * p.ch + d], p.w[d * p.k + j], acc);
+    bool open = true;
+#pragma unroll
+    for (int i = 0; i < K; i++) {
+      open = open && s + i < p.len && !(i > 0 && r[i]);
+      if (open) acc = fmaf(g[i], w[i], acc);
     }
-    p.dx[e] = acc;
+    p.dx[(row0 + s) * p.ch + d] = acc;
+  }
+}
+
+extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
+  conv_tiles(p, [&](int b, int t0, int t1, int d) {
+    switch (p.k) {
+      case 2: dx_tile<2>(p, b, t0, t1, d); return;
+      case 3: dx_tile<3>(p, b, t0, t1, d); return;
+      case 4: dx_tile<4>(p, b, t0, t1, d); return;
+    }
+    const size_t row0 = (size_t)b * p.len;
+    for (int s = t0; s < t1; s++) {
+      float acc = 0.f;
+      for (int j = p.k - 1; j >= 0; j--) {
+        const int t = s + (p.k - 1) - j;
+        if (t >= p.len || (t > s && p.reset && p.reset[row0 + t])) break;
+        acc = fmaf(p.dc[(row0 + t) * p.ch + d], p.w[d * p.k + j], acc);
+      }
+      p.dx[(row0 + s) * p.ch + d] = acc;
+    }
   });
 }
 

@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "727a9185f65562ae09c5d796a7d4d558f9ec968002c8e3d1a896a100c7ef36bf"
+const SourceSHA256 = "bd7ecc44400f2371a58ca9630fd2f09ef595f874620da19bda0d7bde74aa9da8"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"
