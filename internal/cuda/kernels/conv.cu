@@ -176,8 +176,9 @@ extern "C" __global__ void conv_bwd_dx(const ConvParams p) {
 
 // Partials of dw and db over blocks of p.steps steps of one sequence: grid (ceil(ch/128),
 // batch·ceil(len/steps)), block 128; partw[blk, d·K + j], partb[blk, d]. dw_part<K> unrolls the
-// taps of a width K known when compiled (K = CONV_KMAX: any width p.k up to it). The window of step
-// t starts at max(0, t − (K−1), start), start the last document start at or before t, kept as t
+// taps of a width K known when compiled and keeps the window x[t−(K−1) … t] in registers as t
+// advances (K = CONV_KMAX: any width p.k up to it, read from memory). The window of step t starts
+// at max(0, t − (K−1), start), start the last document start at or before t, also kept as t
 // advances (first_input's answer without its search).
 template <int K>
 __device__ __forceinline__ void dw_part(const ConvParams& p) {
@@ -191,18 +192,27 @@ __device__ __forceinline__ void dw_part(const ConvParams& p) {
   if (p.reset)
     for (int s = max(0, t0 - (k - 1)); s < t0; s++)
       if (p.reset[row0 + s]) start = s;
-  float acc[K], db = 0.f;
+  float acc[K], xs[K], db = 0.f;
 #pragma unroll
-  for (int j = 0; j < K; j++) acc[j] = 0.f;
+  for (int j = 0; j < K; j++) {
+    acc[j] = 0.f;
+    const int s = t0 - K + j;  // xs[1..K−1] = x[t0−(K−1) … t0−1]; xs[0] is shifted out first
+    if constexpr (K != CONV_KMAX) xs[j] = (j > 0 && s >= 0) ? p.x[(row0 + s) * p.ch + d] : 0.f;
+  }
   for (int t = t0; t < t1; t++) {
     if (p.reset && p.reset[row0 + t]) start = t;
     const float dc = p.dc[(row0 + t) * p.ch + d];
     db += dc;
     const int lo = max(t - (k - 1), start) - t + k - 1;  // the first tap inside the window
     const long long x0 = ((long long)row0 + t - (k - 1)) * p.ch + d;  // tap 0's input (read from tap lo on)
+    if constexpr (K != CONV_KMAX) {
+#pragma unroll
+      for (int j = 0; j < K - 1; j++) xs[j] = xs[j + 1];
+      xs[K - 1] = p.x[(row0 + t) * p.ch + d];
+    }
 #pragma unroll
     for (int j = 0; j < K; j++)
-      if (j >= lo && j < k) acc[j] = fmaf(dc, p.x[x0 + (long long)j * p.ch], acc[j]);
+      if (j >= lo && j < k) acc[j] = fmaf(dc, K != CONV_KMAX ? xs[j] : p.x[x0 + (long long)j * p.ch], acc[j]);
   }
 #pragma unroll
   for (int j = 0; j < K; j++)

@@ -3,7 +3,7 @@
 package kernels
 
 // SourceSHA256 is SourceHash of the sources PTX and Cubin were made from.
-const SourceSHA256 = "bd7ecc44400f2371a58ca9630fd2f09ef595f874620da19bda0d7bde74aa9da8"
+const SourceSHA256 = "410d7e05a3659a9f4e45713d5d87ab08be68762a9b464d5b2efae3cf05e3b3fe"
 
 // NVCC is the nvcc that made them.
 const NVCC = "release 11.8, V11.8.89"
