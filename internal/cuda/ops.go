@@ -58,8 +58,9 @@ func (d *Device) elems(n int) dim3 {
 }
 
 // rows returns the grid of a kernel with a thread per column and a stride of gridDim.y over the
-// rows (conv_rows in kernels/conv.cu): ⌈cols/256⌉ blocks across and as many down as keep at most
-// 32 blocks of 256 per multiprocessor in all (at most 65535, the limit of gridDim.y).
+// rows (conv_tiles in kernels/conv.cu, whose rows are tiles of steps): ⌈cols/256⌉ blocks across
+// and as many down as keep at most 32 blocks of 256 per multiprocessor in all (at most 65535, the
+// limit of gridDim.y).
 func (d *Device) rows(rows, cols int) dim3 {
 	x := ceilDiv(cols, threads)
 	return dim3{x: x, y: max(1, min(rows, 65535, 32*max(1, d.info.Multiprocessors)/x))}
