@@ -77,3 +77,11 @@ func TestTransformerFLOPsPerToken(t *testing.T) {
 		t.Errorf("grouped heads: FLOPsPerToken = %v, want %v", got, want)
 	}
 }
+
+// resolved spells out the sizes a Config may leave at 0 ("derived": the Mamba's Δ rank, the
+// Transformer++'s key/value heads, head size and MLP width), so that two configs of one network
+// compare equal.
+func resolved(c Config) Config {
+	c.DtRank, c.NKVHead, c.HeadDim, c.DFF = c.Rank(), c.KVHeads(), c.HeadSize(), c.FF()
+	return c
+}

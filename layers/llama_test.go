@@ -400,7 +400,8 @@ func TestLlamaReferenceInvariants(t *testing.T) {
 
 // FuzzParseLlamaHFConfig feeds arbitrary config.json files to the transformers
 // Llama config parser. Nothing may panic; errors are one line; an accepted config
-// validates and survives a write and re-read unchanged.
+// validates and survives a write and re-read as the same network (derived sizes
+// come back spelled out).
 func FuzzParseLlamaHFConfig(f *testing.F) {
 	c := DefaultConfig()
 	c.Arch, c.VocabSize, c.DModel, c.NLayer, c.NHead, c.NKVHead = ArchTransformer, 64, 32, 2, 4, 2
@@ -436,11 +437,4 @@ func FuzzParseLlamaHFConfig(f *testing.F) {
 			t.Fatalf("round trip: %+v, %v; want %+v", back, err, c)
 		}
 	})
-}
-
-// resolved spells out the sizes a Config may leave at 0 ("derived"), so that two configs of
-// one network compare equal.
-func resolved(c Config) Config {
-	c.NKVHead, c.HeadDim, c.DFF = c.KVHeads(), c.HeadSize(), c.FF()
-	return c
 }
