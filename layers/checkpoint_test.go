@@ -245,23 +245,6 @@ func FuzzParseHFConfig(f *testing.F) {
 	f.Add(append(slices.Clone(good), " x"...))
 	f.Add([]byte(`{"model_type": "mamba", "hidden_size": 1e300, "num_hidden_layers": -1, "state_size": 0, "expand": 2, "conv_kernel": 4, "vocab_size": 8, "time_step_rank": 0.5}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		c, err := parseHFConfig(raw)
-		if err != nil {
-			if strings.Contains(err.Error(), "\n") {
-				t.Fatalf("error is not one line: %q", err)
-			}
-			return
-		}
-		if err := c.Validate(); err != nil {
-			t.Fatalf("accepted config does not validate: %v", err)
-		}
-		out, err := c.hfConfigJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := parseHFConfig(out)
-		if err != nil || resolved(back) != resolved(c) {
-			t.Fatalf("config does not survive a write and re-read: %v\n%+v\n%+v", err, c, back)
-		}
+		checkHFRoundTrip(t, raw, parseHFConfig, Config.hfConfigJSON)
 	})
 }

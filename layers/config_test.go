@@ -85,3 +85,28 @@ func resolved(c Config) Config {
 	c.DtRank, c.NKVHead, c.HeadDim, c.DFF = c.Rank(), c.KVHeads(), c.HeadSize(), c.FF()
 	return c
 }
+
+// checkHFRoundTrip is the body of the config.json fuzz targets: parse must not panic and
+// must fail with one line, or accept a config that validates and that write and parse turn
+// back into the same network.
+func checkHFRoundTrip(t *testing.T, raw []byte, parse func([]byte) (Config, error), write func(Config) ([]byte, error)) {
+	t.Helper()
+	c, err := parse(raw)
+	if err != nil {
+		if strings.Contains(err.Error(), "\n") {
+			t.Fatalf("error is not one line: %q", err)
+		}
+		return
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("accepted config does not validate: %v", err)
+	}
+	out, err := write(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := parse(out)
+	if err != nil || resolved(back) != resolved(c) {
+		t.Fatalf("config does not survive a write and re-read: %v\n%+v\n%+v", err, c, back)
+	}
+}

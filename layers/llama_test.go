@@ -418,23 +418,6 @@ func FuzzParseLlamaHFConfig(f *testing.F) {
 	f.Add(append(bytes.Clone(good), " x"...))
 	f.Add([]byte(`{"model_type": "llama", "hidden_size": 1e300, "num_hidden_layers": -1, "num_attention_heads": 0, "vocab_size": 8, "rope_parameters": {"rope_theta": -1}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		c, err := parseLlamaHFConfig(raw)
-		if err != nil {
-			if strings.Contains(err.Error(), "\n") {
-				t.Fatalf("error is not one line: %q", err)
-			}
-			return
-		}
-		if err := c.Validate(); err != nil {
-			t.Fatalf("accepted config does not validate: %v", err)
-		}
-		out, err := c.llamaHFConfigJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := parseLlamaHFConfig(out)
-		if err != nil || resolved(back) != resolved(c) {
-			t.Fatalf("round trip: %+v, %v; want %+v", back, err, c)
-		}
+		checkHFRoundTrip(t, raw, parseLlamaHFConfig, Config.llamaHFConfigJSON)
 	})
 }
