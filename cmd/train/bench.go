@@ -340,32 +340,36 @@ func sgemmPeak() (float64, error) {
 // holds 16 + 8 + decodeSteps positions).
 const decodeSteps = 512
 
-// decodeRate is the tokens/s of generation at a batch size: after a 16-token
-// prefill and 8 warm-up steps, Step until at least 32 steps and a quarter of
-// a second (at most decodeSteps).
+// decodeRate is the tokens/s of generation at a batch size (timeDecode, at most decodeSteps).
 func decodeRate(m layers.LM, batch int, rng *rand.Rand) (float64, error) {
 	d, err := m.NewGenerator(batch, 16+8+decodeSteps)
 	if err != nil {
 		return 0, err
 	}
 	defer d.Close()
-	V := m.Config().VocabSize
+	return timeDecode(d, m.Config().VocabSize, decodeSteps, rng)
+}
+
+// timeDecode is the tokens/s of g: after a 16-token prefill of random tokens and 8 warm-up
+// steps, Step until at least 32 steps and a quarter of a second (at most maxSteps).
+func timeDecode(g layers.Generator, vocab, maxSteps int, rng *rand.Rand) (float64, error) {
+	batch := g.Batch()
 	tok := make([]int32, batch*16)
 	for i := range tok {
-		tok[i] = int32(rng.IntN(V))
+		tok[i] = int32(rng.IntN(vocab))
 	}
-	if _, err := d.Prefill(tok, 16); err != nil {
+	if _, err := g.Prefill(tok, 16); err != nil {
 		return 0, err
 	}
 	tok = tok[:batch]
 	for range 8 {
-		if _, err := d.Step(tok); err != nil {
+		if _, err := g.Step(tok); err != nil {
 			return 0, err
 		}
 	}
 	start, n := time.Now(), 0
-	for ; n < decodeSteps && (n < 32 || time.Since(start) < 250*time.Millisecond); n++ {
-		if _, err := d.Step(tok); err != nil {
+	for ; n < maxSteps && (n < 32 || time.Since(start) < 250*time.Millisecond); n++ {
+		if _, err := g.Step(tok); err != nil {
 			return 0, err
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"time"
@@ -266,34 +267,13 @@ func gemmRate(d *cuda.Device, p cuda.Precision, n int) (gflops, firstMS float64,
 	return gflops, firstMS, nil
 }
 
-// decodeRateCUDA is the tokens/s of gpu.Decoder at a batch size: after a 16-token prefill and 8
-// warm-up steps (the first captures the graph), Step until at least 32 steps and a quarter of a
-// second.
+// decodeRateCUDA is the tokens/s of gpu.Decoder at a batch size (timeDecode, without a limit on
+// the steps: the first warm-up step captures the graph).
 func decodeRateCUDA(d *cuda.Device, m *layers.Model, batch int, rng *rand.Rand) (float64, error) {
 	dec, err := gpu.NewDecoder(d, m, batch)
 	if err != nil {
 		return 0, err
 	}
 	defer dec.Close()
-	V := m.Config().VocabSize
-	tok := make([]int32, batch*16)
-	for i := range tok {
-		tok[i] = int32(rng.IntN(V))
-	}
-	if _, err := dec.Prefill(tok, 16); err != nil {
-		return 0, err
-	}
-	tok = tok[:batch]
-	for range 8 {
-		if _, err := dec.Step(tok); err != nil {
-			return 0, err
-		}
-	}
-	start, n := time.Now(), 0
-	for ; n < 32 || time.Since(start) < 250*time.Millisecond; n++ {
-		if _, err := dec.Step(tok); err != nil {
-			return 0, err
-		}
-	}
-	return float64(n*batch) / time.Since(start).Seconds(), nil
+	return timeDecode(dec, m.Config().VocabSize, math.MaxInt, rng)
 }
