@@ -37,20 +37,7 @@ func (k *Add) Close() error { return nil }
 
 // Forward writes y = in[0] + in[1].
 func (k *Add) Forward(in []Buffer, y Buffer) error {
-	if err := countArgs("Add", "inputs", in, 2); err != nil {
-		return err
-	}
-	if err := firstErr(need("Add", "a", in[0], k.n, 4, false), need("Add", "b", in[1], k.n, 4, false), need("Add", "y", y, k.n, 4, false)); err != nil {
-		return err
-	}
-	d := k.d
-	err := d.enter()
-	defer d.exit()
-	if err != nil {
-		return err
-	}
-	k.p = eltParams{a: in[0].ptr, b: in[1].ptr, y: y.ptr, n: int64(k.n)}
-	return d.launch(k.fwd.name, k.fwd.f, d.elems(k.n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+	return binary(k.d, "Add", [2]string{"a", "b"}, k.fwd, &k.p, k.n, in, y)
 }
 
 // Backward copies dy into each non-nil gradient of din = [da, db].
@@ -67,6 +54,24 @@ func (k *Add) Backward(_ []Buffer, dy Buffer, din []Buffer) error {
 		}
 	}
 	return nil
+}
+
+// binary checks and launches the forward of a two-input elementwise op of n elements: fn reads
+// p.a and p.b and writes p.y (p is the op's own, so that a launch allocates nothing).
+func binary(d *Device, op string, names [2]string, fn function, p *eltParams, n int, in []Buffer, y Buffer) error {
+	if err := countArgs(op, "inputs", in, 2); err != nil {
+		return err
+	}
+	if err := firstErr(need(op, names[0], in[0], n, 4, false), need(op, names[1], in[1], n, 4, false), need(op, "y", y, n, 4, false)); err != nil {
+		return err
+	}
+	err := d.enter()
+	defer d.exit()
+	if err != nil {
+		return err
+	}
+	*p = eltParams{a: in[0].ptr, b: in[1].ptr, y: y.ptr, n: int64(n)}
+	return d.launch(fn.name, fn.f, d.elems(n), dim3{x: threads}, 0, unsafe.Pointer(p))
 }
 
 // Gate is the SiLU gate y = x·silu(z) of N elements. Inputs [x, z]; gradients [dx, dz].
@@ -90,20 +95,7 @@ func (k *Gate) Close() error { return nil }
 
 // Forward writes y = x·silu(z).
 func (k *Gate) Forward(in []Buffer, y Buffer) error {
-	if err := countArgs("Gate", "inputs", in, 2); err != nil {
-		return err
-	}
-	if err := firstErr(need("Gate", "x", in[0], k.n, 4, false), need("Gate", "z", in[1], k.n, 4, false), need("Gate", "y", y, k.n, 4, false)); err != nil {
-		return err
-	}
-	d := k.d
-	err := d.enter()
-	defer d.exit()
-	if err != nil {
-		return err
-	}
-	k.p = eltParams{a: in[0].ptr, b: in[1].ptr, y: y.ptr, n: int64(k.n)}
-	return d.launch(k.fwd.name, k.fwd.f, d.elems(k.n), dim3{x: threads}, 0, unsafe.Pointer(&k.p))
+	return binary(k.d, "Gate", [2]string{"x", "z"}, k.fwd, &k.p, k.n, in, y)
 }
 
 // Backward writes din = [dx, dz] (either may be nil).
