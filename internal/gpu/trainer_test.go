@@ -110,16 +110,7 @@ func TestCUDATrainerMatchesCPU(t *testing.T) {
 			}
 			wantGrads := grads(m)
 
-			be, err := d.NewBackend(cuda.FP32)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer be.Close()
-			tr, err := NewTrainer(be, m, c.batch, c.seqLen)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.Close()
+			tr := newTrainer(t, d, cuda.FP32, m, c.batch, c.seqLen)
 			t.Logf("%d kernel calls per step, %.1f MB of activations", tr.Executor().Launches(), float64(tr.Executor().ArenaBytes())/1e6)
 			got, err := tr.Step(ids, tg, resets)
 			if err != nil {
@@ -221,16 +212,7 @@ func TestCUDATrainerUpdates(t *testing.T) {
 	}
 	host.Step(1e-3, optim.ClipScale(host.GradNorm(), ocfg.GradClip))
 
-	be, err := d.NewBackend(cuda.FP32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
-	tr, err := NewTrainer(be, m, c.batch, c.seqLen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := newTrainer(t, d, cuda.FP32, m, c.batch, c.seqLen)
 	if err := firstErr(tr.Optimize(ocfg, host.State()), tr.Accumulate(2)); err != nil {
 		t.Fatal(err)
 	}
@@ -300,16 +282,7 @@ func TestCUDAPrecisions(t *testing.T) {
 	var refLoss float64
 	for _, p := range []cuda.Precision{cuda.FP32, cuda.TF32, cuda.BF16} {
 		t.Run(p.String(), func(t *testing.T) {
-			be, err := d.NewBackend(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer be.Close()
-			tr, err := NewTrainer(be, m, c.batch, c.seqLen)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.Close()
+			tr := newTrainer(t, d, p, m, c.batch, c.seqLen)
 			loss, err := tr.Step(ids, tg, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -348,4 +321,21 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// newTrainer returns a Trainer of m on a new backend of d in precision p; both close when the
+// test ends.
+func newTrainer(t *testing.T, d *cuda.Device, p cuda.Precision, m *layers.Model, batch, seqLen int) *Trainer {
+	t.Helper()
+	be, err := d.NewBackend(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	tr, err := NewTrainer(be, m, batch, seqLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }
